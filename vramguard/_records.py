@@ -1,0 +1,303 @@
+"""The records sessions and releases produce: frozen dataclasses, sizes in bytes, times in seconds.
+
+Each record has ``to_dict()`` (JSON-safe) and a plain-text ``__str__``; rich tables and plots
+live in :mod:`vramguard.report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vramguard._sizes import format_size
+from vramguard.probes import MemorySnapshot
+
+
+@dataclass(frozen=True)
+class ReleaseStep:
+    """One step of the release procedure: how long it took and what it freed.
+
+    ``allocated_freed_bytes`` is the drop in allocated bytes across the step (live memory the
+    step let go); ``reserved_freed_bytes`` the drop in reserved bytes (memory handed back to the
+    device or the OS). Negative values mean the figure grew during the step.
+    """
+
+    name: str
+    duration_s: float
+    allocated_freed_bytes: int | None
+    reserved_freed_bytes: int | None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A tensor storage allocated inside a session that survived its release."""
+
+    nbytes: int
+    description: str
+    created_at: str | None
+    holders: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["holders"] = list(self.holders)
+        return data
+
+    def __str__(self) -> str:
+        where = f" created at {self.created_at}" if self.created_at else ""
+        held = "; ".join(self.holders) if self.holders else "holder not found"
+        return f"{format_size(self.nbytes)} {self.description}{where} — held by {held}"
+
+
+@dataclass(frozen=True)
+class OrderViolation:
+    """``empty_cache()`` ran while memory that was freed later in the block was still referenced."""
+
+    call_site: str
+    bytes_left_cached: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"empty_cache() at {self.call_site} ran before the references were dropped: "
+            f"{format_size(self.bytes_left_cached)} freed afterwards stayed cached"
+        )
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Memory over time: samples of (t_s, allocated, reserved, nvml process used) and marks.
+
+    ``t_s`` counts from the session's entry. ``marks`` are (t_s, label) pairs: "enter", "exit",
+    each release step ("release:gc", ...) and each empty_cache call.
+    """
+
+    interval_s: float
+    samples: tuple[tuple[float, int | None, int | None, int | None], ...]
+    marks: tuple[tuple[float, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.interval_s,
+            "samples": [list(s) for s in self.samples],
+            "marks": [list(m) for m in self.marks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+        return cls(
+            interval_s=float(data["interval_s"]),
+            samples=tuple((float(s[0]), s[1], s[2], s[3]) for s in data["samples"]),
+            marks=tuple((float(m[0]), str(m[1])) for m in data["marks"]),
+        )
+
+
+def _diff(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a - b
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """What :func:`vramguard.release` did and what came back.
+
+    ``reclaimed_bytes``: the drop in reserved bytes across the release (memory given back to
+    the device or the OS). ``cached_bytes_after``: reserved − allocated afterwards.
+    ``survivors``: values dropped from attributes that are still alive after the release
+    (someone else holds them).
+    """
+
+    device: str
+    before: MemorySnapshot
+    after: MemorySnapshot
+    steps: tuple[ReleaseStep, ...]
+    dropped: tuple[str, ...] = ()
+    evicted: tuple[str, ...] = ()
+    survivors: tuple[str, ...] = ()
+    duration_s: float = 0.0
+
+    @property
+    def reclaimed_bytes(self) -> int | None:
+        return _diff(self.before.reserved_bytes, self.after.reserved_bytes)
+
+    @property
+    def freed_allocated_bytes(self) -> int | None:
+        return _diff(self.before.allocated_bytes, self.after.allocated_bytes)
+
+    @property
+    def cached_bytes_after(self) -> int | None:
+        return self.after.cached_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "release",
+            "device": self.device,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+            "dropped": list(self.dropped),
+            "evicted": list(self.evicted),
+            "survivors": list(self.survivors),
+            "duration_s": self.duration_s,
+            "reclaimed_bytes": self.reclaimed_bytes,
+            "freed_allocated_bytes": self.freed_allocated_bytes,
+            "cached_bytes_after": self.cached_bytes_after,
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"vramguard release on {self.device} ({self.duration_s * 1000:.1f} ms)",
+            f"  allocated  {format_size(self.before.allocated_bytes)} -> {format_size(self.after.allocated_bytes)}",
+            f"  reserved   {format_size(self.before.reserved_bytes)} -> {format_size(self.after.reserved_bytes)}",
+            f"  reclaimed  {format_size(self.reclaimed_bytes)}; still cached {format_size(self.cached_bytes_after)}",
+        ]
+        lines += _steps_text(self.steps)
+        lines += [f"  dropped: {d}" for d in self.dropped]
+        lines += [f"  evicted: {e}" for e in self.evicted]
+        lines += [f"  still alive elsewhere: {s}" for s in self.survivors]
+        return "\n".join(lines)
+
+
+def _steps_text(steps: tuple[ReleaseStep, ...]) -> list[str]:
+    lines = []
+    for step in steps:
+        detail = f"  ({step.detail})" if step.detail else ""
+        lines.append(
+            f"  step {step.name:<12} {step.duration_s * 1000:8.2f} ms  "
+            f"allocated {format_size(step.allocated_freed_bytes, signed=True):>11} freed  "
+            f"reserved {format_size(step.reserved_freed_bytes, signed=True):>11} returned{detail}"
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """What one ``gpu_session`` block did to memory.
+
+    ``before``: at entry. ``at_exit``: when the block ended, before the release. ``after``: after
+    the release. ``peak_allocated_bytes``/``peak_reserved_bytes``: the allocator's peak over the
+    block on CUDA (reset at entry; nested sessions fold theirs into the outer's), the highest
+    sampled figure on the host (see ``GpuSession.sample_interval_s``). ``peak_increase_bytes``:
+    the peak above ``before.allocated_bytes`` — what ``max_peak`` limits.
+    ``reclaimed_bytes``: the drop in reserved bytes across the release. ``cached_bytes_after``:
+    reserved − allocated after the release. ``leaked_bytes``: allocated after − allocated
+    before − kept bytes, never below 0 (with the census on, the survivors' storage bytes; on
+    the host, figures under ``HOST_NOISE_FLOOR_BYTES`` count as 0 without the census).
+    """
+
+    name: str
+    device: str
+    before: MemorySnapshot
+    at_exit: MemorySnapshot
+    after: MemorySnapshot
+    peak_allocated_bytes: int | None
+    peak_reserved_bytes: int | None
+    kept_bytes: int
+    leaked_bytes: int | None
+    release_steps: tuple[ReleaseStep, ...]
+    duration_s: float
+    released: bool = True
+    concurrent: bool = False
+    evicted: tuple[str, ...] = ()
+    leaks: tuple[Leak, ...] = ()
+    order_violations: tuple[OrderViolation, ...] = ()
+    timeline: Timeline | None = None
+    raised: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def peak_increase_bytes(self) -> int | None:
+        return _diff(self.peak_allocated_bytes, self.before.allocated_bytes)
+
+    @property
+    def reclaimed_bytes(self) -> int | None:
+        return _diff(self.at_exit.reserved_bytes, self.after.reserved_bytes)
+
+    @property
+    def cached_bytes_after(self) -> int | None:
+        return self.after.cached_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; :func:`vramguard.report.load_report` reads it back."""
+        return {
+            "kind": "session",
+            "name": self.name,
+            "device": self.device,
+            "before": self.before.to_dict(),
+            "at_exit": self.at_exit.to_dict(),
+            "after": self.after.to_dict(),
+            "peak_allocated_bytes": self.peak_allocated_bytes,
+            "peak_reserved_bytes": self.peak_reserved_bytes,
+            "peak_increase_bytes": self.peak_increase_bytes,
+            "kept_bytes": self.kept_bytes,
+            "leaked_bytes": self.leaked_bytes,
+            "reclaimed_bytes": self.reclaimed_bytes,
+            "cached_bytes_after": self.cached_bytes_after,
+            "release_steps": [s.to_dict() for s in self.release_steps],
+            "duration_s": self.duration_s,
+            "released": self.released,
+            "concurrent": self.concurrent,
+            "evicted": list(self.evicted),
+            "leaks": [leak.to_dict() for leak in self.leaks],
+            "order_violations": [v.to_dict() for v in self.order_violations],
+            "timeline": None if self.timeline is None else self.timeline.to_dict(),
+            "raised": self.raised,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionReport:
+        """Rebuild a report written by :meth:`to_dict`."""
+        return cls(
+            name=data["name"],
+            device=data["device"],
+            before=MemorySnapshot.from_dict(data["before"]),
+            at_exit=MemorySnapshot.from_dict(data["at_exit"]),
+            after=MemorySnapshot.from_dict(data["after"]),
+            peak_allocated_bytes=data["peak_allocated_bytes"],
+            peak_reserved_bytes=data["peak_reserved_bytes"],
+            kept_bytes=data["kept_bytes"],
+            leaked_bytes=data["leaked_bytes"],
+            release_steps=tuple(ReleaseStep(**s) for s in data["release_steps"]),
+            duration_s=data["duration_s"],
+            released=data.get("released", True),
+            concurrent=data.get("concurrent", False),
+            evicted=tuple(data.get("evicted", ())),
+            leaks=tuple(
+                Leak(l["nbytes"], l["description"], l["created_at"], tuple(l["holders"]))
+                for l in data.get("leaks", ())
+            ),
+            order_violations=tuple(OrderViolation(**v) for v in data.get("order_violations", ())),
+            timeline=None if data.get("timeline") is None else Timeline.from_dict(data["timeline"]),
+            raised=data.get("raised"),
+            notes=tuple(data.get("notes", ())),
+        )
+
+    def __str__(self) -> str:
+        flags = " (concurrent sessions on this device: figures are process-wide)" if self.concurrent else ""
+        lines = [
+            f"vramguard session {self.name!r} on {self.device}: {self.duration_s * 1000:.1f} ms{flags}",
+            f"  {'':<10} {'allocated':>12} {'reserved':>12}",
+            f"  {'before':<10} {format_size(self.before.allocated_bytes):>12} {format_size(self.before.reserved_bytes):>12}",
+            f"  {'peak':<10} {format_size(self.peak_allocated_bytes):>12} {format_size(self.peak_reserved_bytes):>12}",
+            f"  {'at exit':<10} {format_size(self.at_exit.allocated_bytes):>12} {format_size(self.at_exit.reserved_bytes):>12}",
+            f"  {'after':<10} {format_size(self.after.allocated_bytes):>12} {format_size(self.after.reserved_bytes):>12}",
+            f"  reclaimed {format_size(self.reclaimed_bytes)}, still cached {format_size(self.cached_bytes_after)}, "
+            f"kept {format_size(self.kept_bytes)}, leaked {format_size(self.leaked_bytes)}",
+        ]
+        if not self.released:
+            lines.append("  release was off (release=False)")
+        lines += _steps_text(self.release_steps)
+        lines += [f"  evicted: {e}" for e in self.evicted]
+        for leak in self.leaks:
+            lines.append(f"  leak: {leak}")
+        for violation in self.order_violations:
+            lines.append(f"  order: {violation}")
+        if self.raised:
+            lines.append(f"  the block raised {self.raised}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)

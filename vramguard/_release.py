@@ -1,0 +1,233 @@
+"""The release procedure, in the only order that works.
+
+1. drop the references (and evict modules' parameters to the meta device);
+2. ``gc.collect()``: tensors held only by reference cycles are freed here (torch's allocator
+   never runs the collector itself);
+3. ``torch.cuda.synchronize(device)``: blocks freed on a stream go back to the allocator only
+   once the stream's work is done;
+4. ``torch.cuda.empty_cache()`` and ``ipc_collect()`` (host: ``malloc_trim(0)``): hand the now
+   unused cached blocks back to the driver (the OS). Emptying the cache before step 1 returns
+   nothing: the blocks freed afterwards go straight back into the cache.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from vramguard import _hooks
+from vramguard._errors import InvalidArgument
+from vramguard._records import ReleaseReport, ReleaseStep
+from vramguard._sizes import format_size
+from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, resolve_device, take
+
+Mark = Callable[[str], None]
+
+
+def _storage_bytes(tensors: Iterable[torch.Tensor], device: torch.device | None) -> int:
+    seen: set[tuple[str, int]] = set()
+    total = 0
+    for tensor in tensors:
+        if tensor.is_meta or (device is not None and tensor.device.type != device.type):
+            continue
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr())
+        if key in seen or storage.data_ptr() == 0:
+            continue
+        seen.add(key)
+        total += storage.nbytes()
+    return total
+
+
+def module_bytes(module: torch.nn.Module, device: torch.device | None = None) -> int:
+    """Storage bytes of a module's parameters and buffers (each storage counted once)."""
+    return _storage_bytes([*module.parameters(), *module.buffers()], device)
+
+
+def evict_module(module: torch.nn.Module, device: torch.device | None = None) -> str:
+    """Move a module's parameters and buffers to the meta device, in place, and say what it freed.
+
+    Every holder of the module sees the meta tensors afterwards, so the old storages are freed
+    even while someone else still holds the module itself.
+    """
+    nbytes = module_bytes(module, device)
+    module.to(device="meta")
+    return f"{type(module).__name__}: {format_size(nbytes)} of parameters and buffers moved to the meta device"
+
+
+def _sync_and_empty(dev: torch.device) -> tuple[list[tuple[str, Callable[[], str]]], bool]:
+    """The device-specific steps after gc: (name, action returning a detail)."""
+    if dev.type == "cpu":
+        return [("malloc_trim", lambda: "" if malloc_trim() else "malloc_trim unavailable (not glibc)")], True
+    if not cuda_initialized():
+        # Nothing was ever allocated; touching CUDA now would create a context.
+        skip = "skipped: CUDA not initialised in this process"
+        return [("synchronize", lambda: skip), ("empty_cache", lambda: skip)], False
+
+    def synchronize() -> str:
+        torch.cuda.synchronize(dev)
+        return ""
+
+    def empty() -> str:
+        with torch.cuda.device(dev):
+            _raw_empty_cache()
+            torch.cuda.ipc_collect()
+        return ""
+
+    return [("synchronize", synchronize), ("empty_cache", empty)], True
+
+
+_original_empty_cache = torch.cuda.empty_cache
+
+
+def _raw_empty_cache() -> None:
+    """torch's own empty_cache, even while the census has wrapped the public one."""
+    _original_empty_cache()
+
+
+def run_release(
+    dev: torch.device,
+    drop: Callable[[], str],
+    *,
+    start: MemorySnapshot | None = None,
+    mark: Mark | None = None,
+) -> tuple[tuple[ReleaseStep, ...], MemorySnapshot]:
+    """Run the four steps on ``dev``, timing each and measuring what it freed.
+
+    ``drop`` performs step 1 and returns a detail for the report. Returns the steps and the
+    final snapshot (with NVML).
+    """
+    steps: list[ReleaseStep] = []
+    current = start if start is not None else take(dev, nvml=False)
+
+    def collect() -> str:
+        found = gc.collect()
+        return f"{found} unreachable objects" if found else ""
+
+    actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
+    actions += _sync_and_empty(dev)[0]
+    for name, action in actions:
+        if mark is not None:
+            mark(f"release:{name}")
+        began = time.perf_counter()
+        detail = action()
+        duration = time.perf_counter() - began
+        now = take(dev, nvml=False)
+        steps.append(
+            ReleaseStep(
+                name=name,
+                duration_s=duration,
+                allocated_freed_bytes=_diff(current.allocated_bytes, now.allocated_bytes),
+                reserved_freed_bytes=_diff(current.reserved_bytes, now.reserved_bytes),
+                detail=detail,
+            )
+        )
+        current = now
+    return tuple(steps), take(dev, nvml=True)
+
+
+def _diff(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a - b
+
+
+def _normalise_attrs(attrs: str | Sequence[str]) -> tuple[str, ...]:
+    names = (attrs,) if isinstance(attrs, str) else tuple(attrs)
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgument("attrs", attrs, "attribute names (str), e.g. attrs=(\"asr_pipeline\", \"model\")")
+    return names
+
+
+def _describe(value: object) -> str:
+    return type(value).__name__
+
+
+def release(
+    *objects: Any,
+    attrs: str | Sequence[str] = (),
+    evict: bool = False,
+    device: DeviceLike | None = "auto",
+) -> ReleaseReport:
+    """Release memory held through ``objects``, in the order that works, and report what came back.
+
+    For each object, each attribute named in ``attrs`` is set to None (every object must have
+    every attribute; nothing is changed otherwise). With ``evict=True`` the modules among the
+    objects and among the dropped values are moved to the meta device first, freeing their
+    parameters even where someone else holds them. Then ``gc.collect()``, synchronize and
+    empty the cache (host: ``malloc_trim``).
+
+    The caller's own names are not touched: ``release(model)`` cannot unbind ``model`` in the
+    caller; drop it with ``del`` first, or hold it on an object and name the attribute.
+    """
+    dev = resolve_device(device)
+    names = _normalise_attrs(attrs)
+    if not isinstance(evict, bool):
+        raise InvalidArgument("evict", evict, "True or False")
+    for obj in objects:
+        missing = [n for n in names if not hasattr(obj, n)]
+        if missing:
+            raise InvalidArgument("attrs", tuple(names), f"attributes that {type(obj).__name__} has (missing: {', '.join(missing)})")
+    began = time.perf_counter()
+    before = take(dev, nvml=True)
+    dropped: list[str] = []
+    evicted: list[str] = []
+    watch: list[tuple[str, weakref.ref[Any]]] = []
+
+    def drop() -> str:
+        for obj in objects:
+            if evict and isinstance(obj, torch.nn.Module):
+                evicted.append(evict_module(obj, dev))
+            for name in names:
+                value = getattr(obj, name)
+                label = f"{type(obj).__name__}.{name} ({_describe(value)})"
+                if value is None:
+                    continue
+                if evict and isinstance(value, torch.nn.Module):
+                    evicted.append(evict_module(value, dev))
+                try:
+                    watch.append((label, weakref.ref(value)))
+                except TypeError:
+                    pass
+                setattr(obj, name, None)
+                dropped.append(label)
+                del value
+        return f"{len(dropped)} attribute(s) set to None" if dropped else ""
+
+    steps, after = run_release(dev, drop, start=take(dev, nvml=False))
+    survivors = tuple(
+        f"{label}: still referenced ({sys.getrefcount(obj) - 2} other reference(s))"
+        for label, ref in watch
+        if (obj := ref()) is not None
+    )
+    return ReleaseReport(
+        device=str(dev),
+        before=before,
+        after=after,
+        steps=steps,
+        dropped=tuple(dropped),
+        evicted=tuple(evicted),
+        survivors=survivors,
+        duration_s=time.perf_counter() - began,
+    )
+
+
+def empty_cache(device: DeviceLike | None = "auto") -> None:
+    """Empty the allocator's cache of ``device`` (host: ``malloc_trim(0)``).
+
+    The same as ``torch.cuda.empty_cache()``, also for the host, and seen by running sessions
+    (which check that it did not run before the references were dropped).
+    """
+    dev = resolve_device(device)
+    for listener in tuple(_hooks.empty_cache_listeners):
+        listener(dev, 2)
+    if dev.type == "cpu":
+        malloc_trim()
+    elif cuda_initialized():
+        with torch.cuda.device(dev):
+            _raw_empty_cache()

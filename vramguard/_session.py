@@ -1,0 +1,460 @@
+"""``gpu_session``: measure a block's memory, release it in the right order, report what survived.
+
+One object is a context manager (``with``, ``async with``) and a decorator (bare or with
+arguments, sync or async functions). Each entry produces a fresh :class:`SessionReport`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+import torch
+
+from vramguard import _release
+from vramguard._errors import InvalidArgument, LeakError, LeakWarning, PeakExceeded, SessionError
+from vramguard._records import Leak, OrderViolation, SessionReport, Timeline
+from vramguard._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
+from vramguard._sizes import SizeLike, format_size, parse_size
+from vramguard.probes import DeviceLike, MemorySnapshot, reset_peak, resolve_device, take
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+LeakPolicy = Literal["ignore", "warn", "raise"]
+_LEAK_POLICIES = ("ignore", "warn", "raise")
+
+HOST_NOISE_FLOOR_BYTES = 256 * 1024
+"""Without the census, a host leak figure under this is interpreter noise (malloc deltas of
+1–42 KiB were measured for a block that kept nothing) and is reported as 0."""
+
+_MAX_KEPT_DEPTH = 6
+
+
+def tensors_in(obj: object, *, depth: int = _MAX_KEPT_DEPTH) -> Iterable[torch.Tensor]:
+    """Tensors reachable from ``obj`` through modules, mappings, sequences, sets and dataclasses."""
+    seen: set[int] = set()
+    stack: list[tuple[object, int]] = [(obj, 0)]
+    while stack:
+        item, level = stack.pop()
+        if id(item) in seen or level > depth:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, torch.nn.Module):
+            yield from item.parameters()
+            yield from item.buffers()
+        elif isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((v, level + 1) for v in item)
+        elif hasattr(item, "__dataclass_fields__"):
+            stack.extend((getattr(item, name, None), level + 1) for name in item.__dataclass_fields__)
+
+
+def storage_bytes(objects: Iterable[object], device: torch.device) -> int:
+    """Storage bytes on ``device`` of the tensors reachable from ``objects``, each storage once."""
+    seen: set[int] = set()
+    total = 0
+    for obj in objects:
+        for tensor in tensors_in(obj):
+            if tensor.device.type != device.type or tensor.is_meta:
+                continue
+            storage = tensor.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr == 0 or ptr in seen:
+                continue
+            seen.add(ptr)
+            total += storage.nbytes()
+    return total
+
+
+# Sessions active now, per device: for nesting (peaks fold into the outer's) and concurrency.
+_active_lock = threading.Lock()
+_active: dict[str, list[_Run]] = {}
+
+
+@dataclass
+class _Run:
+    """The state of one entry into a session."""
+
+    name: str
+    device: torch.device
+    thread: int
+    started_s: float
+    before: MemorySnapshot
+    subscription: Subscription | None
+    owned: list[tuple[object, bool]] = field(default_factory=list)
+    kept: list[object] = field(default_factory=list)
+    peak_floor_allocated: int | None = None
+    peak_floor_reserved: int | None = None
+    concurrent: bool = False
+    marks: list[tuple[float, str]] = field(default_factory=list)
+    census: Any = None
+
+    def fold_peak(self, allocated: int | None, reserved: int | None) -> None:
+        if allocated is not None:
+            self.peak_floor_allocated = max(self.peak_floor_allocated or 0, allocated)
+        if reserved is not None:
+            self.peak_floor_reserved = max(self.peak_floor_reserved or 0, reserved)
+
+    def mark(self, label: str) -> None:
+        self.marks.append((time.monotonic() - self.started_s, label))
+
+
+def _max(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+class GpuSession:
+    """A measured, released block. Create with :func:`gpu_session`."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        device: DeviceLike | None = "auto",
+        release: bool = True,
+        leaks: LeakPolicy = "warn",
+        leak_tolerance: SizeLike = 0,
+        max_peak: SizeLike | None = None,
+        census: bool = True,
+        strict: bool = False,
+        sample_every: float | None = None,
+        record_history: bool = False,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgument("name", name, "a str, or None for the decorated function's name")
+        if leaks not in _LEAK_POLICIES:
+            raise InvalidArgument("leaks", leaks, _LEAK_POLICIES)
+        for flag, value in (("release", release), ("census", census), ("strict", strict), ("record_history", record_history)):
+            if not isinstance(value, bool):
+                raise InvalidArgument(flag, value, "True or False")
+        if sample_every is not None and (
+            isinstance(sample_every, bool) or not isinstance(sample_every, (int, float)) or not 0 < sample_every <= 60
+        ):
+            raise InvalidArgument("sample_every", sample_every, "None or a number of seconds in (0, 60]")
+        self.name = name
+        self.device = resolve_device(device)
+        self.release = release
+        self.leaks: LeakPolicy = leaks
+        self.leak_tolerance_bytes = parse_size(leak_tolerance, argument="leak_tolerance")
+        self.max_peak_bytes = None if max_peak is None else parse_size(max_peak, argument="max_peak")
+        self.census = census
+        self.strict = strict
+        self.sample_every = None if sample_every is None else float(sample_every)
+        self.record_history = record_history
+        self.sample_interval_s = self.sample_every or HOST_SAMPLE_INTERVAL_S
+        self.report: SessionReport | None = None
+        self._run: _Run | None = None
+
+    # -- the block's API ------------------------------------------------------------------
+    def own(self, obj: T, *, evict: bool = False) -> T:
+        """Hold ``obj`` for the block and drop it at exit; ``evict=True`` also moves an
+        ``nn.Module``'s parameters and buffers to the meta device, freeing them even if someone
+        else still holds the module."""
+        run = self._require_run("own")
+        if not isinstance(evict, bool):
+            raise InvalidArgument("evict", evict, "True or False")
+        if evict and not isinstance(obj, torch.nn.Module):
+            raise InvalidArgument("evict", evict, f"evict=True only for torch.nn.Module, not {type(obj).__name__}")
+        run.owned.append((obj, evict))
+        return obj
+
+    def keep(self, obj: T) -> T:
+        """Mark ``obj`` (and the tensors reachable from it) as an expected survivor, not a leak."""
+        self._require_run("keep").kept.append(obj)
+        return obj
+
+    def _require_run(self, what: str) -> _Run:
+        if self._run is None:
+            raise SessionError(f"{what}() is only valid inside the session's block")
+        return self._run
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self) -> GpuSession:
+        if self._run is not None:
+            raise SessionError(f"session {self.name!r} is already active; create one session per block")
+        self._run = self._start(self.name or "session")
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> GpuSession:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._finish(exc)
+
+    # -- decorator --------------------------------------------------------------------------
+    def __call__(self, fn: F) -> F:
+        """Decorate ``fn``: each call runs in a fresh session; the last report is ``fn.vram_report``."""
+        if not callable(fn):
+            raise InvalidArgument("fn", fn, "a function to decorate")
+        name = self.name or getattr(fn, "__qualname__", getattr(fn, "__name__", "session"))
+        config = self._config()
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                session = GpuSession(name, **config)
+                try:
+                    async with session:
+                        result = await fn(*args, **kwargs)
+                        session.keep(result)
+                        return result
+                finally:
+                    async_wrapper.vram_report = session.report  # type: ignore[attr-defined]
+
+            async_wrapper.vram_report = None  # type: ignore[attr-defined]
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            session = GpuSession(name, **config)
+            try:
+                with session:
+                    result = fn(*args, **kwargs)
+                    session.keep(result)
+                    return result
+            finally:
+                wrapper.vram_report = session.report  # type: ignore[attr-defined]
+
+        wrapper.vram_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "release": self.release,
+            "leaks": self.leaks,
+            "leak_tolerance": self.leak_tolerance_bytes,
+            "max_peak": self.max_peak_bytes,
+            "census": self.census,
+            "strict": self.strict,
+            "sample_every": self.sample_every,
+            "record_history": self.record_history,
+        }
+
+    # -- entry and exit ---------------------------------------------------------------------
+    def _start(self, name: str) -> _Run:
+        dev = self.device
+        key = str(dev)
+        me = threading.get_ident()
+        record = self.sample_every is not None
+        subscription = None
+        if dev.type == "cpu" or record:
+            subscription = Subscription(dev, self.sample_interval_s, record, nvml=record)
+        before = take(dev, nvml=True)
+        run = _Run(name, dev, me, time.monotonic(), before, subscription)
+        with _active_lock:
+            others = _active.setdefault(key, [])
+            for other in others:
+                # Fold everyone's peak so far before the reset below wipes it.
+                other.fold_peak(before.peak_allocated_bytes, before.peak_reserved_bytes)
+                if other.thread != me:
+                    other.concurrent = run.concurrent = True
+            others.append(run)
+        reset_peak(dev)
+        run.fold_peak(before.allocated_bytes, before.reserved_bytes)
+        if self.census:
+            run.census = _start_census(dev, self.strict)
+        if subscription is not None:
+            SAMPLER.subscribe(subscription)
+        run.mark("enter")
+        return run
+
+    def _finish(self, exc: BaseException | None) -> None:
+        run = self._run
+        assert run is not None
+        try:
+            report = self._measure_and_release(run, exc)
+        finally:
+            self._run = None
+        self.report = report
+        if exc is not None:
+            # Never swallow or replace the block's exception: attach the report to it.
+            _add_note(exc, f"vramguard report for the failed block:\n{report}")
+            return
+        self._enforce(report)
+
+    def _measure_and_release(self, run: _Run, exc: BaseException | None) -> SessionReport:
+        dev = run.device
+        run.mark("exit")
+        at_exit = take(dev, nvml=False)
+        census = run.census
+        if census is not None:
+            census.stop()
+        evicted: list[str] = []
+
+        def drop() -> str:
+            count = len(run.owned)
+            for obj, evict in run.owned:
+                if evict:
+                    assert isinstance(obj, torch.nn.Module)
+                    evicted.append(_release.evict_module(obj, dev))
+            run.owned.clear()
+            return f"{count} owned reference(s) dropped" if count else ""
+
+        if self.release:
+            steps, after = _release.run_release(dev, drop, start=at_exit, mark=run.mark)
+        else:
+            drop()
+            steps, after = (), take(dev, nvml=True)
+        subscription = run.subscription
+        if subscription is not None:
+            SAMPLER.unsubscribe(subscription, join=subscription.record)
+        with _active_lock:
+            runs = _active.get(str(dev), [])
+            if run in runs:
+                runs.remove(run)
+            concurrent = run.concurrent or any(other.thread != run.thread for other in runs)
+        peak_allocated = _max(
+            run.peak_floor_allocated,
+            at_exit.peak_allocated_bytes,
+            at_exit.allocated_bytes,
+            subscription.peak_allocated_bytes if subscription else None,
+        )
+        peak_reserved = _max(
+            run.peak_floor_reserved,
+            at_exit.peak_reserved_bytes,
+            at_exit.reserved_bytes,
+            subscription.peak_reserved_bytes if subscription else None,
+        )
+        with _active_lock:
+            for other in _active.get(str(dev), []):
+                other.fold_peak(peak_allocated, peak_reserved)
+        kept_bytes = storage_bytes(run.kept, dev)
+        notes: list[str] = list(after.notes)
+        leaks: tuple[Leak, ...] = ()
+        violations: tuple[OrderViolation, ...] = ()
+        leaked: int | None
+        if census is not None:
+            leaks, violations = census.finish(run.kept)
+            leaked = sum(leak.nbytes for leak in leaks)
+        else:
+            leaked = _allocator_leak(run.before, after, kept_bytes)
+            if dev.type == "cpu" and leaked is not None and 0 < leaked < HOST_NOISE_FLOOR_BYTES:
+                notes.append(
+                    f"host malloc grew by {format_size(leaked)}, under the noise floor of "
+                    f"{format_size(HOST_NOISE_FLOOR_BYTES)}: counted as no leak"
+                )
+                leaked = 0
+        run.kept.clear()
+        timeline = None
+        if subscription is not None and subscription.record:
+            timeline = Timeline(self.sample_interval_s, tuple(subscription.samples), tuple(run.marks))
+        return SessionReport(
+            name=run.name,
+            device=str(dev),
+            before=run.before,
+            at_exit=at_exit,
+            after=after,
+            peak_allocated_bytes=peak_allocated,
+            peak_reserved_bytes=peak_reserved,
+            kept_bytes=kept_bytes,
+            leaked_bytes=leaked,
+            release_steps=steps,
+            duration_s=time.monotonic() - run.started_s,
+            released=self.release,
+            concurrent=concurrent,
+            evicted=tuple(evicted),
+            leaks=leaks,
+            order_violations=violations,
+            timeline=timeline,
+            raised=None if exc is None else type(exc).__name__,
+            notes=tuple(notes),
+        )
+
+    def _enforce(self, report: SessionReport) -> None:
+        if self.max_peak_bytes is not None:
+            increase = report.peak_increase_bytes
+            if increase is not None and increase > self.max_peak_bytes:
+                raise PeakExceeded(
+                    f"session {report.name!r} was limited to {format_size(self.max_peak_bytes)} "
+                    f"but peaked at {format_size(increase)} above its start\n{report}",
+                    report,
+                )
+        leaked = report.leaked_bytes or 0
+        if self.leaks != "ignore" and leaked > self.leak_tolerance_bytes:
+            message = (
+                f"session {report.name!r} leaked {format_size(leaked)} "
+                f"(tolerance {format_size(self.leak_tolerance_bytes)})\n{report}"
+            )
+            if self.leaks == "raise":
+                raise LeakError(message, report)
+            warnings.warn(LeakWarning(message), stacklevel=3)
+
+
+def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
+    if before.allocated_bytes is None or after.allocated_bytes is None:
+        return None
+    return max(0, after.allocated_bytes - before.allocated_bytes - kept_bytes)
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+def _start_census(device: torch.device, strict: bool) -> Any:
+    """Start the census of tensors created in the block, if the census layer is available."""
+    try:
+        from vramguard.census import Census
+    except ImportError:
+        return None
+    census = Census(device, strict=strict)
+    census.start()
+    return census
+
+
+@overload
+def gpu_session(name: F, /) -> F: ...
+
+
+@overload
+def gpu_session(
+    name: str | None = None,
+    *,
+    device: DeviceLike | None = "auto",
+    release: bool = True,
+    leaks: LeakPolicy = "warn",
+    leak_tolerance: SizeLike = 0,
+    max_peak: SizeLike | None = None,
+    census: bool = True,
+    strict: bool = False,
+    sample_every: float | None = None,
+    record_history: bool = False,
+) -> GpuSession: ...
+
+
+def gpu_session(name: Any = None, /, **options: Any) -> Any:
+    """A measured block: ``with gpu_session("whisper", device="cuda", max_peak="6 GiB") as s:``.
+
+    Also ``async with``, and a decorator bare (``@gpu_session``) or with arguments. Options:
+    ``device`` ("auto", "cpu", "cuda", "cuda:N", int, torch.device), ``release`` (run the
+    ordered release at exit), ``leaks`` ("ignore", "warn", "raise") above ``leak_tolerance``
+    (a size), ``max_peak`` (a size: the most the block may add at its peak), ``census``
+    (track tensors created in the block to name leaks and their holders), ``strict``
+    (raise on release-order violations), ``sample_every`` (seconds: record a timeline),
+    ``record_history`` (CUDA: torch's memory history for the block).
+    """
+    if callable(name) and not isinstance(name, str):
+        return GpuSession(None, **options)(name)
+    return GpuSession(name, **options)

@@ -1,0 +1,26 @@
+"""Reading memory: the torch CUDA allocator, NVML and the host heap. Knows nothing of sessions."""
+
+from __future__ import annotations
+
+from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
+from vramguard.probes._host import heap_in_use_bytes, malloc_trim, read_heap
+from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
+from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
+from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
+
+__all__ = [
+    "ACCEPTED_DEVICES",
+    "DeviceLike",
+    "MemorySnapshot",
+    "cuda_initialized",
+    "heap_in_use_bytes",
+    "list_devices",
+    "malloc_trim",
+    "read_allocator",
+    "read_heap",
+    "read_nvml",
+    "reset_peak",
+    "resolve_device",
+    "snapshot",
+    "take",
+]

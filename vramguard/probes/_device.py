@@ -1,0 +1,63 @@
+"""Turning the ``device`` argument into a torch.device, without creating a CUDA context."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from vramguard._errors import InvalidArgument
+
+DeviceLike = str | int | torch.device
+ACCEPTED_DEVICES = '"auto", "cpu", "cuda", "cuda:N", an int N, or a torch.device of type cpu/cuda'
+_CUDA_INDEX = re.compile(r"^cuda:(\d+)$")
+
+
+def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "device") -> torch.device:
+    """Return ``torch.device("cpu")`` or ``torch.device("cuda", N)`` with an explicit index.
+
+    "auto" is the current CUDA device when CUDA is available, else the CPU. Asking for CUDA
+    where there is none, or for an index that does not exist, raises :class:`InvalidArgument`
+    naming the devices that do exist. Nothing here creates a CUDA context.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    if isinstance(device, bool):
+        raise InvalidArgument(argument, device, ACCEPTED_DEVICES)
+    if isinstance(device, int):
+        return _cuda(device, device, argument)
+    if isinstance(device, torch.device):
+        if device.type == "cpu":
+            return torch.device("cpu")
+        if device.type == "cuda":
+            index = device.index if device.index is not None else _current_index(device, argument)
+            return _cuda(index, device, argument)
+        raise InvalidArgument(argument, device, ACCEPTED_DEVICES)
+    if isinstance(device, str):
+        text = device.strip().lower()
+        if text == "cpu":
+            return torch.device("cpu")
+        if text == "cuda":
+            return _cuda(_current_index(device, argument), device, argument)
+        match = _CUDA_INDEX.match(text)
+        if match:
+            return _cuda(int(match.group(1)), device, argument)
+    raise InvalidArgument(argument, device, ACCEPTED_DEVICES)
+
+
+def _current_index(original: object, argument: str) -> int:
+    if not torch.cuda.is_available():
+        raise InvalidArgument(argument, original, f"{ACCEPTED_DEVICES}; this machine has no CUDA device, use \"cpu\"")
+    return torch.cuda.current_device()
+
+
+def _cuda(index: int, original: object, argument: str) -> torch.device:
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InvalidArgument(argument, original, f"{ACCEPTED_DEVICES}; this machine has no CUDA device, use \"cpu\"")
+    if not 0 <= index < count:
+        existing = ", ".join(f"cuda:{i}" for i in range(count))
+        raise InvalidArgument(argument, original, f"{ACCEPTED_DEVICES}; CUDA devices here: {existing}")
+    return torch.device("cuda", index)

@@ -1,0 +1,137 @@
+"""NVML, through one wrapper: started lazily once behind a lock, shut down at exit.
+
+Without a driver (or without nvidia-ml-py) every reading is ``None`` with a reason; nothing
+raises on import or on a query. NVML queries never create a CUDA context.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"started": False, "module": None, "reason": None}
+
+
+@dataclass(frozen=True)
+class NvmlReading:
+    """What NVML says of one GPU and of this process on it."""
+
+    device_total_bytes: int | None
+    device_used_bytes: int | None
+    process_used_bytes: int | None
+    reason: str | None
+
+
+def _start() -> Any:
+    """Return the pynvml module once nvmlInit succeeded, else None (reason kept)."""
+    if _state["started"]:
+        return _state["module"]
+    with _lock:
+        if _state["started"]:
+            return _state["module"]
+        try:
+            import pynvml
+        except ImportError:
+            _state["reason"] = "nvidia-ml-py not installed: pip install 'vramguard[nvml]'"
+        else:
+            try:
+                pynvml.nvmlInit()
+            except Exception as error:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+                _state["reason"] = f"NVML not available: {type(error).__name__}: {error}".rstrip(": ")
+            else:
+                _state["module"] = pynvml
+                atexit.register(_shutdown)
+        _state["started"] = True
+    return _state["module"]
+
+
+def _shutdown() -> None:
+    with _lock:
+        module = _state["module"]
+        if module is not None:
+            try:
+                module.nvmlShutdown()
+            except Exception:  # pragma: no cover - shutting down anyway
+                pass
+        _state.update(started=False, module=None)
+
+
+def unavailable_reason() -> str | None:
+    """Why NVML cannot be read, or None when it can."""
+    _start()
+    return _state["reason"] if _state["module"] is None else None
+
+
+def _handle(nvml: Any, torch_index: int) -> Any:
+    """The NVML handle of torch's device ``torch_index``, honouring CUDA_VISIBLE_DEVICES."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None or not visible.strip():
+        return nvml.nvmlDeviceGetHandleByIndex(torch_index)
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    entry = entries[torch_index]
+    if entry.isdigit():
+        return nvml.nvmlDeviceGetHandleByIndex(int(entry))
+    return nvml.nvmlDeviceGetHandleByUUID(entry)
+
+
+def read_nvml(torch_index: int, pid: int | None = None) -> NvmlReading:
+    """Total and used memory of the device, and this process's use matched by pid."""
+    nvml = _start()
+    if nvml is None:
+        return NvmlReading(None, None, None, _state["reason"])
+    pid = os.getpid() if pid is None else pid
+    try:
+        handle = _handle(nvml, torch_index)
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
+        total, used = int(info.total), int(info.used)
+    except Exception as error:
+        return NvmlReading(None, None, None, f"NVML query failed: {type(error).__name__}: {error}")
+    try:
+        processes = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+    except Exception as error:
+        return NvmlReading(total, used, None, f"NVML process list failed: {error}")
+    for process in processes:
+        if int(process.pid) == pid:
+            memory = process.usedGpuMemory
+            if memory is None:
+                return NvmlReading(total, used, None, "NVML gives no per-process memory here (MIG or WDDM)")
+            return NvmlReading(total, used, int(memory), None)
+    return NvmlReading(
+        total,
+        used,
+        None,
+        f"pid {pid} not in NVML's process list (no CUDA context yet, or a container's pid namespace)",
+    )
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """Every GPU NVML sees: index, name, total/used bytes and processes (pid, used bytes)."""
+    nvml = _start()
+    if nvml is None:
+        return []
+    devices = []
+    for index in range(int(nvml.nvmlDeviceGetCount())):
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
+        name = nvml.nvmlDeviceGetName(handle)
+        processes = []
+        try:
+            for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                used = process.usedGpuMemory
+                processes.append({"pid": int(process.pid), "used_bytes": None if used is None else int(used)})
+        except Exception:  # pragma: no cover - needs a driver
+            pass
+        devices.append(
+            {
+                "index": index,
+                "name": name.decode() if isinstance(name, bytes) else str(name),
+                "total_bytes": int(info.total),
+                "used_bytes": int(info.used),
+                "processes": processes,
+            }
+        )
+    return devices
