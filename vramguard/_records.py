@@ -6,9 +6,13 @@ live in :mod:`vramguard.report`.
 
 from __future__ import annotations
 
+import os
+import pickle
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from vramguard._errors import VramGuardError
 from vramguard._sizes import format_size
 from vramguard.probes import MemorySnapshot
 
@@ -162,6 +166,10 @@ class ReleaseReport:
         return "\n".join(lines)
 
 
+def _row(label: str, allocated: int | None, reserved: int | None) -> str:
+    return f"  {label:<10} {format_size(allocated):>12} {format_size(reserved):>12}"
+
+
 def _steps_text(steps: tuple[ReleaseStep, ...]) -> list[str]:
     lines = []
     for step in steps:
@@ -208,6 +216,9 @@ class SessionReport:
     timeline: Timeline | None = None
     raised: str | None = None
     notes: tuple[str, ...] = field(default=())
+    memory_history: Any = field(default=None, compare=False, repr=False)
+    """torch's memory snapshot with the block's history (``record_history=True``, CUDA); not
+    part of :meth:`to_dict`: write it with :meth:`dump_snapshot`."""
 
     @property
     def peak_increase_bytes(self) -> int | None:
@@ -220,6 +231,28 @@ class SessionReport:
     @property
     def cached_bytes_after(self) -> int | None:
         return self.after.cached_bytes
+
+    def plot(self, path: str | os.PathLike[str], **options: Any) -> Path:
+        """Write a PNG of this report (the timeline if recorded, else bars); needs matplotlib.
+
+        Options go to :func:`vramguard.report.plot.plot_report`. The one place the core reaches
+        up into ``vramguard.report``: imported here, lazily, so the records stay plain data.
+        """
+        from vramguard.report.plot import plot_report
+
+        return plot_report(self, path, **options)
+
+    def dump_snapshot(self, path: str | os.PathLike[str]) -> Path:
+        """Write torch's memory snapshot of the block as the pickle pytorch.org/memory_viz opens."""
+        if self.memory_history is None:
+            raise VramGuardError(
+                f"session {self.name!r} has no memory history to dump: run it on a CUDA device "
+                "with gpu_session(..., record_history=True)"
+            )
+        target = Path(path)
+        with target.open("wb") as file:
+            pickle.dump(self.memory_history, file)
+        return target
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :func:`vramguard.report.load_report` reads it back."""
@@ -268,8 +301,8 @@ class SessionReport:
             concurrent=data.get("concurrent", False),
             evicted=tuple(data.get("evicted", ())),
             leaks=tuple(
-                Leak(l["nbytes"], l["description"], l["created_at"], tuple(l["holders"]))
-                for l in data.get("leaks", ())
+                Leak(x["nbytes"], x["description"], x["created_at"], tuple(x["holders"]))
+                for x in data.get("leaks", ())
             ),
             order_violations=tuple(OrderViolation(**v) for v in data.get("order_violations", ())),
             timeline=None if data.get("timeline") is None else Timeline.from_dict(data["timeline"]),
@@ -282,10 +315,10 @@ class SessionReport:
         lines = [
             f"vramguard session {self.name!r} on {self.device}: {self.duration_s * 1000:.1f} ms{flags}",
             f"  {'':<10} {'allocated':>12} {'reserved':>12}",
-            f"  {'before':<10} {format_size(self.before.allocated_bytes):>12} {format_size(self.before.reserved_bytes):>12}",
-            f"  {'peak':<10} {format_size(self.peak_allocated_bytes):>12} {format_size(self.peak_reserved_bytes):>12}",
-            f"  {'at exit':<10} {format_size(self.at_exit.allocated_bytes):>12} {format_size(self.at_exit.reserved_bytes):>12}",
-            f"  {'after':<10} {format_size(self.after.allocated_bytes):>12} {format_size(self.after.reserved_bytes):>12}",
+            _row("before", self.before.allocated_bytes, self.before.reserved_bytes),
+            _row("peak", self.peak_allocated_bytes, self.peak_reserved_bytes),
+            _row("at exit", self.at_exit.allocated_bytes, self.at_exit.reserved_bytes),
+            _row("after", self.after.allocated_bytes, self.after.reserved_bytes),
             f"  reclaimed {format_size(self.reclaimed_bytes)}, still cached {format_size(self.cached_bytes_after)}, "
             f"kept {format_size(self.kept_bytes)}, leaked {format_size(self.leaked_bytes)}",
         ]

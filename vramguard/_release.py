@@ -77,7 +77,7 @@ def _sync_and_empty(dev: torch.device) -> tuple[list[tuple[str, Callable[[], str
     def empty() -> str:
         with torch.cuda.device(dev):
             _raw_empty_cache()
-            torch.cuda.ipc_collect()
+            torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
         return ""
 
     return [("synchronize", synchronize), ("empty_cache", empty)], True
@@ -172,7 +172,8 @@ def release(
     for obj in objects:
         missing = [n for n in names if not hasattr(obj, n)]
         if missing:
-            raise InvalidArgument("attrs", tuple(names), f"attributes that {type(obj).__name__} has (missing: {', '.join(missing)})")
+            accepted = f"attributes that {type(obj).__name__} has (missing: {', '.join(missing)})"
+            raise InvalidArgument("attrs", tuple(names), accepted)
     began = time.perf_counter()
     before = take(dev, nvml=True)
     dropped: list[str] = []

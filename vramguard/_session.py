@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import torch
 
-from vramguard import _release
+from vramguard import _hooks, _release
 from vramguard._errors import InvalidArgument, LeakError, LeakWarning, PeakExceeded, SessionError
 from vramguard._records import Leak, OrderViolation, SessionReport, Timeline
 from vramguard._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
@@ -135,7 +135,8 @@ class GpuSession:
             raise InvalidArgument("name", name, "a str, or None for the decorated function's name")
         if leaks not in _LEAK_POLICIES:
             raise InvalidArgument("leaks", leaks, _LEAK_POLICIES)
-        for flag, value in (("release", release), ("census", census), ("strict", strict), ("record_history", record_history)):
+        flags = (("release", release), ("census", census), ("strict", strict), ("record_history", record_history))
+        for flag, value in flags:
             if not isinstance(value, bool):
                 raise InvalidArgument(flag, value, "True or False")
         if sample_every is not None and (
@@ -152,9 +153,13 @@ class GpuSession:
         self.strict = strict
         self.sample_every = None if sample_every is None else float(sample_every)
         self.record_history = record_history
+        if record_history and self.device.type != "cuda":
+            accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
+            raise InvalidArgument("device", device, accepted)
         self.sample_interval_s = self.sample_every or HOST_SAMPLE_INTERVAL_S
         self.report: SessionReport | None = None
         self._run: _Run | None = None
+        self._on_empty_cache: _hooks.EmptyCacheListener | None = None
 
     # -- the block's API ------------------------------------------------------------------
     def own(self, obj: T, *, evict: bool = False) -> T:
@@ -275,6 +280,16 @@ class GpuSession:
             run.census = _start_census(dev, self.strict)
         if subscription is not None:
             SAMPLER.subscribe(subscription)
+        if record:
+            # Timeline marks for the block's empty_cache calls (the release's own are release:*).
+            def on_empty_cache(device: torch.device, depth: int) -> None:
+                if device == dev:
+                    run.mark("empty_cache")
+
+            self._on_empty_cache = on_empty_cache
+            _hooks.empty_cache_listeners.append(on_empty_cache)
+        if self.record_history:
+            _history(True)
         run.mark("enter")
         return run
 
@@ -295,6 +310,9 @@ class GpuSession:
     def _measure_and_release(self, run: _Run, exc: BaseException | None) -> SessionReport:
         dev = run.device
         run.mark("exit")
+        if self._on_empty_cache in _hooks.empty_cache_listeners:
+            _hooks.empty_cache_listeners.remove(self._on_empty_cache)
+        self._on_empty_cache = None
         at_exit = take(dev, nvml=False)
         census = run.census
         if census is not None:
@@ -315,6 +333,7 @@ class GpuSession:
         else:
             drop()
             steps, after = (), take(dev, nvml=True)
+        history = _history(False) if self.record_history else None
         subscription = run.subscription
         if subscription is not None:
             SAMPLER.unsubscribe(subscription, join=subscription.record)
@@ -378,6 +397,7 @@ class GpuSession:
             timeline=timeline,
             raised=None if exc is None else type(exc).__name__,
             notes=tuple(notes),
+            memory_history=history,
         )
 
     def _enforce(self, report: SessionReport) -> None:
@@ -400,6 +420,24 @@ class GpuSession:
             warnings.warn(LeakWarning(message), stacklevel=3)
 
 
+_history_users = [0]
+HISTORY_MAX_ENTRIES = 100_000
+"""Allocator events torch keeps for ``record_history=True`` (several KB each in the pickle)."""
+
+
+def _history(start: bool) -> Any:
+    """Turn torch's CUDA memory history on (nested sessions share it) or take its snapshot and
+    turn it off when the last recording session leaves."""
+    snap = None if start else torch.cuda.memory._snapshot()
+    with _active_lock:
+        if start and _history_users[0] == 0:
+            torch.cuda.memory._record_memory_history(max_entries=HISTORY_MAX_ENTRIES)
+        _history_users[0] += 1 if start else -1
+        if not start and _history_users[0] == 0:
+            torch.cuda.memory._record_memory_history(enabled=None)
+    return snap
+
+
 def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
     if before.allocated_bytes is None or after.allocated_bytes is None:
         return None
@@ -417,7 +455,7 @@ def _start_census(device: torch.device, strict: bool) -> Any:
     """Start the census of tensors created in the block, if the census layer is available."""
     try:
         from vramguard.census import Census
-    except ImportError:
+    except ImportError:  # the census layer is optional for the core
         return None
     census = Census(device, strict=strict)
     census.start()

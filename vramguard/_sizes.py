@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import re
+from fractions import Fraction
 
 from vramguard._errors import InvalidArgument
 
@@ -23,7 +23,7 @@ _UNITS: dict[str, int] = {
     "pib": 2**50,
 }
 ACCEPTED_UNITS = "B, KB, MB, GB, TB, PB (powers of 1000), KiB, MiB, GiB, TiB, PiB (powers of 1024)"
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]\+?(\d+))?\s*([a-zA-Z]*)\s*$")
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]\+?(\d{1,2}))?\s*([a-zA-Z]*)\s*$")
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 SizeLike = int | str
@@ -45,11 +45,9 @@ def parse_size(value: SizeLike, *, argument: str = "size") -> int:
     unit = match.group(3).lower() if match else ""
     if match is None or unit not in ("", *_UNITS):
         raise InvalidArgument(argument, value, f"a non-negative number with a unit: {ACCEPTED_UNITS}")
-    number = float(match.group(1)) * (10 ** int(match.group(2)) if match.group(2) else 1)
-    result = number * _UNITS.get(unit, 1)
-    if not math.isfinite(result):
-        raise InvalidArgument(argument, value, f"a finite size with a unit: {ACCEPTED_UNITS}")
-    return round(result)
+    # Exact arithmetic: floats lose bytes above 2**53 ("4611686019 GB").
+    number = Fraction(match.group(1)) * (10 ** int(match.group(2)) if match.group(2) else 1)
+    return round(number * _UNITS.get(unit, 1))
 
 
 def format_size(nbytes: int | float | None, *, signed: bool = False) -> str:

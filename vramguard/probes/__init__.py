@@ -23,4 +23,5 @@ __all__ = [
     "resolve_device",
     "snapshot",
     "take",
+    "unavailable_reason",
 ]

@@ -26,7 +26,7 @@ _ZERO = AllocatorReading(0, 0, 0, 0, 0, 0, 0, 0)
 
 def cuda_initialized() -> bool:
     """True once this process has a CUDA context through torch."""
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
+    return torch.cuda.is_available() and bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
 
 
 def read_allocator(device: torch.device) -> AllocatorReading:
