@@ -91,11 +91,20 @@ def heap_in_use_bytes() -> int | None:
     return int(info.uordblks + info.hblkhd)
 
 
+_statm_fd: tuple[int, int] | None = None  # (pid, fd): /proc/self is resolved at open, so reopen after fork
+
+
 def _statm() -> tuple[int, int] | None:
-    """(resident, resident anonymous) bytes from /proc/self/statm, O(1) in the kernel."""
+    """(resident, resident anonymous) bytes from /proc/self/statm, O(1) in the kernel.
+
+    The file stays open and is re-read with pread (about 1 µs instead of 9 µs for open+read).
+    """
+    global _statm_fd
+    pid = os.getpid()
     try:
-        with open("/proc/self/statm", "rb") as handle:
-            fields = handle.read().split()
+        if _statm_fd is None or _statm_fd[0] != pid:
+            _statm_fd = (pid, os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        fields = os.pread(_statm_fd[1], 128, 0).split()
     except OSError:
         return None
     resident = int(fields[1]) * _PAGE

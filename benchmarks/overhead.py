@@ -1,0 +1,72 @@
+"""Enter+exit cost of an empty session, beside a bare ``contextlib.nullcontext()``, in one run.
+
+    .venv/bin/python benchmarks/overhead.py [--device cpu] [--runs 2000]
+
+Prints the median of many runs for each variant and its ratio to the null context. The budget
+(issue 3): an empty session with release off costs at most 50 µs. The release (gc.collect()
+dominates it) is measured separately and scales with the number of live Python objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import torch
+
+import vramguard
+
+BUDGET_RELEASE_OFF_S = 50e-6
+
+
+def measure(factory: Callable[[], AbstractContextManager[object]], runs: int) -> float:
+    """Median seconds of one ``with factory(): pass``."""
+    for _ in range(min(50, runs)):  # warm-up: imports, the sampler thread, caches
+        with factory():
+            pass
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        with factory():
+            pass
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args(argv)
+    device = vramguard.resolve_device(args.device)
+    release_runs = max(20, args.runs // 50)
+    variants: list[tuple[str, Callable[[], AbstractContextManager[object]], int]] = [
+        ("nullcontext()", contextlib.nullcontext, args.runs),
+        ("session, release off, census off", lambda: vramguard.gpu_session(device=device, release=False, census=False), args.runs),
+        ("session, release off (census on)", lambda: vramguard.gpu_session(device=device, release=False), args.runs),
+        ("session, release on, census off", lambda: vramguard.gpu_session(device=device, census=False), release_runs),
+        ("session, release on (census on)", lambda: vramguard.gpu_session(device=device), release_runs),
+    ]
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'host'}), "
+          f"torch {torch.__version__}, {len(gc.get_objects())} live gc-tracked objects")
+    results = []
+    for name, factory, runs in variants:
+        results.append((name, measure(factory, runs), runs))
+    base = results[0][1]
+    print(f"{'variant':<36} {'median':>12} {'x nullcontext':>14} {'runs':>6}")
+    for name, median, runs in results:
+        print(f"{name:<36} {median * 1e6:>9.1f} µs {median / base:>14.0f} {runs:>6}")
+    off = results[1][1]
+    verdict = "within" if off <= BUDGET_RELEASE_OFF_S else "OVER"
+    print(f"release off, census off: {off * 1e6:.1f} µs — {verdict} the {BUDGET_RELEASE_OFF_S * 1e6:.0f} µs budget")
+    return 0 if off <= BUDGET_RELEASE_OFF_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
