@@ -32,6 +32,7 @@ from vramguard._release import empty_cache, release
 from vramguard._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
 from vramguard._sizes import format_size, parse_size
 from vramguard.probes import MemorySnapshot, resolve_device, snapshot
+from vramguard.report.plot import plot_reports
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "format_size",
     "gpu_session",
     "parse_size",
+    "plot_reports",
     "release",
     "resolve_device",
     "snapshot",

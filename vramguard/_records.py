@@ -219,6 +219,9 @@ class SessionReport:
     memory_history: Any = field(default=None, compare=False, repr=False)
     """torch's memory snapshot with the block's history (``record_history=True``, CUDA); not
     part of :meth:`to_dict`: write it with :meth:`dump_snapshot`."""
+    cycles: tuple[str, ...] = ()
+    """With the census on: one line per tensor storage created in the block that only a
+    reference cycle held, freed by the release's ``gc.collect()``, naming the cycle's types."""
 
     @property
     def peak_increase_bytes(self) -> int | None:
@@ -280,6 +283,7 @@ class SessionReport:
             "timeline": None if self.timeline is None else self.timeline.to_dict(),
             "raised": self.raised,
             "notes": list(self.notes),
+            "cycles": list(self.cycles),
         }
 
     @classmethod
@@ -308,6 +312,7 @@ class SessionReport:
             timeline=None if data.get("timeline") is None else Timeline.from_dict(data["timeline"]),
             raised=data.get("raised"),
             notes=tuple(data.get("notes", ())),
+            cycles=tuple(data.get("cycles", ())),
         )
 
     def __str__(self) -> str:
@@ -333,4 +338,5 @@ class SessionReport:
         if self.raised:
             lines.append(f"  the block raised {self.raised}")
         lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  cycle: {c}" for c in self.cycles]
         return "\n".join(lines)

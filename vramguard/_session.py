@@ -19,7 +19,15 @@ from typing import Any, Literal, TypeVar, overload
 import torch
 
 from vramguard import _hooks, _release
-from vramguard._errors import InvalidArgument, LeakError, LeakWarning, PeakExceeded, SessionError
+from vramguard._errors import (
+    InvalidArgument,
+    LeakError,
+    LeakWarning,
+    PeakExceeded,
+    ReleaseOrderError,
+    ReleaseOrderWarning,
+    SessionError,
+)
 from vramguard._records import Leak, OrderViolation, SessionReport, Timeline
 from vramguard._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
 from vramguard._sizes import SizeLike, format_size, parse_size
@@ -316,7 +324,7 @@ class GpuSession:
         at_exit = take(dev, nvml=False)
         census = run.census
         if census is not None:
-            census.stop()
+            census.stop(run.kept)
         evicted: list[str] = []
 
         def drop() -> str:
@@ -362,8 +370,10 @@ class GpuSession:
         leaks: tuple[Leak, ...] = ()
         violations: tuple[OrderViolation, ...] = ()
         leaked: int | None
+        cycles: tuple[str, ...] = ()
         if census is not None:
             leaks, violations = census.finish(run.kept)
+            cycles = census.cycles
             leaked = sum(leak.nbytes for leak in leaks)
         else:
             leaked = _allocator_leak(run.before, after, kept_bytes)
@@ -398,6 +408,7 @@ class GpuSession:
             raised=None if exc is None else type(exc).__name__,
             notes=tuple(notes),
             memory_history=history,
+            cycles=cycles,
         )
 
     def _enforce(self, report: SessionReport) -> None:
@@ -409,6 +420,12 @@ class GpuSession:
                     f"but peaked at {format_size(increase)} above its start\n{report}",
                     report,
                 )
+        if report.order_violations:
+            calls = "; ".join(str(v) for v in report.order_violations)
+            message = f"session {report.name!r}: {calls}. Drop the references before emptying the cache\n{report}"
+            if self.strict:
+                raise ReleaseOrderError(message, report)
+            warnings.warn(ReleaseOrderWarning(message), stacklevel=3)
         leaked = report.leaked_bytes or 0
         if self.leaks != "ignore" and leaked > self.leak_tolerance_bytes:
             message = (

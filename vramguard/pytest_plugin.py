@@ -1,3 +1,244 @@
-"""vramguard pytest plugin (placeholder until the plugin lands)."""
+"""vramguard's pytest plugin: limit a test's peak and its leaks, on the GPU or the host.
+
+Loaded through the ``pytest11`` entry point, and inert unless used: only tests marked
+``vram_limit`` / ``vram_leaks``, tests using the ``gpu_session`` fixture, or every test under
+``--vram`` are measured. Modelled on pytest-memray: a registry of marker functions (their
+docstrings are the markers' help), each returning None or a failure; one ``makereport`` hook
+wrapper turns failures into a failed test with a report section::
+
+    @pytest.mark.vram_limit(max_peak="1 GiB", device="cuda")
+    @pytest.mark.vram_leaks(max_leak="0 B")
+    def test_transcribe(): ...
+
+The test's call is measured inside a ``gpu_session`` (``gc.collect()`` first, so earlier tests'
+garbage does not count); the plugin keeps only the figures of each report, never a tensor.
+"""
 
 from __future__ import annotations
+
+import gc
+import inspect
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from vramguard._records import SessionReport
+from vramguard._session import GpuSession
+from vramguard._sizes import SizeLike, format_size, parse_size
+from vramguard.probes import DeviceLike, resolve_device
+
+SECTION = "vramguard"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What one marker found wrong: a headline for the failure and a report section."""
+
+    headline: str
+    section: str
+
+
+def _leak_lines(report: SessionReport) -> list[str]:
+    if report.leaks:
+        return [f"  {leak}" for leak in report.leaks]
+    return ["  (no tensor census here: allocated bytes after the release minus before)"]
+
+
+def vram_limit(max_peak: SizeLike, *, device: DeviceLike | None = None, _report: SessionReport) -> Failure | None:
+    """Fail the test when its memory peak rises more than max_peak (a size: "1 GiB", "512 MiB",
+    bytes) above where it started; device: "cpu", "cuda", "cuda:N" (default: --vram-device)."""
+    limit = parse_size(max_peak, argument="max_peak")
+    peak = _report.peak_increase_bytes
+    if peak is None or peak <= limit:
+        return None
+    return Failure(
+        f"Test was limited to {format_size(limit)} but peaked at {format_size(peak)}",
+        f"{_report}",
+    )
+
+
+def vram_leaks(
+    max_leak: SizeLike = "0 B", *, device: DeviceLike | None = None, _report: SessionReport
+) -> Failure | None:
+    """Fail the test when memory it allocated outlives it by more than max_leak (a size,
+    default "0 B"), after gc.collect() and the release; the report names who holds it."""
+    limit = parse_size(max_leak, argument="max_leak")
+    leaked = _report.leaked_bytes
+    if leaked is None or leaked <= limit:
+        return None
+    lines = [f"Leaked {format_size(leaked)} on {_report.device} (limit {format_size(limit)}):"]
+    lines += _leak_lines(_report)
+    return Failure(
+        f"Test was limited to leaking {format_size(limit)} but leaked {format_size(leaked)}",
+        "\n".join([*lines, "", str(_report)]),
+    )
+
+
+MarkerFunction = Callable[..., Failure | None]
+MARKERS: dict[str, MarkerFunction] = {"vram_limit": vram_limit, "vram_leaks": vram_leaks}
+
+
+@dataclass(frozen=True)
+class _Result:
+    """The figures kept for one test (no tensors, no frames)."""
+
+    device: str
+    peak_increase_bytes: int | None
+    reclaimed_bytes: int | None
+    leaked_bytes: int | None
+
+
+class _State:
+    """Per-run state, kept on the config's stash (in-process pytester runs share the module)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.enabled: bool = bool(config.getoption("vram"))
+        self.device: str = str(config.getoption("vram_device"))
+        self.reports: dict[str, dict[str, SessionReport]] = {}
+        self.results: dict[str, _Result] = {}
+
+    def keep(self, nodeid: str, report: SessionReport) -> None:
+        self.results[nodeid] = _Result(
+            report.device, report.peak_increase_bytes, report.reclaimed_bytes, report.leaked_bytes
+        )
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vramguard", "GPU and host memory limits (vramguard)")
+    group.addoption(
+        "--vram",
+        action="store_true",
+        default=False,
+        help="measure every test's memory and print a table of peak, reclaimed and leaked bytes",
+    )
+    group.addoption(
+        "--vram-device",
+        default="auto",
+        help='device for --vram, the markers and the gpu_session fixture: "auto" (default), "cpu", "cuda:N"',
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STATE] = _State(config)
+    for name, function in MARKERS.items():
+        params = [p for p in inspect.signature(function).parameters if not p.startswith("_")]
+        doc = " ".join((function.__doc__ or "").split())
+        config.addinivalue_line("markers", f"{name}({', '.join(params)}): {doc}")
+
+
+def _markers(item: pytest.Item) -> list[pytest.Mark]:
+    return [mark for mark in item.iter_markers() if mark.name in MARKERS]
+
+
+def _device_of(mark: pytest.Mark | None, default: str) -> DeviceLike:
+    device = mark.kwargs.get("device") if mark is not None else None
+    return default if device is None else device
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Run the test's call inside one session per device its markers (or --vram) name."""
+    state = item.config.stash.get(_STATE, None)
+    marks = _markers(item)
+    if state is None or not (marks or state.enabled):
+        yield
+        return
+    devices: dict[str, GpuSession] = {}
+    wanted: list[pytest.Mark | None] = [*marks] or [None]
+    for mark in wanted:
+        device = resolve_device(_device_of(mark, state.device))
+        if str(device) not in devices:
+            devices[str(device)] = GpuSession(item.nodeid, device=device, leaks="ignore")
+    gc.collect()  # garbage from earlier tests is not this test's
+    entered: list[GpuSession] = []
+    try:
+        for session in devices.values():
+            session.__enter__()
+            entered.append(session)
+        yield
+    finally:
+        # Exit without the exception: a failed test is reported as it failed, without the
+        # session's note on its traceback; limits are only checked on tests that passed.
+        for session in reversed(entered):
+            session.__exit__(None, None, None)
+        state.reports[item.nodeid] = {key: s.report for key, s in devices.items() if s.report is not None}
+        del entered, devices
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Turn the marker functions' failures into a failed test with one section each."""
+    report: pytest.TestReport = yield
+    state = item.config.stash.get(_STATE, None)
+    if state is None or call.when != "call":
+        return report
+    reports = state.reports.pop(item.nodeid, {})
+    if not reports:
+        return report
+    failures: list[tuple[str, Failure]] = []
+    if report.passed:
+        for mark in _markers(item):
+            try:
+                device = str(resolve_device(_device_of(mark, state.device)))
+                failure = MARKERS[mark.name](*mark.args, **mark.kwargs, _report=reports[device])
+            except Exception as error:  # a bad marker argument fails the test, with the reason
+                failure = Failure(f"{mark.name}: {error}", f"{type(error).__name__}: {error}")
+            if failure is not None:
+                failures.append((mark.name, failure))
+    if state.enabled:
+        state.keep(item.nodeid, next(iter(reports.values())))
+    if failures:
+        report.outcome = "failed"
+        report.longrepr = "\n".join(f.headline for _, f in failures)
+        report.sections.extend((f"{SECTION} {name}", f.section) for name, f in failures)
+    return report
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Generator[None, Any, Any]:
+    """Failures of a vramguard limit read "VRAM LIMIT" in verbose output, "V" otherwise."""
+    status = yield
+    if report.when == "call" and report.failed and any(name.startswith(SECTION) for name, _ in report.sections):
+        return ("failed", "V", "VRAM LIMIT")
+    return status
+
+
+@pytest.fixture
+def gpu_session(request: pytest.FixtureRequest) -> Generator[GpuSession, None, None]:
+    """A started vramguard session around the test (device: the test's vram marker's, else
+    --vram-device); its report is on the session once the test is done. Leaks are not
+    enforced here: use the vram_leaks marker for that."""
+    state = request.config.stash.get(_STATE, None)
+    default = state.device if state is not None else "auto"
+    marks = _markers(request.node)
+    device = _device_of(marks[0] if marks else None, default)
+    session = GpuSession(request.node.name, device=device, leaks="ignore")
+    gc.collect()
+    with session:
+        yield session
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Under --vram: a table of every measured test's peak, reclaimed and leaked bytes."""
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.enabled:
+        return
+    terminalreporter.write_sep("=", "vramguard report")
+    if not state.results:
+        terminalreporter.write_line("no test was measured")
+        return
+    width = max(len("test"), *(len(nodeid) for nodeid in state.results))
+    header = f"{'test':<{width}}  {'device':<7} {'peak':>11} {'reclaimed':>11} {'leaked':>11}"
+    terminalreporter.write_line(header)
+    for nodeid, result in state.results.items():
+        terminalreporter.write_line(
+            f"{nodeid:<{width}}  {result.device:<7} {format_size(result.peak_increase_bytes):>11} "
+            f"{format_size(result.reclaimed_bytes):>11} {format_size(result.leaked_bytes):>11}"
+        )

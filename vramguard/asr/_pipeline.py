@@ -1,0 +1,412 @@
+"""``ASRDiarizationPipeline``: Whisper + pyannote speaker diarization, each stage in a vramguard session.
+
+The shape is whisper-plus's (``from_pretrained``, call with a file, get speaker-grouped
+segments), without its faults: the diarizer is moved to the device, speaker counts reach
+pyannote, alignment is by overlap, and memory is released in the order that works.
+
+Two modes. ``"resident"`` keeps both models loaded, for many files; ``"staged"`` loads the ASR
+model, transcribes, releases it, then loads the diarizer, diarizes and releases it, so the peak
+is the larger stage rather than the sum. :meth:`~ASRDiarizationPipeline.map` over many files in
+staged mode loads each model once: every file is transcribed, then every file diarized.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+import torch
+
+import vramguard
+from vramguard.asr import _align, _models
+from vramguard.asr._align import Chunk, Segment, Turn
+from vramguard.asr._audio import Audio, load_audio
+from vramguard.asr._errors import PipelineReleased
+
+Mode = Literal["resident", "staged"]
+MODES = ("resident", "staged")
+ErrorPolicy = Literal["raise", "collect"]
+_ATTRS = ("asr_pipeline", "diarization_pipeline")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file's outcome in :meth:`ASRDiarizationPipeline.map`.
+
+    ``segments`` is None when the file failed (``error`` says why, with ``errors="collect"``);
+    ``reports`` are the file's own sessions (transcribe, diarize), in order.
+    """
+
+    source: str
+    segments: list[Segment] | None
+    reports: tuple[vramguard.SessionReport, ...] = ()
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Settings:
+    """What loading and running need; kept so staged mode can load the models again."""
+
+    asr_model: str | None
+    diarizer_model: str | None
+    device: torch.device
+    dtype: torch.dtype
+    token: str | None
+    chunk_length_s: float
+    batch_size: int
+    generate_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Work:
+    """A file in flight through :meth:`ASRDiarizationPipeline.map`."""
+
+    source: object
+    label: str
+    chunks: list[Chunk] | None = None
+    reports: list[vramguard.SessionReport] = field(default_factory=list)
+    segments: list[Segment] | None = None
+    error: Exception | None = None
+
+
+def _check_positive(argument: str, value: object, *, integer: bool) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        raise vramguard.InvalidArgument(argument, value, "a positive int" if integer else "a positive number")
+
+
+def _check_speakers(num: object, low: object, high: object) -> None:
+    for name, value in (("num_speakers", num), ("min_speakers", low), ("max_speakers", high)):
+        if value is not None:
+            _check_positive(name, value, integer=True)
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        raise vramguard.InvalidArgument("min_speakers", low, f"at most max_speakers ({high})")
+
+
+def _label(source: object) -> str:
+    if isinstance(source, Audio):
+        return source.name
+    return str(source) if isinstance(source, str) or hasattr(source, "__fspath__") else type(source).__name__
+
+
+class ASRDiarizationPipeline:
+    """Who said what: chunked Whisper transcription aligned with pyannote speaker turns.
+
+    Build with :meth:`from_pretrained`; call with audio; release with
+    :meth:`release_resources` or a ``with`` block. ``last_reports`` holds the session reports
+    of the last call (load, transcribe, diarize, ...), ``load_reports`` those of loading.
+    """
+
+    def __init__(
+        self,
+        asr_pipeline: Any,
+        diarization_pipeline: Any,
+        *,
+        device: str | torch.device | int | None = "auto",
+        chunk_length_s: float = 30,
+        batch_size: int = 8,
+        generate_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Wrap two loaded pipelines (resident mode); :meth:`from_pretrained` is the usual way in."""
+        dev = vramguard.resolve_device(device)
+        self._settings = _make_settings(None, None, dev, None, None, chunk_length_s, batch_size, generate_kwargs)
+        self.mode: Mode = "resident"
+        self.asr_pipeline: Any = asr_pipeline
+        self.diarization_pipeline: Any = diarization_pipeline
+        self.load_reports: tuple[vramguard.SessionReport, ...] = ()
+        self.last_reports: tuple[vramguard.SessionReport, ...] = ()
+        self._released = False
+
+    @property
+    def device(self) -> torch.device:
+        return self._settings.device
+
+    # -- building -----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        asr_model: str = "openai/whisper-large-v3",
+        diarizer_model: str = "pyannote/speaker-diarization-3.1",
+        *,
+        chunk_length_s: float = 30,
+        batch_size: int = 8,
+        device: str | torch.device | int | None = "auto",
+        torch_dtype: torch.dtype | str | None = None,
+        token: str | None = None,
+        mode: Mode = "resident",
+        generate_kwargs: Mapping[str, Any] | None = None,
+    ) -> ASRDiarizationPipeline:
+        """Load the ASR model (hub id or folder) and the diarizer (hub id, folder or config.yaml).
+
+        ``mode="resident"`` loads both now, each in a session; ``"staged"`` loads nothing until
+        a call. ``torch_dtype`` None is float16 on CUDA, float32 on the host.
+        ``generate_kwargs`` reach Whisper's ``generate`` (``language``, ``max_new_tokens``, ...).
+        If the diarizer fails to load, the ASR model already loaded is released before the
+        error is raised.
+        """
+        if mode not in MODES:
+            raise vramguard.InvalidArgument("mode", mode, MODES)
+        if token is not None and not isinstance(token, str):
+            raise vramguard.InvalidArgument("token", "<hidden>", "None or a hub token (str)")
+        dev = vramguard.resolve_device(device)
+        settings = _make_settings(
+            _models.check_model("asr_model", asr_model),
+            _models.check_model("diarizer_model", diarizer_model),
+            dev,
+            _models.resolve_dtype(torch_dtype, dev),
+            token,
+            chunk_length_s,
+            batch_size,
+            generate_kwargs,
+        )
+        pipe = cls.__new__(cls)
+        pipe._settings = settings
+        pipe.mode = mode
+        pipe.asr_pipeline = None
+        pipe.diarization_pipeline = None
+        pipe.last_reports = ()
+        pipe._released = False
+        reports: list[vramguard.SessionReport] = []
+        if mode == "resident":
+            try:
+                with pipe._session("load asr", reports) as session:
+                    pipe.asr_pipeline = pipe._load_asr()
+                    session.keep(list(_models.modules_in(pipe.asr_pipeline)))
+                with pipe._session("load diarizer", reports) as session:
+                    pipe.diarization_pipeline = pipe._load_diarizer()
+                    session.keep(list(_models.modules_in(pipe.diarization_pipeline)))
+            except BaseException:
+                # Nothing half-loaded stays: drop what was loaded before the failure.
+                pipe.release_resources()
+                raise
+        pipe.load_reports = tuple(reports)
+        return pipe
+
+    def _load_asr(self) -> Any:
+        s = self._settings
+        assert s.asr_model is not None
+        return _models.load_asr(s.asr_model, device=s.device, dtype=s.dtype, token=s.token)
+
+    def _load_diarizer(self) -> Any:
+        s = self._settings
+        assert s.diarizer_model is not None
+        return _models.load_diarizer(s.diarizer_model, device=s.device, token=s.token)
+
+    # -- memory -------------------------------------------------------------------------------
+    @contextmanager
+    def _session(self, name: str, reports: list[vramguard.SessionReport]) -> Iterator[vramguard.GpuSession]:
+        """A measured, released stage; its report is appended to ``reports`` even on failure.
+
+        The census is off: stage outputs are plain Python data, and tracking every tensor
+        created while a model runs costs time for nothing to report.
+        """
+        session = vramguard.gpu_session(name, device=self.device, leaks="ignore", census=False)
+        try:
+            with session:
+                yield session
+        finally:
+            if session.report is not None:
+                reports.append(session.report)
+
+    def release_resources(self) -> vramguard.ReleaseReport:
+        """Drop both models and release their memory in order (references, gc, synchronize,
+        empty the cache); returns vramguard's report. The pipeline cannot run afterwards in
+        resident mode (a staged pipeline loads its models per call and stays usable)."""
+        self._released = self.mode == "resident"
+        return vramguard.release(self, attrs=_ATTRS, device=self.device)
+
+    def __enter__(self) -> ASRDiarizationPipeline:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release_resources()
+
+    # -- running ------------------------------------------------------------------------------
+    def __call__(
+        self,
+        audio: object,
+        *,
+        sampling_rate: int | None = None,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        group_by_speaker: bool = True,
+    ) -> list[Segment]:
+        """Transcribe and diarize ``audio``: ``[{"speaker", "text", "timestamp": (start, end)}]``.
+
+        ``audio``: a path, an array or tensor with ``sampling_rate``, or a
+        ``{"raw", "sampling_rate"}`` dict. With ``group_by_speaker`` (the default, as
+        whisper-plus) consecutive chunks of one speaker are merged.
+        """
+        decoded = load_audio(audio, sampling_rate=sampling_rate)
+        [result] = self.map(
+            [decoded],
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            group_by_speaker=group_by_speaker,
+            progress=False,
+        )
+        assert result.segments is not None
+        return result.segments
+
+    def map(
+        self,
+        sources: Iterable[object],
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        group_by_speaker: bool = True,
+        progress: bool = True,
+        errors: ErrorPolicy = "raise",
+    ) -> list[FileResult]:
+        """Process many files (or any audio :meth:`__call__` takes), one :class:`FileResult` each.
+
+        ``progress`` shows a rich progress bar on stderr. ``errors="collect"`` records a file's
+        failure in its result and goes on; ``"raise"`` stops at the first. Staged mode loads
+        each model once for all files.
+        """
+        _check_speakers(num_speakers, min_speakers, max_speakers)
+        if errors not in ("raise", "collect"):
+            raise vramguard.InvalidArgument("errors", errors, ("raise", "collect"))
+        if not isinstance(group_by_speaker, bool):
+            raise vramguard.InvalidArgument("group_by_speaker", group_by_speaker, "True or False")
+        if isinstance(sources, (str, bytes, Mapping)) or hasattr(sources, "__fspath__"):
+            raise vramguard.InvalidArgument("sources", _label(sources), "an iterable of audio (e.g. a list of paths)")
+        if self._released:
+            raise PipelineReleased()
+        work = [_Work(source, _label(source)) for source in sources]
+        counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+        reports: list[vramguard.SessionReport] = []
+        with _progress(progress, 2 * len(work)) as advance:
+            if self.mode == "resident":
+                self._run_stage("transcribe", self.asr_pipeline, work, errors, advance, self._transcribe)
+                diarize = self._diarizer_step(counts)
+                self._run_stage("diarize", self.diarization_pipeline, work, errors, advance, diarize)
+            else:
+                with self._session("asr stage", reports) as stage:
+                    asr = self._own(stage, self._load_asr())
+                    self._run_stage("transcribe", asr, work, errors, advance, self._transcribe)
+                    del asr
+                with self._session("diarizer stage", reports) as stage:
+                    diarizer = self._own(stage, self._load_diarizer())
+                    self._run_stage("diarize", diarizer, work, errors, advance, self._diarizer_step(counts))
+                    del diarizer
+        self.last_reports = tuple(reports) + tuple(r for item in work for r in item.reports)
+        results = []
+        for item in work:
+            if item.segments is not None and not group_by_speaker:
+                item.segments = [dict(s, text=str(s["text"]).strip()) for s in item.segments]
+            elif item.segments is not None:
+                item.segments = _align.group_by_speaker(item.segments)
+            results.append(FileResult(item.label, item.segments, tuple(item.reports), item.error))
+        return results
+
+    @staticmethod
+    def _own(session: vramguard.GpuSession, pipeline: Any) -> Any:
+        """Hand a loaded pipeline to a stage session: its modules are evicted to the meta device
+        at the stage's end, so their memory returns even if something else holds them."""
+        for module in _models.modules_in(pipeline):
+            session.own(module, evict=True)
+        return session.own(pipeline)
+
+    def _run_stage(
+        self,
+        stage: str,
+        model: Any,
+        work: Sequence[_Work],
+        errors: ErrorPolicy,
+        advance: Callable[[str], None],
+        step: Callable[[Any, Audio, _Work], None],
+    ) -> None:
+        """Run ``step`` on every file still without an error, each in its own session."""
+        for item in work:
+            if item.error is None:
+                try:
+                    audio = item.source if isinstance(item.source, Audio) else load_audio(item.source)
+                    with self._session(f"{stage} {item.label}", item.reports):
+                        step(model, audio, item)
+                except Exception as error:
+                    if errors == "raise":
+                        raise
+                    # A kept traceback's frames would hold the model and the audio alive.
+                    traceback.clear_frames(error.__traceback__)
+                    item.error = error
+            advance(f"{stage} {item.label}")
+
+    def _transcribe(self, asr: Any, audio: Audio, item: _Work) -> None:
+        s = self._settings
+        item.chunks = _models.transcribe(
+            asr, audio, chunk_length_s=s.chunk_length_s, batch_size=s.batch_size, generate_kwargs=s.generate_kwargs
+        )
+
+    def _diarizer_step(self, counts: Mapping[str, int | None]) -> Callable[[Any, Audio, _Work], None]:
+        def step(diarizer: Any, audio: Audio, item: _Work) -> None:
+            turns: list[Turn] = _models.diarize(diarizer, audio, **counts)
+            assert item.chunks is not None
+            item.segments = _align.assign_speakers(item.chunks, turns, audio.duration_s)
+
+        return step
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return (
+            f"ASRDiarizationPipeline(asr_model={s.asr_model!r}, diarizer_model={s.diarizer_model!r}, "
+            f"device={str(s.device)!r}, mode={self.mode!r})"
+        )
+
+
+
+def _make_settings(
+    asr_model: str | None,
+    diarizer_model: str | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    token: str | None,
+    chunk_length_s: object,
+    batch_size: object,
+    generate_kwargs: Mapping[str, Any] | None,
+) -> _Settings:
+    _check_positive("chunk_length_s", chunk_length_s, integer=False)
+    _check_positive("batch_size", batch_size, integer=True)
+    if generate_kwargs is not None and not isinstance(generate_kwargs, Mapping):
+        raise vramguard.InvalidArgument("generate_kwargs", generate_kwargs, "None or a dict of generate() options")
+    assert isinstance(chunk_length_s, (int, float)) and isinstance(batch_size, int)
+    return _Settings(
+        asr_model,
+        diarizer_model,
+        device,
+        dtype if dtype is not None else torch.float32,
+        token,
+        float(chunk_length_s),
+        batch_size,
+        dict(generate_kwargs or {}),
+    )
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar on stderr when enabled and rich is installed; otherwise a no-op."""
+    if enabled and total:
+        try:
+            from rich.console import Console
+            from rich.progress import Progress
+        except ImportError:
+            enabled = False
+    if not enabled or not total:
+        yield lambda description: None
+        return
+    with Progress(console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("asr", total=total)
+        yield lambda description: bar.update(task, advance=1, description=description)

@@ -1,0 +1,221 @@
+"""Rendering a referrer chain (root first, the leaked tensor last) as a path a user recognises.
+
+``global app.PIPE.asr.model.encoder.layers[0].weight``, ``local 'out' in infer() at
+app.py:41``, ``closure 'saved' of make_hook.<locals>.hook via forward hook of global
+app.MODEL.layer1``, ``traceback of ValueError raised in infer() at app.py:50 (frame local 'x'
+of infer() at app.py:48) via global sys.last_value``, ``saved for backward by MulBackward0 of
+global app.OUT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vramguard.census._frames import frame_locals, function_at
+
+Edge = tuple[str, str]
+"""(kind, label): kind is "scan" (a referrer the heap scan found; the label is worked out
+here), "local" (label: the name), "module" (label: ``.layer1``, ``[0]``, ``.weight``),
+"hook" (label: ``forward hook``) or "saved" (label: ``saved for backward by MulBackward0``)."""
+
+_MISSING = object()
+
+
+@dataclass
+class _Expr:
+    prefix: str
+    head: str = ""
+    accessor: str = ""
+    suffix: str = ""
+
+    def text(self) -> str:
+        return f"{self.prefix}{self.head}{self.accessor}{self.suffix}"
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _attr(key: object) -> str:
+    if isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    return f"[{_short(key)}]"
+
+
+def _namespace(obj: object) -> object:
+    try:
+        return vars(obj)
+    except TypeError:
+        return None
+
+
+def _dict_key(mapping: dict[Any, Any], child: object) -> object:
+    for key, value in list(mapping.items()):
+        if value is child:
+            return key
+    return _MISSING
+
+
+def _attribute_of(obj: object, child: object) -> str | None:
+    namespace = _namespace(obj)
+    if isinstance(namespace, dict):
+        key = _dict_key(namespace, child)
+        if key is not _MISSING:
+            return _attr(key)
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if isinstance(slot, str) and getattr(obj, slot, None) is child:
+                return f".{slot}"
+    return None
+
+
+def _via(expr: _Expr | None) -> str:
+    return f" via {expr.text()}" if expr is not None else ""
+
+
+class _Renderer:
+    def __init__(self, module_names: dict[int, str]) -> None:
+        self.module_names = module_names
+        self.expr: _Expr | None = None
+        self.function: types.FunctionType | None = None
+        self.function_expr: _Expr | None = None
+        self.variable: str | None = None
+        self.exception: BaseException | None = None
+        self.exception_expr: _Expr | None = None
+        self.first_traceback: types.TracebackType | None = None
+
+    def step(self, parent: object, child: object, kind: str, label: str, before: object) -> None:
+        if kind == "local":
+            self.expr = _Expr("local ", f"'{label}'", suffix=f" in {function_at(parent)}")  # type: ignore[arg-type]
+        elif kind == "module":
+            self._ensure(parent).accessor += label
+        elif kind in ("hook", "saved"):
+            self.expr = _Expr(f"{label} of {self._ensure(parent).text()}")
+        else:
+            self._scan_step(parent, child, before)
+
+    def _ensure(self, parent: object) -> _Expr:
+        if self.expr is None:
+            self.expr = _Expr(f"{type(parent).__name__} object")
+        return self.expr
+
+    def _scan_step(self, parent: object, child: object, before: object) -> None:
+        name = self.module_names.get(id(parent))
+        if name is not None:
+            key = _dict_key(parent, child)  # type: ignore[arg-type]
+            self.expr = _Expr("global ", name + (_attr(key) if key is not _MISSING else ".?"))
+            return
+        if isinstance(parent, type):
+            self.expr = _Expr("class ", f"{parent.__module__}.{parent.__qualname__}")
+            if not isinstance(child, dict):
+                self.expr.accessor += f".<{type(child).__name__}>"
+            return
+        if self._boundary(parent, child):
+            return
+        expr = self._ensure(parent)
+        if isinstance(parent, dict):
+            key = _dict_key(parent, child)
+            owned = isinstance(before, type) or (before is not None and _namespace(before) is parent)
+            if key is _MISSING:
+                expr.accessor += "[<key>]"
+            else:
+                expr.accessor += _attr(key) if owned else f"[{_short(key)}]"
+        elif isinstance(parent, (list, tuple)):
+            index = next((i for i, v in enumerate(parent) if v is child), None)
+            expr.accessor += f"[{index}]" if index is not None else "[?]"
+        elif isinstance(parent, (set, frozenset)):
+            expr.accessor += "{…}"
+        elif _namespace(parent) is child:
+            pass  # the instance's __dict__: the next step names the attribute
+        else:
+            expr.accessor += self._member(parent, child)
+
+    def _member(self, parent: object, child: object) -> str:
+        if isinstance(parent, types.MethodType):
+            return ".__self__" if parent.__self__ is child else ".__func__"
+        if isinstance(parent, functools.partial):
+            for attribute in ("func", "args", "keywords"):
+                if getattr(parent, attribute) is child:
+                    return f".{attribute}"
+        if isinstance(parent, types.FunctionType):
+            for attribute in ("__defaults__", "__kwdefaults__"):
+                if getattr(parent, attribute) is child:
+                    return f".{attribute}"
+        if isinstance(parent, BaseException):
+            for attribute in ("args", "__context__", "__cause__"):
+                if getattr(parent, attribute, None) is child:
+                    return f".{attribute}"
+        return _attribute_of(parent, child) or f".<{type(child).__name__} in {type(parent).__name__}>"
+
+    def _boundary(self, parent: object, child: object) -> bool:
+        """Closures, tracebacks, dead frames and generators: steps that rename the path."""
+        if isinstance(parent, types.FunctionType) and parent.__closure__ is child:
+            self.function, self.function_expr = parent, self.expr
+            return True
+        if self.function is not None and parent is self.function.__closure__:
+            index = next((i for i, c in enumerate(parent) if c is child), None)  # type: ignore[arg-type]
+            freevars = self.function.__code__.co_freevars
+            self.variable = freevars[index] if index is not None and index < len(freevars) else "?"
+            return True
+        if isinstance(parent, types.CellType):
+            owner = self.function
+            where = f" of {owner.__qualname__}" if owner is not None else ""
+            self.expr = _Expr("closure ", f"'{self.variable or '?'}'", suffix=where + _via(self.function_expr))
+            self.function = self.function_expr = None
+            return True
+        if isinstance(parent, BaseException) and parent.__traceback__ is child:
+            self.exception, self.exception_expr = parent, self.expr
+            self.first_traceback = parent.__traceback__
+            return True
+        if isinstance(parent, types.TracebackType):
+            if self.first_traceback is None:
+                self.first_traceback, self.exception_expr = parent, self.expr
+            return True
+        if isinstance(parent, types.FrameType):
+            self._frame_local(parent, child)
+            return True
+        if isinstance(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+            frame = next((getattr(parent, a) for a in ("gi_frame", "cr_frame", "ag_frame") if hasattr(parent, a)), None)
+            if frame is None:
+                return False
+            name = next((n for n, v in frame_locals(frame) if v is child), "?")
+            self.expr = _Expr("local ", f"'{name}'", suffix=f" in suspended {function_at(frame)}" + _via(self.expr))
+            return True
+        return False
+
+    def _frame_local(self, frame: types.FrameType, child: object) -> None:
+        name = next((n for n, v in frame_locals(frame) if v is child), "?")
+        tb = self.first_traceback
+        if tb is None:
+            self.expr = _Expr("frame local ", f"'{name}'", suffix=f" of {function_at(frame)}" + _via(self.expr))
+            return
+        last = tb
+        while last.tb_next is not None:
+            last = last.tb_next
+        raised = function_at(last.tb_frame, last.tb_lineno)
+        what = type(self.exception).__name__ if self.exception is not None else "an exception"
+        self.expr = _Expr(
+            f"traceback of {what} raised in {raised} (frame local ",
+            f"'{name}'",
+            suffix=f" of {function_at(frame)})" + _via(self.exception_expr),
+        )
+        self.exception = self.exception_expr = self.first_traceback = None
+
+
+def render_path(chain: Sequence[object], edges: Sequence[Edge], module_names: dict[int, str]) -> str:
+    """``chain[0]`` is the root, ``chain[-1]`` the tensor; ``edges[i]`` leads from ``chain[i]``
+    to ``chain[i + 1]``."""
+    renderer = _Renderer(module_names)
+    for i in range(1, len(chain)):
+        kind, label = edges[i - 1]
+        before = chain[i - 2] if i >= 2 else None
+        renderer.step(chain[i - 1], chain[i], kind, label, before)
+    return renderer.expr.text() if renderer.expr is not None else f"{type(chain[0]).__name__} object"

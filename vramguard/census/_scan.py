@@ -1,0 +1,98 @@
+"""Finding tensors on the heap: which storages live on a device, and what they look like.
+
+Tensors are found with one ``gc.get_objects()`` pass (every torch.Tensor is a gc-tracked
+Python object, Parameters and inference tensors included). The type test is
+``issubclass(type(obj), torch.Tensor)``, never ``isinstance``: ``isinstance`` reads
+``__class__``, and some module-level objects in torch warn (FutureWarning) when touched.
+
+A storage is identified by its ``StorageImpl`` address (``untyped_storage()._cdata``). A
+:class:`StorageWeakRef` keeps that address from being reused while the census holds it (a
+weak intrusive pointer keeps the object, not its memory), so "a storage not alive at entry"
+cannot be confused with a new storage that landed on a freed one's address.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef as _TorchStorageWeakRef
+
+__all__ = [
+    "StorageWeakRef",
+    "describe",
+    "heap_tensors",
+    "live_storages",
+    "on_device",
+    "storage_key",
+]
+
+
+class StorageWeakRef:
+    """A weak reference to a storage: torch's ``StorageWeakRef``, typed."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, storage: torch.UntypedStorage) -> None:
+        self._ref: Any = _TorchStorageWeakRef(storage)  # type: ignore[no-untyped-call]
+
+    def expired(self) -> bool:
+        """True once the storage was freed."""
+        return bool(self._ref.expired())
+
+
+def heap_tensors() -> Iterator[torch.Tensor]:
+    """Every tensor object the collector tracks, one ``gc.get_objects()`` pass."""
+    tensor = torch.Tensor
+    for obj in gc.get_objects():
+        if issubclass(type(obj), tensor):
+            yield obj
+
+
+def on_device(tensor: torch.Tensor, device: torch.device) -> bool:
+    """True for a tensor with real memory on ``device`` (any index when ``device`` has none)."""
+    try:
+        dev = tensor.device
+        if dev.type != device.type or tensor.is_meta:
+            return False
+    except Exception:  # exotic subclasses (fake, functional) may refuse even this
+        return False
+    return device.index is None or dev.index is None or dev.index == device.index
+
+
+def storage_key(tensor: torch.Tensor) -> tuple[int, torch.UntypedStorage] | None:
+    """(StorageImpl address, storage) of a tensor with memory; None for sparse, fake or empty ones."""
+    try:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() == 0:
+            return None
+        return storage._cdata, storage
+    except Exception:  # sparse and nested tensors have no single storage
+        return None
+
+
+def live_storages(device: torch.device) -> dict[int, tuple[StorageWeakRef, int]]:
+    """Weak references to every storage on ``device`` held by a live tensor, with its bytes."""
+    found: dict[int, tuple[StorageWeakRef, int]] = {}
+    for tensor in heap_tensors():
+        if not on_device(tensor, device):
+            continue
+        key = storage_key(tensor)
+        if key is not None and key[0] not in found:
+            found[key[0]] = (StorageWeakRef(key[1]), key[1].nbytes())
+    return found
+
+
+def describe(tensor: torch.Tensor) -> str:
+    """``float32[1024, 1024] cpu``; Parameters say so."""
+    try:
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        shape = ", ".join(str(int(d)) for d in tensor.shape)
+        text = f"{dtype}[{shape}] {tensor.device}"
+    except Exception:
+        return type(tensor).__name__
+    if issubclass(type(tensor), torch.nn.Parameter):
+        return f"Parameter {text}"
+    return text

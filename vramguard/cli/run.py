@@ -1,0 +1,170 @@
+"""``vramguard run script.py [args...]`` (or ``-m module``): run a program inside a session.
+
+The program runs as ``python`` would run it (``__name__ == "__main__"``, ``sys.argv``,
+``sys.path[0]`` the script's folder, or the current folder for ``-m``), through :mod:`runpy`.
+When it ends, its globals are dropped and the session releases; what survives is reported.
+The report goes to stderr, like ``time``'s, so the program's own stdout stays clean.
+
+Exit codes: the program's own (``sys.exit(n)``); 1 when it raised (the traceback is printed) or
+when it leaked under ``--leaks raise``; 130 on Ctrl-C; 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import runpy
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from vramguard._errors import InvalidArgument
+from vramguard._records import SessionReport
+from vramguard._session import GpuSession
+from vramguard._sizes import format_size
+from vramguard.report.json import save_report
+from vramguard.report.plot import plot_report
+from vramguard.report.text import make_console, render
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+HELP = "run a Python script (or -m module) inside a vramguard session and report what it left behind"
+DEFAULT_PLOT_INTERVAL_S = 0.01
+_OWN_FRAMES = {os.path.abspath(__file__), os.path.abspath(runpy.__file__ or "")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda" or "cuda:N" (default: auto)')
+    parser.add_argument("--json", metavar="PATH", help="save the report as JSON (read it with vramguard report)")
+    parser.add_argument("--plot", metavar="PNG", help="record a timeline and draw it into this image file")
+    parser.add_argument(
+        "--sample-every",
+        type=float,
+        metavar="SECONDS",
+        help=f"record a timeline at this interval (default with --plot: {DEFAULT_PLOT_INTERVAL_S})",
+    )
+    parser.add_argument(
+        "--leaks",
+        choices=("warn", "raise", "ignore"),
+        default="warn",
+        help="what a leak does: print a warning (default), exit 1 (raise), or nothing",
+    )
+    parser.add_argument("-m", dest="as_module", action="store_true", help="run TARGET as a module, like python -m")
+    parser.add_argument("target", metavar="TARGET", help="the script to run (or the module, with -m)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
+
+
+def run(args: argparse.Namespace) -> int:
+    console = make_console(stderr=True)
+    _check_target(args.target, args.as_module)
+    sample_every = args.sample_every
+    if sample_every is None and args.plot:
+        sample_every = DEFAULT_PLOT_INTERVAL_S
+    name = args.target if args.as_module else os.path.basename(args.target)
+    session = GpuSession(name, device=args.device, leaks="ignore", sample_every=sample_every)
+    code = 0
+    failure: list[str] = []
+    try:
+        with _as_main(args.target, args.args, args.as_module), session:
+            code = _execute(args.target, args.as_module, failure)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        code = 1
+    if failure:
+        print(failure[0], file=sys.stderr, end="")
+    report = session.report
+    assert report is not None
+    render(report, console=console)
+    if args.json:
+        console.print(f"report saved to {save_report(report, args.json)}", markup=False, soft_wrap=True)
+    if args.plot:
+        console.print(f"plot written to {plot_report(report, args.plot)}", markup=False, soft_wrap=True)
+    return _leak_verdict(report, args.leaks, code, console)
+
+
+def _check_target(target: str, as_module: bool) -> None:
+    if as_module:
+        try:
+            found = importlib.util.find_spec(target) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise InvalidArgument("module", target, "an importable module name (as for python -m)")
+    elif not os.path.isfile(target):
+        raise InvalidArgument("script", target, "a Python file that exists")
+
+
+@contextlib.contextmanager
+def _as_main(target: str, argv: list[str], as_module: bool) -> Iterator[None]:
+    """Set sys.argv and sys.path[0] as ``python script.py`` (or ``python -m``) would."""
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    folder = os.getcwd() if as_module else os.path.dirname(os.path.abspath(target))
+    sys.argv = [target, *argv]
+    if sys.path:
+        sys.path[0] = folder
+    else:
+        sys.path.append(folder)
+    try:
+        yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _execute(target: str, as_module: bool, failure: list[str]) -> int:
+    """Run the program; its exit status. The globals runpy returns are dropped at once, so what
+    the program kept only in its own globals is freed by the release, as at interpreter exit.
+
+    An exception is re-raised without its traceback (its text goes to ``failure``): the
+    traceback's frames would keep the program's globals alive through the release.
+    """
+    try:
+        if as_module:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exit_:
+        return _exit_status(exit_.code)
+    except BaseException as error:
+        failure.append(_format_traceback(error))
+        raise error.with_traceback(None) from error.__cause__
+    return 0
+
+
+def _exit_status(code: object) -> int:
+    """What ``sys.exit(code)`` makes the interpreter return."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _format_traceback(error: BaseException) -> str:
+    """The program's traceback, without vramguard's and runpy's frames above it."""
+    tb = error.__traceback__
+    while tb is not None and _own_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def _own_frame(filename: str) -> bool:
+    return filename in _OWN_FRAMES or filename == "<frozen runpy>" or os.path.abspath(filename) in _OWN_FRAMES
+
+
+def _leak_verdict(report: SessionReport, policy: str, code: int, console: Console) -> int:
+    """The exit code once the leak policy is applied: a leak under "raise" turns 0 into 1."""
+    leaked = report.leaked_bytes or 0
+    if leaked == 0 or policy == "ignore":
+        return code
+    if policy == "raise":
+        message = f"error: {report.name} leaked {format_size(leaked)} (--leaks raise)"
+        console.print(message, style="bold red", markup=False)
+        return code or 1
+    console.print(f"warning: {report.name} leaked {format_size(leaked)}", style="yellow", markup=False)
+    return code

@@ -1,0 +1,258 @@
+"""Plots of reports, drawn with matplotlib's Agg canvas into a file.
+
+A report with a timeline (``gpu_session(sample_every=...)``) is drawn as allocated and reserved
+bytes over time, the release steps shaded, the peak annotated and each ``empty_cache`` call
+marked; a report without one as bars of before / peak / at exit / after. Several reports share
+one figure, one panel each on a common scale, for comparisons.
+
+matplotlib is imported only when a plot is made, and only its object API (``Figure`` on an Agg
+canvas): plotting never switches the caller's pyplot backend or touches pyplot's global figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vramguard._errors import InvalidArgument, MissingDependency
+from vramguard._records import ReleaseReport, SessionReport
+from vramguard._sizes import format_size
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+Report = SessionReport | ReleaseReport
+Sample = tuple[float, int | None, int | None, int | None]
+
+PANEL_WIDTH_PX = 1000
+PANEL_HEIGHT_PX = 450
+DPI = 100
+_UNITS = (("B", 1), ("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30), ("TiB", 2**40))
+_STEP_SHADES = ("tab:green", "tab:olive")
+
+
+def _figure(width_px: int, height_px: int, dpi: int) -> Figure:
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependency("matplotlib", "plot", "plotting a report")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise MissingDependency("matplotlib", "plot", "plotting a report") from error
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _check_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 50 <= value <= 20_000:
+        raise InvalidArgument(name, value, "an int number of pixels from 50 to 20000")
+    return value
+
+
+def plot_report(
+    report: Report,
+    path: str | os.PathLike[str],
+    *,
+    width_px: int = PANEL_WIDTH_PX,
+    height_px: int = PANEL_HEIGHT_PX,
+    dpi: int = DPI,
+) -> Path:
+    """Draw ``report`` into ``path`` (PNG, or any format matplotlib knows by the suffix)."""
+    return plot_reports([report], path, width_px=width_px, height_px=height_px, dpi=dpi)
+
+
+def plot_reports(
+    reports: Iterable[Report],
+    path: str | os.PathLike[str],
+    *,
+    width_px: int = PANEL_WIDTH_PX,
+    height_px: int | None = None,
+    dpi: int = DPI,
+) -> Path:
+    """Draw several reports on one figure, one panel each, stacked on a common scale.
+
+    ``height_px`` defaults to 450 pixels per report. Returns the path written.
+    """
+    items = list(reports)
+    if not items or not all(isinstance(r, (SessionReport, ReleaseReport)) for r in items):
+        raise InvalidArgument("reports", items, "one or more SessionReport or ReleaseReport")
+    width = _check_size("width_px", width_px)
+    height = _check_size("height_px", PANEL_HEIGHT_PX * len(items) if height_px is None else height_px)
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 1000:
+        raise InvalidArgument("dpi", dpi, "an int from 10 to 1000")
+    figure = _figure(width, height, dpi)
+    axes = figure.subplots(len(items), 1, squeeze=False)[:, 0]
+    unit = _unit(max((_largest(r) for r in items), default=0))
+    top = right = 0.0
+    timelines = []
+    for ax, report in zip(axes, items, strict=True):
+        if isinstance(report, SessionReport) and report.timeline is not None and len(report.timeline.samples) >= 2:
+            _draw_timeline(ax, report, unit)
+            timelines.append(ax)
+            right = max(right, ax.get_xlim()[1])
+        else:
+            _draw_bars(ax, report, unit)
+        top = max(top, ax.get_ylim()[1])
+    # One scale for every panel (and one time axis for the timelines): compared by eye.
+    for ax in axes:
+        ax.set_ylim(0, top)
+    for ax in timelines:
+        ax.set_xlim(0, right)
+    target = Path(path)
+    figure.savefig(target, dpi=dpi)
+    return target
+
+
+def _unit(largest: int) -> tuple[str, int]:
+    name, div = _UNITS[0]
+    for name_, div_ in _UNITS:
+        if largest >= div_:
+            name, div = name_, div_
+    return name, div
+
+
+def _values(report: Report) -> list[int | None]:
+    if isinstance(report, ReleaseReport):
+        return [
+            report.before.allocated_bytes,
+            report.before.reserved_bytes,
+            report.after.allocated_bytes,
+            report.after.reserved_bytes,
+        ]
+    values = [report.peak_allocated_bytes, report.peak_reserved_bytes]
+    for snap in (report.before, report.at_exit, report.after):
+        values += [snap.allocated_bytes, snap.reserved_bytes]
+    if report.timeline is not None:
+        for _, allocated, reserved, process in report.timeline.samples:
+            values += [allocated, reserved, process]
+    return values
+
+
+def _largest(report: Report) -> int:
+    return max((v for v in _values(report) if v is not None), default=0)
+
+
+def _title(report: Report) -> str:
+    if isinstance(report, ReleaseReport):
+        return (
+            f"release on {report.device}: reclaimed {format_size(report.reclaimed_bytes)}, "
+            f"still cached {format_size(report.cached_bytes_after)}"
+        )
+    return (
+        f"{report.name} on {report.device}: peak {format_size(report.peak_increase_bytes, signed=True)} "
+        f"above start, "
+        f"reclaimed {format_size(report.reclaimed_bytes)}, leaked {format_size(report.leaked_bytes)}"
+    )
+
+
+def _series(samples: Sequence[Sample], index: int, div: int) -> tuple[list[float], list[float]]:
+    xs = [s[0] for s in samples if s[index] is not None]
+    ys = [float(s[index] or 0) / div for s in samples if s[index] is not None]
+    return xs, ys
+
+
+def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> None:
+    """Lines of allocated and reserved bytes, release steps shaded, peak and empty_cache marked."""
+    assert report.timeline is not None
+    name, div = unit
+    samples = report.timeline.samples
+    marks = sorted(report.timeline.marks)
+    for index, label, style in ((1, "allocated", "-"), (2, "reserved", "-"), (3, "process (NVML)", ":")):
+        xs, ys = _series(samples, index, div)
+        if xs:
+            ax.plot(xs, ys, style, label=label, linewidth=1.6 if index < 3 else 1.2)
+    end = max([samples[-1][0], *(t for t, _ in marks)])
+    shaded = 0
+    for i, (start, label) in enumerate(marks):
+        if not label.startswith("release:"):
+            continue
+        stop = marks[i + 1][0] if i + 1 < len(marks) else end
+        ax.axvspan(
+            start,
+            max(stop, start + end * 1e-3),
+            color=_STEP_SHADES[shaded % 2],
+            alpha=0.18,
+            label="release steps" if shaded == 0 else None,
+        )
+        ax.annotate(
+            label.removeprefix("release:"),
+            (start, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=7,
+            color="tab:green",
+        )
+        shaded += 1
+    calls = [t for t, label in marks if label.startswith("empty_cache")]
+    for j, t in enumerate(calls):
+        ax.axvline(t, color="tab:red", linestyle="--", linewidth=1.2, label="empty_cache()" if j == 0 else None)
+    for t, label in marks:
+        if label == "exit":
+            ax.axvline(t, color="0.4", linestyle=":", linewidth=1.0, label="block exit")
+    _annotate_peak(ax, report, samples, div)
+    ax.set_xlabel("seconds since the session's entry")
+    ax.set_ylabel(f"memory ({name})")
+    ax.set_title(_title(report), fontsize=10, loc="left")
+    ax.set_xlim(0, end if end > 0 else None)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+
+
+def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], div: int) -> None:
+    """Point at the highest allocated sample, labelled with the session's peak (the allocator's
+    own counter on CUDA may be above the sampled one: blocks can live between two samples)."""
+    present = [(s[1], -s[0]) for s in samples if s[1] is not None]
+    if not present:
+        return
+    sampled, minus_t = max(present)  # the first sample at the highest value
+    at = -minus_t
+    peak = max(sampled, report.peak_allocated_bytes or 0)
+    ax.plot([at], [sampled / div], "o", color="tab:red", markersize=5)
+    ax.annotate(
+        f"peak {format_size(peak)}",
+        (at, sampled / div),
+        xytext=(0, 10),
+        ha="center",
+        va="bottom",
+        textcoords="offset points",
+        fontsize=9,
+        color="tab:red",
+        arrowprops={"arrowstyle": "-", "color": "tab:red"},
+    )
+
+
+def _draw_bars(ax: Axes, report: Report, unit: tuple[str, int]) -> None:
+    """Grouped bars of allocated and reserved bytes at each moment the report measured."""
+    name, div = unit
+    moments: list[tuple[str, int | None, int | None]]
+    if isinstance(report, ReleaseReport):
+        moments = [
+            ("before", report.before.allocated_bytes, report.before.reserved_bytes),
+            ("after", report.after.allocated_bytes, report.after.reserved_bytes),
+        ]
+    else:
+        moments = [
+            ("before", report.before.allocated_bytes, report.before.reserved_bytes),
+            ("peak", report.peak_allocated_bytes, report.peak_reserved_bytes),
+            ("at exit", report.at_exit.allocated_bytes, report.at_exit.reserved_bytes),
+            ("after", report.after.allocated_bytes, report.after.reserved_bytes),
+        ]
+    positions = list(range(len(moments)))
+    width = 0.38
+    for offset, index, label in ((-width / 2, 1, "allocated"), (width / 2, 2, "reserved")):
+        raw: list[Any] = [m[index] for m in moments]
+        bars = ax.bar([p + offset for p in positions], [(v or 0) / div for v in raw], width, label=label)
+        ax.bar_label(bars, labels=[format_size(v) for v in raw], fontsize=8, padding=2)
+    ax.set_xticks(positions, [m[0] for m in moments])
+    ax.set_ylabel(f"memory ({name})")
+    ax.set_title(_title(report), fontsize=10, loc="left")
+    ax.margins(y=0.15)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)

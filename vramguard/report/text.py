@@ -1,0 +1,237 @@
+"""Rich tables of the records, rendered to any stream.
+
+Every table is built from the plain records alone, so a report loaded from JSON renders the same
+as a live one. ``render(report, file=..., width=...)`` prints to any text stream; tests pin the
+width. rich comes with the ``cli`` extra and is imported only here, when a table is made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from vramguard._errors import MissingDependency
+from vramguard._records import ReleaseReport, ReleaseStep, SessionReport
+from vramguard._sizes import format_size
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+Report = SessionReport | ReleaseReport
+
+
+def require_rich(feature: str = "vramguard's tables") -> None:
+    """Raise :class:`MissingDependency` naming the ``cli`` extra when rich is not installed."""
+    if importlib.util.find_spec("rich") is None:
+        raise MissingDependency("rich", "cli", feature)
+
+
+def make_console(file: IO[str] | None = None, *, width: int | None = None, stderr: bool = False) -> Console:
+    """A rich Console on ``file`` (default stdout). A fixed ``width`` gives reproducible output."""
+    require_rich()
+    from rich.console import Console
+
+    return Console(file=file, width=width, stderr=stderr, highlight=False)
+
+
+def _e(text: str) -> str:
+    """``text`` escaped for rich markup: names, holders and notes may contain [brackets]."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _size(nbytes: int | None, *, signed: bool = False, bad: bool = False) -> str:
+    text = format_size(nbytes, signed=signed)
+    return f"[bold red]{text}[/]" if bad and nbytes else text
+
+
+def _table(title: str | None = None, **options: Any) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, **options)
+
+
+def session_header(report: SessionReport) -> str:
+    """The line above a session's tables: its name, device and duration (rich markup)."""
+    concurrent = " (concurrent sessions on this device: figures are process-wide)" if report.concurrent else ""
+    return (
+        f"[bold]vramguard session {_e(repr(report.name))}[/] on {_e(report.device)}: "
+        f"{report.duration_s * 1000:.1f} ms{_e(concurrent)}"
+    )
+
+
+def session_table(report: SessionReport) -> Table:
+    """Allocated and reserved bytes before, at peak, at the block's exit and after the release."""
+    table = _table()
+    table.add_column("", style="bold")
+    for moment in ("before", "peak", "at exit", "after"):
+        table.add_column(moment, justify="right")
+    snaps = (report.before, report.at_exit, report.after)
+    table.add_row(
+        "allocated",
+        format_size(report.before.allocated_bytes),
+        format_size(report.peak_allocated_bytes),
+        *(format_size(snap.allocated_bytes) for snap in snaps[1:]),
+    )
+    table.add_row(
+        "reserved",
+        format_size(report.before.reserved_bytes),
+        format_size(report.peak_reserved_bytes),
+        *(format_size(snap.reserved_bytes) for snap in snaps[1:]),
+    )
+    return table
+
+
+def outcome_table(report: SessionReport) -> Table:
+    """One row: the peak above the start, what the release gave back, what was kept and leaked."""
+    table = _table()
+    for name in ("peak above start", "reclaimed", "still cached", "kept", "leaked"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        format_size(report.peak_increase_bytes),
+        f"[green]{format_size(report.reclaimed_bytes)}[/]",
+        format_size(report.cached_bytes_after),
+        format_size(report.kept_bytes),
+        _size(report.leaked_bytes, bad=True),
+    )
+    return table
+
+
+def steps_table(steps: Sequence[ReleaseStep]) -> Table:
+    """Each release step: its time and the allocated and reserved bytes it freed."""
+    table = _table("release steps")
+    table.add_column("step")
+    table.add_column("time", justify="right")
+    table.add_column("freed", justify="right")
+    table.add_column("returned", justify="right")
+    table.add_column("detail")
+    for step in steps:
+        table.add_row(
+            step.name,
+            f"{step.duration_s * 1000:.2f} ms",
+            format_size(step.allocated_freed_bytes, signed=True),
+            format_size(step.reserved_freed_bytes, signed=True),
+            _e(step.detail),
+        )
+    return table
+
+
+def leaks_table(report: SessionReport) -> Table:
+    """Each leaked tensor storage: its size, what it is, where it was made and who holds it."""
+    table = _table(f"[bold red]leaks: {format_size(report.leaked_bytes)}[/]")
+    table.add_column("size", justify="right")
+    table.add_column("tensor")
+    table.add_column("created at")
+    table.add_column("held by")
+    for leak in report.leaks:
+        holders = "\n".join(leak.holders) if leak.holders else "holder not found"
+        table.add_row(format_size(leak.nbytes), _e(leak.description), _e(leak.created_at or ""), _e(holders))
+    return table
+
+
+def release_table(report: ReleaseReport) -> Table:
+    """A release's before and after, and what it reclaimed."""
+    table = _table()
+    table.add_column("", style="bold")
+    table.add_column("allocated", justify="right")
+    table.add_column("reserved", justify="right")
+    table.add_row("before", format_size(report.before.allocated_bytes), format_size(report.before.reserved_bytes))
+    table.add_row("after", format_size(report.after.allocated_bytes), format_size(report.after.reserved_bytes))
+    table.add_section()
+    table.add_row(
+        "freed", format_size(report.freed_allocated_bytes), f"[green]{format_size(report.reclaimed_bytes)}[/]"
+    )
+    table.add_row("still cached", "", format_size(report.cached_bytes_after))
+    return table
+
+
+def renderables(report: Report) -> list[RenderableType]:
+    """Everything :func:`render` prints for ``report``, in order."""
+    require_rich()
+    if isinstance(report, ReleaseReport):
+        header = f"[bold]vramguard release[/] on {_e(report.device)}: {report.duration_s * 1000:.1f} ms"
+        parts: list[RenderableType] = [header, release_table(report)]
+        if report.steps:
+            parts.append(steps_table(report.steps))
+        lines = [f"dropped: {_e(d)}" for d in report.dropped]
+        lines += [f"evicted: {_e(e)}" for e in report.evicted]
+        lines += [f"[yellow]still alive elsewhere: {_e(s)}[/]" for s in report.survivors]
+        return parts + lines
+    parts = [session_header(report), session_table(report), outcome_table(report)]
+    if report.release_steps:
+        parts.append(steps_table(report.release_steps))
+    elif not report.released:
+        parts.append("release was off (release=False)")
+    if report.leaks:
+        parts.append(leaks_table(report))
+    parts += [f"evicted: {_e(e)}" for e in report.evicted]
+    parts += [f"[yellow]order: {_e(str(v))}[/]" for v in report.order_violations]
+    if report.raised:
+        parts.append(f"[red]the block raised {_e(report.raised)}[/]")
+    parts += [f"note: {_e(n)}" for n in report.notes]
+    return parts
+
+
+def render(
+    report: Report,
+    *,
+    file: IO[str] | None = None,
+    width: int | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print ``report`` as rich tables to ``console``, or to ``file`` (default stdout)."""
+    console = console or make_console(file, width=width)
+    parts = renderables(report)
+    for index, part in enumerate(parts):
+        console.print(part)
+        if not isinstance(part, str) and index + 1 < len(parts):
+            console.print()  # a blank line after each table
+
+
+def devices_table(devices: Sequence[dict[str, Any]]) -> Table:
+    """The GPUs NVML sees (:func:`vramguard.probes.list_devices`): memory and processes."""
+    require_rich()
+    table = _table("GPUs (NVML)")
+    table.add_column("index", justify="right")
+    table.add_column("name")
+    table.add_column("total", justify="right")
+    table.add_column("used", justify="right")
+    table.add_column("free", justify="right")
+    table.add_column("processes")
+    for device in devices:
+        total, used = device.get("total_bytes"), device.get("used_bytes")
+        free = None if total is None or used is None else total - used
+        processes = "\n".join(
+            f"pid {p['pid']}: {format_size(p.get('used_bytes'))}" for p in device.get("processes", ())
+        )
+        table.add_row(
+            str(device.get("index", "")),
+            _e(str(device.get("name", ""))),
+            format_size(total),
+            format_size(used),
+            format_size(free),
+            processes or "none",
+        )
+    return table
+
+
+def render_devices(
+    devices: Sequence[dict[str, Any]],
+    reason: str | None,
+    *,
+    file: IO[str] | None = None,
+    width: int | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print the GPU table, or one line saying why there is none (``reason`` from NVML)."""
+    console = console or make_console(file, width=width)
+    if devices:
+        console.print(devices_table(devices))
+    elif reason:
+        console.print(f"no GPU visible: {reason}", markup=False, soft_wrap=True)
+    else:
+        console.print("no GPU visible: NVML is running but lists no devices")
