@@ -19,13 +19,6 @@ def vramguard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_help_lists_the_subcommands(tmp_path: Path) -> None:
-    done = vramguard("--help", cwd=tmp_path)
-    assert done.returncode == 0
-    for name in ("demo", "run", "report", "devices"):
-        assert name in done.stdout
-
-
 def test_run_and_report(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text("import sys, torch\nx = torch.ones(2**20)\nprint('args', sys.argv[1:])\nsys.exit(4)\n")
@@ -49,5 +42,5 @@ def test_devices(tmp_path: Path) -> None:
 def test_demo(tmp_path: Path) -> None:
     done = vramguard("demo", "--device", "cpu", "--layers", "1", "--steps", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "after a bare del," in done.stdout
+    assert "after a bare del the process still held" in done.stdout
     assert (tmp_path / "vramguard-demo.png").stat().st_size > 10_000

@@ -55,8 +55,8 @@ def test_real_session_timeline_plots(tmp_path: Path) -> None:
         x = torch.ones(4 * 2**20)
         for _ in range(3):
             x.mul_(1.5)
-        vramguard.empty_cache("cpu")
         del x
+        vramguard.empty_cache("cpu")
     report = session.report
     assert report is not None and report.timeline is not None
     written = report.plot(tmp_path / "real.png", width_px=800, height_px=400, dpi=80)

@@ -54,8 +54,8 @@ def test_timeline_samples_and_marks() -> None:
         x = torch.ones(4 * 2**20)
         for _ in range(3):
             x.mul_(1.5)
-        vramguard.empty_cache("cpu")
         del x
+        vramguard.empty_cache("cpu")  # after the references are gone: the right order
         vramguard.empty_cache("cpu")
     assert session_listeners() == []
     timeline = session.report.timeline if session.report else None

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from vramguard.census._scan import is_a
+
 MAX_GRAPH_NODES = 20_000
 """Nodes visited per census; a training step's graph has a few thousand."""
 
@@ -31,7 +33,7 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     tensor = torch.Tensor
     if issubclass(type(value), tensor):
         return [value]
-    if isinstance(value, (tuple, list)):
+    if is_a(value, (tuple, list)):
         return [v for v in value if issubclass(type(v), tensor)]
     return []
 

@@ -18,6 +18,7 @@ tracks only through weak references, and ``finish()`` drops everything.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from typing import Any
 
@@ -97,11 +98,17 @@ class Census:
         self.cycles = self._watch.stop()
         violations, self._violations = self._violations, ()
         search = HolderSearch(kept)
+        # No automatic collection while the walk holds survivors: it would free the cycles
+        # that hold them (a leak when the release did not collect) and leave only the walk.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             groups = self._collect(search, kept)
             leaks = self._leaks(search, groups) if groups else []
         finally:
             search.close()
+            if collecting:
+                gc.enable()
             self._survivors = []
             self._entry = {}
             if self._sites is not None:

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 
 from vramguard._sizes import format_size
-from vramguard.census._scan import StorageWeakRef
+from vramguard.census._scan import StorageWeakRef, is_a
 
 MAX_NAMING_SCANS = 2
 _NAMED_PER_SCAN = 32
 
 
 def _type_name(obj: object) -> str:
-    if isinstance(obj, type):
+    if is_a(obj, type):
         return obj.__qualname__
     return type(obj).__qualname__
 

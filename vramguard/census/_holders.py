@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from vramguard.census._frames import frame_locals, is_census_frame, is_optimized
-from vramguard.census._render import Edge, render_path
+from vramguard.census._render import HOOK_DICTS, Edge, render_path
+from vramguard.census._scan import is_a
 
 MAX_LEVELS = 24
 MAX_FRONTIER = 64
@@ -38,14 +39,6 @@ SCAN_BATCH = 64
 WALK_BUDGET_S = 1.0
 MAX_SEARCHED = 256
 
-_HOOK_DICTS = {
-    "_forward_hooks": "forward hook",
-    "_forward_pre_hooks": "forward pre-hook",
-    "_backward_hooks": "backward hook",
-    "_backward_pre_hooks": "backward pre-hook",
-    "_state_dict_hooks": "state_dict hook",
-    "_load_state_dict_pre_hooks": "load_state_dict pre-hook",
-}
 _MEMBER_DICTS = ("_parameters", "_buffers", "_modules")
 
 
@@ -79,6 +72,8 @@ class HolderSearch:
         self._live_frames: set[int] = set()
         self._locals: dict[int, list[tuple[int, str]]] = {}
         self._deadline = 0.0
+        self._want_modules = False
+        self._modules_indexed = False
 
     # -- building ---------------------------------------------------------------------------
     def add(self, obj: object) -> int:
@@ -99,12 +94,18 @@ class HolderSearch:
         self._known.setdefault(child, []).append((parent, kind, label))
 
     def index_heap(self) -> None:
-        """Module globals, live frames' locals and the ``nn.Module`` tree, in one heap pass."""
+        """Module globals and live frames' locals (cheap); the ``nn.Module`` tree waits until
+        the walk meets a module or a parameter (it costs a heap pass)."""
         for name, module in list(sys.modules.items()):
             namespace = getattr(module, "__dict__", None)
-            if isinstance(namespace, dict):
+            if is_a(namespace, dict):
                 self._module_names.setdefault(id(namespace), name)
         self._index_frames()
+        parameter = torch.nn.Parameter
+        self._want_modules = any(issubclass(type(o), parameter) for o in self.objs)
+
+    def _index_modules(self) -> None:
+        self._want_modules, self._modules_indexed = False, True
         module_type = torch.nn.Module
         modules = [o for o in gc.get_objects() if issubclass(type(o), module_type)]
         for module in modules:
@@ -127,25 +128,25 @@ class HolderSearch:
 
     def _index_module(self, module: object) -> None:
         namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
+        if not is_a(namespace, dict):
             return
         index = self.add(module)
         for attribute in _MEMBER_DICTS:
             members = namespace.get(attribute)
-            if isinstance(members, dict):
+            if is_a(members, dict):
                 self._owner_dicts[id(members)] = (index, "module")
                 for key, member in list(members.items()):
                     if member is not None:
                         self._members.setdefault(id(member), []).append((index, "module", _member_label(key)))
-        for attribute, label in _HOOK_DICTS.items():
+        for attribute, label in HOOK_DICTS.items():
             hooks = namespace.get(attribute)
-            if isinstance(hooks, dict) and hooks:
+            if is_a(hooks, dict) and hooks:
                 self._owner_dicts[id(hooks)] = (index, label)
 
     # -- walking ----------------------------------------------------------------------------
     def _is_root(self, index: int) -> bool:
         obj = self.objs[index]
-        return id(obj) in self._module_names or isinstance(obj, type) or id(obj) == self._kept_id
+        return id(obj) in self._module_names or is_a(obj, type) or id(obj) == self._kept_id
 
     def _parents(self, index: int) -> list[tuple[int, str, str]]:
         obj = self.objs[index]
@@ -181,15 +182,17 @@ class HolderSearch:
     def _classify(self, referrer: object, by_id: dict[int, int]) -> None:
         if id(referrer) in self._own:
             return
-        if isinstance(referrer, types.FrameType) and (
+        if is_a(referrer, types.FrameType) and (
             id(referrer) in self._live_frames or is_census_frame(referrer)
         ):
             return  # live locals come from the frame index; the census's own frames hold nothing
         children = [by_id[id(x)] for x in gc.get_referents(referrer) if id(x) in by_id]
+        if not self._modules_indexed and issubclass(type(referrer), torch.nn.Module):
+            self._want_modules = True
         owner = self._owner_dicts.get(id(referrer))
         for child in children:
             obj = self.objs[child]
-            if isinstance(referrer, types.FrameType) and isinstance(obj, types.FrameType):
+            if is_a(referrer, types.FrameType) and is_a(obj, types.FrameType):
                 continue  # f_back: the caller's frame does not hold its callee
             if owner is None:
                 self._referrers[child].append((self.add(referrer), "scan", ""))
@@ -216,6 +219,8 @@ class HolderSearch:
         for level in range(MAX_LEVELS):
             if not active:
                 break
+            if self._want_modules:
+                self._index_modules()
             self._scan(sorted({n for g in active for n in frontier[g] if self._needs_scan(n)}))
             for g in sorted(active):
                 following: list[int] = []

@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from vramguard.census._frames import frame_locals, function_at
+from vramguard.census._scan import is_a
 
 Edge = tuple[str, str]
 """(kind, label): kind is "scan" (a referrer the heap scan found; the label is worked out
@@ -23,6 +26,15 @@ here), "local" (label: the name), "module" (label: ``.layer1``, ``[0]``, ``.weig
 "hook" (label: ``forward hook``) or "saved" (label: ``saved for backward by MulBackward0``)."""
 
 _MISSING = object()
+_MEMBER_DICTS = ("_parameters", "_buffers", "_modules")
+HOOK_DICTS = {
+    "_forward_hooks": "forward hook",
+    "_forward_pre_hooks": "forward pre-hook",
+    "_backward_hooks": "backward hook",
+    "_backward_pre_hooks": "backward pre-hook",
+    "_state_dict_hooks": "state_dict hook",
+    "_load_state_dict_pre_hooks": "load_state_dict pre-hook",
+}
 
 
 @dataclass
@@ -45,7 +57,7 @@ def _short(value: object) -> str:
 
 
 def _attr(key: object) -> str:
-    if isinstance(key, str) and key.isidentifier():
+    if is_a(key, str) and key.isidentifier():
         return f".{key}"
     return f"[{_short(key)}]"
 
@@ -66,13 +78,13 @@ def _dict_key(mapping: dict[Any, Any], child: object) -> object:
 
 def _attribute_of(obj: object, child: object) -> str | None:
     namespace = _namespace(obj)
-    if isinstance(namespace, dict):
+    if is_a(namespace, dict):
         key = _dict_key(namespace, child)
         if key is not _MISSING:
             return _attr(key)
     for cls in type(obj).__mro__:
         for slot in getattr(cls, "__slots__", ()):
-            if isinstance(slot, str) and getattr(obj, slot, None) is child:
+            if is_a(slot, str) and getattr(obj, slot, None) is child:
                 return f".{slot}"
     return None
 
@@ -91,6 +103,9 @@ class _Renderer:
         self.exception: BaseException | None = None
         self.exception_expr: _Expr | None = None
         self.first_traceback: types.TracebackType | None = None
+        self.members: object = None
+        self.hooks: object = None
+        self.hook_kind = ""
 
     def step(self, parent: object, child: object, kind: str, label: str, before: object) -> None:
         if kind == "local":
@@ -113,25 +128,33 @@ class _Renderer:
             key = _dict_key(parent, child)  # type: ignore[arg-type]
             self.expr = _Expr("global ", name + (_attr(key) if key is not _MISSING else ".?"))
             return
-        if isinstance(parent, type):
+        if is_a(parent, type):
             self.expr = _Expr("class ", f"{parent.__module__}.{parent.__qualname__}")
-            if not isinstance(child, dict):
+            if not is_a(child, dict):
                 self.expr.accessor += f".<{type(child).__name__}>"
             return
         if self._boundary(parent, child):
             return
         expr = self._ensure(parent)
-        if isinstance(parent, dict):
+        if is_a(parent, dict):
             key = _dict_key(parent, child)
-            owned = isinstance(before, type) or (before is not None and _namespace(before) is parent)
+            owned = is_a(before, type) or (before is not None and _namespace(before) is parent)
             if key is _MISSING:
                 expr.accessor += "[<key>]"
+            elif owned and key in _MEMBER_DICTS and is_a(before, torch.nn.Module):
+                self.members = child  # a module's _parameters/_buffers/_modules: name the member
+            elif parent is self.members:
+                expr.accessor += f"[{key}]" if str(key).isdigit() else f".{key}"
+            elif owned and key in HOOK_DICTS and is_a(before, torch.nn.Module):
+                self.hooks, self.hook_kind = child, HOOK_DICTS[str(key)]
+            elif parent is self.hooks:
+                self.expr = _Expr(f"{self.hook_kind} of {expr.text()}")
             else:
                 expr.accessor += _attr(key) if owned else f"[{_short(key)}]"
-        elif isinstance(parent, (list, tuple)):
+        elif is_a(parent, (list, tuple)):
             index = next((i for i, v in enumerate(parent) if v is child), None)
             expr.accessor += f"[{index}]" if index is not None else "[?]"
-        elif isinstance(parent, (set, frozenset)):
+        elif is_a(parent, (set, frozenset)):
             expr.accessor += "{…}"
         elif _namespace(parent) is child:
             pass  # the instance's __dict__: the next step names the attribute
@@ -139,17 +162,17 @@ class _Renderer:
             expr.accessor += self._member(parent, child)
 
     def _member(self, parent: object, child: object) -> str:
-        if isinstance(parent, types.MethodType):
+        if is_a(parent, types.MethodType):
             return ".__self__" if parent.__self__ is child else ".__func__"
-        if isinstance(parent, functools.partial):
+        if is_a(parent, functools.partial):
             for attribute in ("func", "args", "keywords"):
                 if getattr(parent, attribute) is child:
                     return f".{attribute}"
-        if isinstance(parent, types.FunctionType):
+        if is_a(parent, types.FunctionType):
             for attribute in ("__defaults__", "__kwdefaults__"):
                 if getattr(parent, attribute) is child:
                     return f".{attribute}"
-        if isinstance(parent, BaseException):
+        if is_a(parent, BaseException):
             for attribute in ("args", "__context__", "__cause__"):
                 if getattr(parent, attribute, None) is child:
                     return f".{attribute}"
@@ -157,7 +180,7 @@ class _Renderer:
 
     def _boundary(self, parent: object, child: object) -> bool:
         """Closures, tracebacks, dead frames and generators: steps that rename the path."""
-        if isinstance(parent, types.FunctionType) and parent.__closure__ is child:
+        if is_a(parent, types.FunctionType) and parent.__closure__ is child:
             self.function, self.function_expr = parent, self.expr
             return True
         if self.function is not None and parent is self.function.__closure__:
@@ -165,24 +188,24 @@ class _Renderer:
             freevars = self.function.__code__.co_freevars
             self.variable = freevars[index] if index is not None and index < len(freevars) else "?"
             return True
-        if isinstance(parent, types.CellType):
+        if is_a(parent, types.CellType):
             owner = self.function
             where = f" of {owner.__qualname__}" if owner is not None else ""
             self.expr = _Expr("closure ", f"'{self.variable or '?'}'", suffix=where + _via(self.function_expr))
             self.function = self.function_expr = None
             return True
-        if isinstance(parent, BaseException) and parent.__traceback__ is child:
+        if is_a(parent, BaseException) and parent.__traceback__ is child:
             self.exception, self.exception_expr = parent, self.expr
             self.first_traceback = parent.__traceback__
             return True
-        if isinstance(parent, types.TracebackType):
+        if is_a(parent, types.TracebackType):
             if self.first_traceback is None:
                 self.first_traceback, self.exception_expr = parent, self.expr
             return True
-        if isinstance(parent, types.FrameType):
+        if is_a(parent, types.FrameType):
             self._frame_local(parent, child)
             return True
-        if isinstance(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+        if is_a(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
             frame = next((getattr(parent, a) for a in ("gi_frame", "cr_frame", "ag_frame") if hasattr(parent, a)), None)
             if frame is None:
                 return False

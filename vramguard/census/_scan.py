@@ -1,9 +1,9 @@
 """Finding tensors on the heap: which storages live on a device, and what they look like.
 
-Tensors are found with one ``gc.get_objects()`` pass (every torch.Tensor is a gc-tracked
-Python object, Parameters and inference tensors included). The type test is
-``issubclass(type(obj), torch.Tensor)``, never ``isinstance``: ``isinstance`` reads
-``__class__``, and some module-level objects in torch warn (FutureWarning) when touched.
+Every torch.Tensor is a gc-tracked Python object (Parameters and inference tensors
+included), found with one heap pass (:func:`heap_tensors`). Type tests use ``type(obj)``,
+never ``isinstance``: ``isinstance`` reads ``__class__``, and some module-level objects in
+torch warn (FutureWarning) when touched.
 
 A storage is identified by its ``StorageImpl`` address (``untyped_storage()._cdata``). A
 :class:`StorageWeakRef` keeps that address from being reused while the census holds it (a
@@ -14,20 +14,30 @@ cannot be confused with a new storage that landed on a freed one's address.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef as _TorchStorageWeakRef
+
+_T = TypeVar("_T")
 
 __all__ = [
     "StorageWeakRef",
     "describe",
     "heap_tensors",
+    "heap_tensors_slow",
+    "is_a",
     "live_storages",
     "on_device",
     "storage_key",
+    "tensor_types",
 ]
+
+
+def is_a(obj: object, cls: type[_T] | tuple[type[_T], ...]) -> TypeGuard[_T]:
+    """``isinstance`` from the object's real type only: never reads ``__class__``, which some
+    objects on the heap answer with a warning."""
+    return issubclass(type(obj), cls)
 
 
 class StorageWeakRef:
@@ -43,12 +53,36 @@ class StorageWeakRef:
         return bool(self._ref.expired())
 
 
-def heap_tensors() -> Iterator[torch.Tensor]:
-    """Every tensor object the collector tracks, one ``gc.get_objects()`` pass."""
+def tensor_types() -> tuple[type, ...]:
+    """``torch.Tensor`` and every subclass defined so far."""
+    found = [torch.Tensor]
+    seen = {torch.Tensor}
+    for cls in found:
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                found.append(sub)
+    return tuple(found)
+
+
+def heap_tensors() -> list[torch.Tensor]:
+    """Every tensor object on the heap, in one C-level pass.
+
+    Instances of heap types refer to their type (``tp_traverse`` must visit it), so
+    ``gc.get_referrers(torch.Tensor, *subclasses)`` returns every tensor object, plus the few
+    other objects that name those classes. Measured: half the cost of ``gc.get_objects()``
+    followed by a Python loop over its result.
+    """
+    types = tensor_types()
+    kinds = set(types)
+    found = gc.get_referrers(*types)
+    return [obj for obj in found if type(obj) in kinds]
+
+
+def heap_tensors_slow() -> list[torch.Tensor]:
+    """The same as :func:`heap_tensors`, from ``gc.get_objects()`` (a check for tests)."""
     tensor = torch.Tensor
-    for obj in gc.get_objects():
-        if issubclass(type(obj), tensor):
-            yield obj
+    return [obj for obj in gc.get_objects() if issubclass(type(obj), tensor)]
 
 
 def on_device(tensor: torch.Tensor, device: torch.device) -> bool:
