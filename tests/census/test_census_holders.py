@@ -196,3 +196,24 @@ def test_reference_cycle_without_the_release_is_a_leak_named_unreachable() -> No
     holder = _leak_of(s.report, 28 * KIB).holders[0]
     assert holder.startswith("unreachable from any global or live frame") and "Ring" in holder, holder
     gc.collect()
+
+
+def test_buffer_and_suspended_generator_local() -> None:
+    global PIPE, HOOKED
+
+    def produce() -> Iterator[int]:
+        chunk = torch.ones(6 * KIB // 4)
+        yield chunk.numel()
+
+    with gpu_session("buffer", device="cpu", leaks="ignore") as s:
+        PIPE = torch.nn.BatchNorm1d(1000)
+        HOOKED = produce()
+        next(HOOKED)
+    report = s.report
+    assert report is not None
+    holders = sorted(h for leak in report.leaks if leak.nbytes == 4000 for h in leak.holders)
+    names = ("running_mean", "running_var", "weight", "bias")
+    assert holders == sorted(f"global {__name__}.PIPE.{name}" for name in names), holders
+    holder = _leak_of(s.report, 6 * KIB).holders[0]
+    assert holder.startswith("local 'chunk' in suspended ") and "produce()" in holder, holder
+    assert holder.endswith(f"via global {__name__}.HOOKED"), holder

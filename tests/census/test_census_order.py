@@ -9,7 +9,6 @@ the ``gpu`` variants run the real thing.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from typing import Any
 
 import accelerate.utils.memory
@@ -64,10 +63,10 @@ def _check_violation(report: SessionReport | None, site_part: str, at_least: int
 
 def _whisper_plus_suggested(device: str) -> SessionReport | None:
     pipeline = ASRDiarizationPipeline(device)
-    with pytest.warns(ReleaseOrderWarning, match="ran before the references were dropped"):
-        with gpu_session("whisper-plus", device=device, leaks="raise") as s:
-            pipeline.clear_memory_as_suggested()
-    return s.report
+    session = gpu_session("whisper-plus", device=device, leaks="raise")
+    with pytest.warns(ReleaseOrderWarning, match="ran before the references were dropped"), session:
+        pipeline.clear_memory_as_suggested()
+    return session.report
 
 
 def test_whisper_plus_order_warns_and_names_the_call() -> None:
@@ -101,7 +100,7 @@ def test_a_later_empty_cache_after_the_drop_makes_it_clean() -> None:
 
 
 @pytest.fixture
-def host_release_memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def host_release_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """accelerate's own release_memory, with the host's empty_cache where CUDA's would run
     (it calls clear_device_cache, which finds no accelerator here)."""
 
@@ -111,28 +110,39 @@ def host_release_memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         vramguard.empty_cache("cpu")
 
     monkeypatch.setattr(accelerate.utils.memory, "clear_device_cache", clear_device_cache)
-    yield
+
+
+def _release_memory_then_del(device: str) -> SessionReport | None:
+    with gpu_session("accelerate", device=device, leaks="raise") as s:
+        a = torch.ones(MIB, device=device)
+        b = torch.ones(MIB, device=device)
+        release_memory(a, b)
+        del a, b
+    return s.report
+
+
+def _release_memory_as_documented(device: str) -> SessionReport | None:
+    with gpu_session("accelerate", device=device, leaks="raise") as s:
+        a = torch.ones(MIB, device=device)
+        b = torch.ones(MIB, device=device)
+        a, b = release_memory(a, b)
+    return s.report
 
 
 @pytest.mark.usefixtures("host_release_memory")
 def test_release_memory_with_the_callers_names_still_bound() -> None:
-    with pytest.warns(ReleaseOrderWarning), gpu_session("accelerate", device="cpu", leaks="raise") as s:
-        a = torch.ones(MIB)
-        b = torch.ones(MIB)
-        release_memory(a, b)
-        del a, b
-    _check_violation(s.report, "clear_device_cache", 8 * MIB)
+    with pytest.warns(ReleaseOrderWarning):
+        report = _release_memory_then_del("cpu")
+    _check_violation(report, "clear_device_cache", 8 * MIB)
 
 
 @pytest.mark.usefixtures("host_release_memory")
 def test_release_memory_as_documented_still_empties_the_cache_too_early() -> None:
     """``a, b = release_memory(a, b)`` rebinds the names only after it returned: the cache was
     emptied while they still held the tensors."""
-    with pytest.warns(ReleaseOrderWarning), gpu_session("accelerate2", device="cpu", leaks="raise") as s:
-        a = torch.ones(MIB)
-        b = torch.ones(MIB)
-        a, b = release_memory(a, b)
-    _check_violation(s.report, "clear_device_cache", 8 * MIB)
+    with pytest.warns(ReleaseOrderWarning):
+        report = _release_memory_as_documented("cpu")
+    _check_violation(report, "clear_device_cache", 8 * MIB)
 
 
 def test_release_memory_pattern_done_right_is_clean() -> None:
@@ -162,11 +172,12 @@ def test_whisper_plus_order_on_cuda() -> None:
 @pytest.mark.gpu
 def test_release_memory_on_cuda() -> None:
     torch.cuda.empty_cache()
-    with pytest.warns(ReleaseOrderWarning), gpu_session("accelerate-cuda", device="cuda", leaks="raise") as s:
-        a = torch.ones(MIB, device="cuda")
-        b = torch.ones(MIB, device="cuda")
-        a, b = release_memory(a, b)
-    _check_violation(s.report, "clear_device_cache", 8 * MIB)
+    with pytest.warns(ReleaseOrderWarning):
+        report = _release_memory_as_documented("cuda")
+    _check_violation(report, "clear_device_cache", 8 * MIB)
+    with pytest.warns(ReleaseOrderWarning):
+        report = _release_memory_then_del("cuda")
+    _check_violation(report, "clear_device_cache", 8 * MIB)
 
 
 @pytest.mark.gpu

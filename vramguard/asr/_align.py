@@ -105,6 +105,11 @@ def assign_speakers(
     return segments
 
 
+def strip_texts(segments: Iterable[Segment]) -> list[Segment]:
+    """Copies of the segments with their texts stripped (Whisper's chunks start with a space)."""
+    return [dict(segment, text=str(segment["text"]).strip()) for segment in segments]
+
+
 def group_by_speaker(segments: Iterable[Segment]) -> list[Segment]:
     """Merge consecutive segments of one speaker (texts joined as Whisper spaces them)."""
     grouped: list[Segment] = []

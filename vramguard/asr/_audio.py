@@ -112,11 +112,16 @@ def _short(value: object) -> object:
     return value
 
 
+def check_path(path: str | os.PathLike[str], argument: str = "audio") -> None:
+    """Raise :class:`vramguard.InvalidArgument` unless ``path`` is an existing file (cheap: no decoding)."""
+    if not os.path.exists(path):
+        raise vramguard.InvalidArgument(argument, os.fspath(path), f"an existing file (no such file); {ACCEPTED_AUDIO}")
+    if not os.path.isfile(path):
+        raise vramguard.InvalidArgument(argument, os.fspath(path), "a file, not a directory")
+
+
 def _read_file(path: Path, argument: str) -> tuple[np.ndarray[Any, Any], int]:
-    if not path.exists():
-        raise vramguard.InvalidArgument(argument, str(path), f"an existing file (no such file); {ACCEPTED_AUDIO}")
-    if not path.is_file():
-        raise vramguard.InvalidArgument(argument, str(path), "a file, not a directory")
+    check_path(path, argument)
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         return _read_soundfile(path, argument)
     return _read_ffmpeg(path, argument), SAMPLING_RATE

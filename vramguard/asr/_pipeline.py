@@ -12,8 +12,9 @@ staged mode loads each model once: every file is transcribed, then every file di
 
 from __future__ import annotations
 
+import os
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -23,8 +24,8 @@ import torch
 
 import vramguard
 from vramguard.asr import _align, _models
-from vramguard.asr._align import Chunk, Segment, Turn
-from vramguard.asr._audio import Audio, load_audio
+from vramguard.asr._align import Chunk, Segment
+from vramguard.asr._audio import Audio, check_path, load_audio
 from vramguard.asr._errors import PipelineReleased
 
 Mode = Literal["resident", "staged"]
@@ -63,6 +64,7 @@ class _Settings:
     chunk_length_s: float
     batch_size: int
     generate_kwargs: dict[str, Any] = field(default_factory=dict)
+    sample_every: float | None = None
 
 
 @dataclass
@@ -71,10 +73,17 @@ class _Work:
 
     source: object
     label: str
+    audio: Audio | None = None
     chunks: list[Chunk] | None = None
     reports: list[vramguard.SessionReport] = field(default_factory=list)
     segments: list[Segment] | None = None
     error: Exception | None = None
+
+    def result(self, group: bool) -> FileResult:
+        segments = self.segments
+        if segments is not None:
+            segments = _align.group_by_speaker(segments) if group else _align.strip_texts(segments)
+        return FileResult(self.label, segments, tuple(self.reports), self.error)
 
 
 def _check_positive(argument: str, value: object, *, integer: bool) -> None:
@@ -101,8 +110,10 @@ class ASRDiarizationPipeline:
     """Who said what: chunked Whisper transcription aligned with pyannote speaker turns.
 
     Build with :meth:`from_pretrained`; call with audio; release with
-    :meth:`release_resources` or a ``with`` block. ``last_reports`` holds the session reports
-    of the last call (load, transcribe, diarize, ...), ``load_reports`` those of loading.
+    :meth:`release_resources` or a ``with`` block. ``load_reports`` holds the session reports
+    of loading, ``last_reports`` those of the last call's stages (resident: the run; staged: the
+    ASR stage and the diarizer stage, loading and release included); :meth:`map` gives each
+    file its own transcribe and diarize reports.
     """
 
     def __init__(
@@ -114,11 +125,18 @@ class ASRDiarizationPipeline:
         chunk_length_s: float = 30,
         batch_size: int = 8,
         generate_kwargs: Mapping[str, Any] | None = None,
+        sample_every: float | None = None,
     ) -> None:
         """Wrap two loaded pipelines (resident mode); :meth:`from_pretrained` is the usual way in."""
         dev = vramguard.resolve_device(device)
-        self._settings = _make_settings(None, None, dev, None, None, chunk_length_s, batch_size, generate_kwargs)
-        self.mode: Mode = "resident"
+        settings = _make_settings(
+            None, None, dev, None, None, chunk_length_s, batch_size, generate_kwargs, sample_every
+        )
+        self._setup(settings, "resident", asr_pipeline, diarization_pipeline)
+
+    def _setup(self, settings: _Settings, mode: Mode, asr_pipeline: Any, diarization_pipeline: Any) -> None:
+        self._settings = settings
+        self.mode: Mode = mode
         self.asr_pipeline: Any = asr_pipeline
         self.diarization_pipeline: Any = diarization_pipeline
         self.load_reports: tuple[vramguard.SessionReport, ...] = ()
@@ -133,8 +151,8 @@ class ASRDiarizationPipeline:
     @classmethod
     def from_pretrained(
         cls,
-        asr_model: str = "openai/whisper-large-v3",
-        diarizer_model: str = "pyannote/speaker-diarization-3.1",
+        asr_model: str | os.PathLike[str] = "openai/whisper-large-v3",
+        diarizer_model: str | os.PathLike[str] = "pyannote/speaker-diarization-3.1",
         *,
         chunk_length_s: float = 30,
         batch_size: int = 8,
@@ -143,12 +161,14 @@ class ASRDiarizationPipeline:
         token: str | None = None,
         mode: Mode = "resident",
         generate_kwargs: Mapping[str, Any] | None = None,
+        sample_every: float | None = None,
     ) -> ASRDiarizationPipeline:
         """Load the ASR model (hub id or folder) and the diarizer (hub id, folder or config.yaml).
 
         ``mode="resident"`` loads both now, each in a session; ``"staged"`` loads nothing until
         a call. ``torch_dtype`` None is float16 on CUDA, float32 on the host.
         ``generate_kwargs`` reach Whisper's ``generate`` (``language``, ``max_new_tokens``, ...).
+        ``sample_every`` (seconds) records a memory timeline in each stage's report, for plots.
         If the diarizer fails to load, the ASR model already loaded is released before the
         error is raised.
         """
@@ -166,14 +186,10 @@ class ASRDiarizationPipeline:
             chunk_length_s,
             batch_size,
             generate_kwargs,
+            sample_every,
         )
         pipe = cls.__new__(cls)
-        pipe._settings = settings
-        pipe.mode = mode
-        pipe.asr_pipeline = None
-        pipe.diarization_pipeline = None
-        pipe.last_reports = ()
-        pipe._released = False
+        pipe._setup(settings, mode, None, None)
         reports: list[vramguard.SessionReport] = []
         if mode == "resident":
             try:
@@ -202,13 +218,23 @@ class ASRDiarizationPipeline:
 
     # -- memory -------------------------------------------------------------------------------
     @contextmanager
-    def _session(self, name: str, reports: list[vramguard.SessionReport]) -> Iterator[vramguard.GpuSession]:
-        """A measured, released stage; its report is appended to ``reports`` even on failure.
+    def _session(
+        self, name: str, reports: list[vramguard.SessionReport], *, release: bool = True
+    ) -> Iterator[vramguard.GpuSession]:
+        """A measured (and by default released) stage; its report is appended to ``reports``
+        even on failure.
 
         The census is off: stage outputs are plain Python data, and tracking every tensor
         created while a model runs costs time for nothing to report.
         """
-        session = vramguard.gpu_session(name, device=self.device, leaks="ignore", census=False)
+        session = vramguard.gpu_session(
+            name,
+            device=self.device,
+            release=release,
+            leaks="ignore",
+            census=False,
+            sample_every=self._settings.sample_every if release else None,
+        )
         try:
             with session:
                 yield session
@@ -287,31 +313,41 @@ class ASRDiarizationPipeline:
         if self._released:
             raise PipelineReleased()
         work = [_Work(source, _label(source)) for source in sources]
+        for item in work:
+            # Missing files are found before any model is loaded.
+            if isinstance(item.source, (str, os.PathLike)):
+                try:
+                    check_path(item.source)
+                except vramguard.InvalidArgument as error:
+                    if errors == "raise":
+                        raise
+                    item.error = error
         counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
         reports: list[vramguard.SessionReport] = []
         with _progress(progress, 2 * len(work)) as advance:
             if self.mode == "resident":
-                self._run_stage("transcribe", self.asr_pipeline, work, errors, advance, self._transcribe)
-                diarize = self._diarizer_step(counts)
-                self._run_stage("diarize", self.diarization_pipeline, work, errors, advance, diarize)
+                # One released session around the run; per-file sessions only measure, because
+                # each release runs a full gc.collect() (about 0.3 s with both libraries loaded).
+                with self._session("resident run", reports):
+                    for item in work:
+                        self._step("transcribe", item, errors, advance, self.asr_pipeline, self._transcribe)
+                        self._step("diarize", item, errors, advance, self.diarization_pipeline, self._diarize, counts)
+                        item.audio = None
             else:
                 with self._session("asr stage", reports) as stage:
                     asr = self._own(stage, self._load_asr())
-                    self._run_stage("transcribe", asr, work, errors, advance, self._transcribe)
+                    for item in work:
+                        self._step("transcribe", item, errors, advance, asr, self._transcribe)
+                        item.audio = None  # decoded again in the second pass, not held across it
                     del asr
                 with self._session("diarizer stage", reports) as stage:
                     diarizer = self._own(stage, self._load_diarizer())
-                    self._run_stage("diarize", diarizer, work, errors, advance, self._diarizer_step(counts))
+                    for item in work:
+                        self._step("diarize", item, errors, advance, diarizer, self._diarize, counts)
+                        item.audio = None
                     del diarizer
-        self.last_reports = tuple(reports) + tuple(r for item in work for r in item.reports)
-        results = []
-        for item in work:
-            if item.segments is not None and not group_by_speaker:
-                item.segments = [dict(s, text=str(s["text"]).strip()) for s in item.segments]
-            elif item.segments is not None:
-                item.segments = _align.group_by_speaker(item.segments)
-            results.append(FileResult(item.label, item.segments, tuple(item.reports), item.error))
-        return results
+        self.last_reports = tuple(reports)
+        return [item.result(group_by_speaker) for item in work]
 
     @staticmethod
     def _own(session: vramguard.GpuSession, pipeline: Any) -> Any:
@@ -321,43 +357,43 @@ class ASRDiarizationPipeline:
             session.own(module, evict=True)
         return session.own(pipeline)
 
-    def _run_stage(
+    def _step(
         self,
         stage: str,
-        model: Any,
-        work: Sequence[_Work],
+        item: _Work,
         errors: ErrorPolicy,
         advance: Callable[[str], None],
-        step: Callable[[Any, Audio, _Work], None],
+        model: Any,
+        action: Callable[..., None],
+        *args: Any,
     ) -> None:
-        """Run ``step`` on every file still without an error, each in its own session."""
-        for item in work:
-            if item.error is None:
-                try:
-                    audio = item.source if isinstance(item.source, Audio) else load_audio(item.source)
-                    with self._session(f"{stage} {item.label}", item.reports):
-                        step(model, audio, item)
-                except Exception as error:
-                    if errors == "raise":
-                        raise
-                    # A kept traceback's frames would hold the model and the audio alive.
-                    traceback.clear_frames(error.__traceback__)
-                    item.error = error
-            advance(f"{stage} {item.label}")
+        """Run one stage on one file in a measuring session, unless the file already failed."""
+        if item.error is None:
+            try:
+                if item.audio is None:
+                    item.audio = item.source if isinstance(item.source, Audio) else load_audio(item.source)
+                with self._session(f"{stage} {item.label}", item.reports, release=False):
+                    action(model, item, *args)
+            except Exception as error:
+                if errors == "raise":
+                    raise
+                # A kept traceback's frames would hold the model and the audio alive.
+                traceback.clear_frames(error.__traceback__)
+                item.error, item.audio = error, None
+        advance(f"{stage} {item.label}")
 
-    def _transcribe(self, asr: Any, audio: Audio, item: _Work) -> None:
+    def _transcribe(self, asr: Any, item: _Work) -> None:
         s = self._settings
+        assert item.audio is not None
         item.chunks = _models.transcribe(
-            asr, audio, chunk_length_s=s.chunk_length_s, batch_size=s.batch_size, generate_kwargs=s.generate_kwargs
+            asr, item.audio, chunk_length_s=s.chunk_length_s, batch_size=s.batch_size, generate_kwargs=s.generate_kwargs
         )
 
-    def _diarizer_step(self, counts: Mapping[str, int | None]) -> Callable[[Any, Audio, _Work], None]:
-        def step(diarizer: Any, audio: Audio, item: _Work) -> None:
-            turns: list[Turn] = _models.diarize(diarizer, audio, **counts)
-            assert item.chunks is not None
-            item.segments = _align.assign_speakers(item.chunks, turns, audio.duration_s)
-
-        return step
+    @staticmethod
+    def _diarize(diarizer: Any, item: _Work, counts: Mapping[str, int | None]) -> None:
+        assert item.audio is not None and item.chunks is not None
+        turns = _models.diarize(diarizer, item.audio, **counts)
+        item.segments = _align.assign_speakers(item.chunks, turns, item.audio.duration_s)
 
     def __repr__(self) -> str:
         s = self._settings
@@ -365,7 +401,6 @@ class ASRDiarizationPipeline:
             f"ASRDiarizationPipeline(asr_model={s.asr_model!r}, diarizer_model={s.diarizer_model!r}, "
             f"device={str(s.device)!r}, mode={self.mode!r})"
         )
-
 
 
 def _make_settings(
@@ -377,9 +412,12 @@ def _make_settings(
     chunk_length_s: object,
     batch_size: object,
     generate_kwargs: Mapping[str, Any] | None,
+    sample_every: float | None,
 ) -> _Settings:
     _check_positive("chunk_length_s", chunk_length_s, integer=False)
     _check_positive("batch_size", batch_size, integer=True)
+    if sample_every is not None:
+        _check_positive("sample_every", sample_every, integer=False)
     if generate_kwargs is not None and not isinstance(generate_kwargs, Mapping):
         raise vramguard.InvalidArgument("generate_kwargs", generate_kwargs, "None or a dict of generate() options")
     assert isinstance(chunk_length_s, (int, float)) and isinstance(batch_size, int)
@@ -392,6 +430,7 @@ def _make_settings(
         float(chunk_length_s),
         batch_size,
         dict(generate_kwargs or {}),
+        sample_every,
     )
 
 

@@ -29,8 +29,8 @@ _WHISPER_SIZES: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 64, "layers": 2, "heads": 2, "ffn": 128},
     "base": {"d_model": 512, "layers": 6, "heads": 8, "ffn": 2048},
 }
-# whisper-base's text vocabulary: 50257 byte-pair tokens before the special tokens.
-_BASE_TEXT_TOKENS = 50257
+# Whisper's text vocabulary: 50257 byte-pair tokens before the special tokens.
+_TEXT_TOKENS = 50257
 _WHISPER_TOKENIZATION = "transformers.models.whisper.tokenization_whisper"
 _TASKS = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>")
 _DIARIZER_CONFIG = """\
@@ -81,23 +81,19 @@ def _folder(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def _whisper_tokenizer(size: str) -> Any:
-    """A byte-level Whisper tokenizer: every byte a token, no merges, Whisper's special tokens,
-    then the 1501 timestamp tokens right after ``<|notimestamps|>`` (Whisper requires that)."""
+def _whisper_tokenizer() -> Any:
+    """A Whisper tokenizer of the real size without merge rules: the 256 byte tokens and
+    two-byte fillers up to Whisper's 50257 text tokens (they decode to bytes like any token),
+    Whisper's special tokens, then the 1501 timestamp tokens right after ``<|notimestamps|>``
+    (Whisper requires that). The real vocabulary size gives the embedding matrix its real shape."""
     transformers = _module("transformers", "build_tiny_whisper", "transformers")
     convert = _module("transformers.convert_slow_tokenizer", "build_tiny_whisper", "transformers")
     whisper = _module(_WHISPER_TOKENIZATION, "build_tiny_whisper", "transformers")
     chars = list(convert.bytes_to_unicode().values())
-    vocab = {char: index for index, char in enumerate(chars)}
-    if size == "base":
-        # Two-byte fillers bring the text vocabulary to whisper-base's size (and its embedding
-        # matrix to the real one's); they decode to bytes like any other token.
-        fillers = (a + b for a in chars for b in chars)
-        for token in fillers:
-            if len(vocab) == _BASE_TEXT_TOKENS:
-                break
-            vocab[token] = len(vocab)
-    tokenizer = transformers.WhisperTokenizer(vocab=vocab, merges=[], pad_token="<|endoftext|>")
+    tokens = chars + [a + b for a in chars for b in chars][: _TEXT_TOKENS - len(chars)]
+    tokenizer = transformers.WhisperTokenizer(
+        vocab={token: index for index, token in enumerate(tokens)}, merges=[], pad_token="<|endoftext|>"
+    )
     specials = ["<|endoftext|>", "<|startoftranscript|>", *(f"<|{code}|>" for code in whisper.LANGUAGES), *_TASKS]
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
     tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
@@ -107,14 +103,16 @@ def _whisper_tokenizer(size: str) -> Any:
 def build_tiny_whisper(path: str | os.PathLike[str], *, size: Size = "tiny", seed: int = 0) -> Path:
     """Write a random-weight Whisper that transformers' ASR pipeline loads from ``path``.
 
-    ``size="tiny"``: about 0.5M parameters (2 MB), runs in a fraction of a second;
-    ``size="base"``: whisper-base's architecture (about 74M parameters, 290 MB).
+    Both sizes have Whisper's real vocabulary (51866 tokens, large-v3's). ``size="tiny"``:
+    d_model 64 and two layers each side, about 3.8M parameters (15 MB, most of them the
+    embedding), runs in a fraction of a second with greedy decoding; ``size="base"``:
+    whisper-base's architecture (about 74M parameters, 290 MB).
     """
     checked = _check_size(size)
     folder = _folder(path)
     transformers = _module("transformers", "build_tiny_whisper", "transformers")
     languages = _module(_WHISPER_TOKENIZATION, "build_tiny_whisper", "transformers").LANGUAGES
-    tokenizer = _whisper_tokenizer(checked)
+    tokenizer = _whisper_tokenizer()
     ids: dict[str, int] = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.all_special_tokens}
     eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
     dims = _WHISPER_SIZES[checked]

@@ -55,12 +55,8 @@ class Census:
         self._violations: tuple[OrderViolation, ...] = ()
         self._survivors: list[weakref.ref[torch.Tensor]] = []
         self._watch = GcWatch()
+        self._kept_keys: set[int] | None = None
         self._state = "new"
-
-    @property
-    def recording_sites(self) -> bool:
-        """True while the creation-site dispatch mode is pushed."""
-        return self._sites is not None and self._state == "running"
 
     def start(self) -> None:
         """Remember the storages alive now; record ``empty_cache`` calls from here on."""
@@ -80,6 +76,8 @@ class Census:
             self._sites.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         self._violations = self._order.stop()
         kept_keys = _kept_keys(kept or [], self.device)
+        if kept is not None:
+            self._kept_keys = kept_keys
         for tensor in heap_tensors():
             if not on_device(tensor, self.device):
                 continue
@@ -87,7 +85,7 @@ class Census:
             if key is None or key[0] in self._entry or key[0] in kept_keys:
                 continue
             self._survivors.append(weakref.ref(tensor))
-            self._watch.watch(key[0], StorageWeakRef(key[1]), key[1].nbytes(), describe(tensor), tensor)
+            self._watch.watch(key[0], key[1], tensor)
         self._watch.start()
 
     def finish(self, kept: list[object]) -> tuple[tuple[Leak, ...], tuple[OrderViolation, ...]]:
@@ -109,16 +107,16 @@ class Census:
             search.close()
             if collecting:
                 gc.enable()
-            self._survivors = []
-            self._entry = {}
+            self._survivors, self._entry, self._kept_keys = [], {}, None
             if self._sites is not None:
                 self._sites.clear()
+                self._sites = None
         leaks.sort(key=lambda leak: -leak.nbytes)
         return tuple(leaks), violations
 
     def _collect(self, search: HolderSearch, kept: list[object]) -> dict[int, list[int]]:
         """Storage key -> the walk indexes of the surviving tensors using it (leaks only)."""
-        kept_keys = _kept_keys(kept, self.device)
+        kept_keys = self._kept_keys if self._kept_keys is not None else _kept_keys(kept, self.device)
         groups: dict[int, list[int]] = {}
         for ref in self._survivors:
             tensor = ref()

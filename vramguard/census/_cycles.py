@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from vramguard._sizes import format_size
-from vramguard.census._scan import StorageWeakRef, is_a
+from vramguard.census._scan import StorageWeakRef, describe, is_a
 
 MAX_NAMING_SCANS = 2
 _NAMED_PER_SCAN = 32
@@ -41,9 +41,10 @@ class GcWatch:
         self._scans_left = MAX_NAMING_SCANS
         self._installed = False
 
-    def watch(self, key: int, ref: StorageWeakRef, nbytes: int, description: str, tensor: torch.Tensor) -> None:
+    def watch(self, key: int, storage: torch.UntypedStorage, tensor: torch.Tensor) -> None:
+        """Watch a storage that survived the block (``tensor`` uses it)."""
         if key not in self._watched:
-            self._watched[key] = (ref, nbytes, description, weakref.ref(tensor))
+            self._watched[key] = (StorageWeakRef(storage), storage.nbytes(), describe(tensor), weakref.ref(tensor))
 
     def start(self) -> None:
         if self._watched and not self._installed:

@@ -16,21 +16,22 @@ from types import FrameType
 
 import torch
 
-import vramguard
-
 _CO_OPTIMIZED = 0x0001
 _SNAPSHOTS = sys.version_info < (3, 13)
+
+
+CENSUS_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+_VRAMGUARD_DIR = os.path.dirname(os.path.dirname(CENSUS_DIR))
 
 
 def _library_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    dirs |= {os.path.dirname(torch.__file__), os.path.dirname(vramguard.__file__)}
+    dirs |= {os.path.dirname(torch.__file__), _VRAMGUARD_DIR}
     return tuple(sorted(os.path.join(os.path.realpath(d), "") for d in dirs if d))
 
 
 _LIBRARY_DIRS = _library_dirs()
-CENSUS_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 _is_library_cache: dict[str, bool] = {}
 
 

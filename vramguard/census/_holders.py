@@ -146,7 +146,13 @@ class HolderSearch:
     # -- walking ----------------------------------------------------------------------------
     def _is_root(self, index: int) -> bool:
         obj = self.objs[index]
-        return id(obj) in self._module_names or is_a(obj, type) or id(obj) == self._kept_id
+        if id(obj) in self._module_names or is_a(obj, type) or id(obj) == self._kept_id:
+            return True
+        if type(obj) is dict and "__builtins__" in obj and is_a(obj.get("__name__"), str):
+            # The globals of code not in sys.modules (a script run with runpy, exec'd code).
+            self._module_names[id(obj)] = obj["__name__"]
+            return True
+        return False
 
     def _parents(self, index: int) -> list[tuple[int, str, str]]:
         obj = self.objs[index]
@@ -182,9 +188,7 @@ class HolderSearch:
     def _classify(self, referrer: object, by_id: dict[int, int]) -> None:
         if id(referrer) in self._own:
             return
-        if is_a(referrer, types.FrameType) and (
-            id(referrer) in self._live_frames or is_census_frame(referrer)
-        ):
+        if is_a(referrer, types.FrameType) and (id(referrer) in self._live_frames or is_census_frame(referrer)):
             return  # live locals come from the frame index; the census's own frames hold nothing
         children = [by_id[id(x)] for x in gc.get_referents(referrer) if id(x) in by_id]
         if not self._modules_indexed and issubclass(type(referrer), torch.nn.Module):
@@ -245,9 +249,7 @@ class HolderSearch:
                 enough = len(roots[g]) >= MAX_HOLDERS or (found is not None and level - found >= EXTRA_LEVELS)
                 if enough or not following:
                     active.discard(g)
-        results = [
-            self._result(g, came[g], roots[g], cut[g] or bool(frontier[g]), revisits[g]) for g in searched
-        ]
+        results = [self._result(g, came[g], roots[g], cut[g] or bool(frontier[g]), revisits[g]) for g in searched]
         skipped = Holders((f"not searched: only the {MAX_SEARCHED} largest leaks are walked",))
         return results + [skipped] * (len(self._groups) - len(results))
 
@@ -280,9 +282,7 @@ class HolderSearch:
         if not seen:
             return Holders(("no Python referrer: held from native code",))
         note = "a reference cycle" if revisit else "objects"
-        return Holders(
-            (f"unreachable from any global or live frame: {note} through {names} (gc.collect() frees it)",)
-        )
+        return Holders((f"unreachable from any global or live frame: {note} through {names} (gc.collect() frees it)",))
 
     def close(self) -> None:
         """Drop every object the walk held."""

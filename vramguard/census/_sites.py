@@ -39,9 +39,7 @@ class SiteRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self._sites: dict[int, tuple[StorageWeakRef, str | None]] = {}
         self._added = 0
 
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-    ) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
         tensor = torch.Tensor
         for leaf in tree_leaves(out):

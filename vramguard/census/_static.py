@@ -6,8 +6,8 @@ VG001
     An ``empty_cache()`` call (``torch.cuda``/``torch.mps``/``torch.xpu.empty_cache()``,
     ``vramguard.empty_cache()``, accelerate's ``clear_device_cache()``) followed later in the
     same function by ``del x``, ``del self.x``, ``self.x = None``, or ``x = None`` for a name
-    bound before the call. The memory those drop is freed after the cache was emptied, so it
-    goes straight back into the cache.
+    bound before the call, with no other ``empty_cache()`` after the drop. The memory those
+    drop is freed after the cache was emptied, so it goes straight back into the cache.
 VG002
     accelerate's ``release_memory(a, b)``: it empties the cache while the caller's names still
     hold the objects; even ``a, b = release_memory(a, b)`` rebinds them only after it returned.
@@ -105,9 +105,21 @@ def _drops(node: ast.AST, bound_before: frozenset[str]) -> list[str]:
     return drops
 
 
+def _vg001(path: str, call: ast.Call, callee: str, drop: str, line: int) -> Finding:
+    return Finding(
+        path,
+        call.lineno,
+        call.col_offset + 1,
+        "VG001",
+        f"{callee}() runs before `{drop}` (line {line}) drops a reference: the memory freed "
+        f"afterwards stays cached; drop references first, then gc.collect(), then {callee}()",
+    )
+
+
 def _check_scope(scope: ast.AST, body: list[ast.stmt], path: str) -> list[Finding]:
     findings: list[Finding] = []
-    pending: list[tuple[ast.Call, str, frozenset[str]]] = []  # empty_cache calls not yet flagged
+    pending: list[tuple[ast.Call, str, frozenset[str]]] = []  # empty_cache calls, nothing dropped yet
+    dropped: list[Finding] = []  # calls followed by a drop, unless a later empty_cache() follows it
     bound = set(_parameters(scope))
     for node in _walk_scope(body):
         if isinstance(node, ast.stmt) and pending:
@@ -115,17 +127,10 @@ def _check_scope(scope: ast.AST, body: list[ast.stmt], path: str) -> list[Findin
             for call, callee, bound_then in pending:
                 later = (node.lineno, node.col_offset) > (call.lineno, call.col_offset)
                 drops = _drops(node, bound_then) if later else []
-                if not drops:
+                if drops:
+                    dropped.append(_vg001(path, call, callee, drops[0], node.lineno))
+                else:
                     still.append((call, callee, bound_then))
-                    continue
-                findings.append(
-                    Finding(
-                        path, call.lineno, call.col_offset + 1, "VG001",
-                        f"{callee}() runs before `{drops[0]}` (line {node.lineno}) drops a reference: "
-                        "the memory freed afterwards stays cached; drop references first, then "
-                        f"gc.collect(), then {callee}()",
-                    )
-                )
             pending = still
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             bound.update(node.names)
@@ -134,17 +139,21 @@ def _check_scope(scope: ast.AST, body: list[ast.stmt], path: str) -> list[Findin
         elif isinstance(node, ast.Call):
             name = _callee(node)
             if name in _EMPTY_CACHE:
+                dropped.clear()  # this call returns what the earlier drops freed
                 pending.append((node, ast.unparse(node.func), frozenset(bound)))
             elif name == _RELEASE_MEMORY and any(isinstance(a, (ast.Name, ast.Attribute)) for a in node.args):
                 names = ", ".join(ast.unparse(a) for a in node.args)
                 findings.append(
                     Finding(
-                        path, node.lineno, node.col_offset + 1, "VG002",
+                        path,
+                        node.lineno,
+                        node.col_offset + 1,
+                        "VG002",
                         f"release_memory({names}) empties the cache while the caller's names still "
                         f"hold the objects; write `del {names}`, then gc.collect(), then empty_cache()",
                     )
                 )
-    return findings
+    return findings + dropped
 
 
 def check_source(source: str, path: str = "<string>") -> tuple[Finding, ...]:
