@@ -69,7 +69,11 @@ def _child(sequence: str, scenario: str, device_name: str) -> dict[str, Any]:
         pipe = Pipeline(device, scenario == "cycle")
         pipe(device)
         namespace: dict[str, Any] = {
-            "pipe": pipe, "gc": gc, "empty_cache": empty_cache, "release_memory": release_memory, "vramguard": vramguard,
+            "pipe": pipe,
+            "gc": gc,
+            "empty_cache": empty_cache,
+            "release_memory": release_memory,
+            "vramguard": vramguard,
             "DEVICE": device,
         }
         del pipe
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario in SCENARIOS:
         print(f"\nscenario: {scenario}")
-        print(f"  {'sequence':<44} {'still allocated':>16} {'held (reserved)':>16} {'cached after':>13} {'freed by a later gc':>20}")
+        header = f"{'still allocated':>16} {'held (reserved)':>16} {'cached after':>13} {'freed by a later gc':>20}"
+        print(f"  {'sequence':<44} {header}")
         rows = {seq: _run_child(seq, scenario, str(device)) for seq in SEQUENCES}
         results[scenario] = rows
         for seq, row in rows.items():

@@ -16,7 +16,7 @@ import gc
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -25,32 +25,18 @@ from vramguard import _hooks
 from vramguard._errors import InvalidArgument
 from vramguard._records import ReleaseReport, ReleaseStep
 from vramguard._sizes import format_size
+from vramguard._tensors import storage_bytes
 from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, resolve_device, take
 
 Mark = Callable[[str], None]
 
 
-def _storage_bytes(tensors: Iterable[torch.Tensor], device: torch.device | None) -> int:
-    seen: set[tuple[str, int]] = set()
-    total = 0
-    for tensor in tensors:
-        if tensor.is_meta or (device is not None and tensor.device.type != device.type):
-            continue
-        storage = tensor.untyped_storage()
-        key = (str(tensor.device), storage.data_ptr())
-        if key in seen or storage.data_ptr() == 0:
-            continue
-        seen.add(key)
-        total += storage.nbytes()
-    return total
-
-
-def module_bytes(module: torch.nn.Module, device: torch.device | None = None) -> int:
+def module_bytes(module: torch.nn.Module, device: torch.device) -> int:
     """Storage bytes of a module's parameters and buffers (each storage counted once)."""
-    return _storage_bytes([*module.parameters(), *module.buffers()], device)
+    return storage_bytes([module], device)
 
 
-def evict_module(module: torch.nn.Module, device: torch.device | None = None) -> str:
+def evict_module(module: torch.nn.Module, device: torch.device) -> str:
     """Move a module's parameters and buffers to the meta device, in place, and say what it freed.
 
     Every holder of the module sees the meta tensors afterwards, so the old storages are freed

@@ -11,7 +11,7 @@ import inspect
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
@@ -28,9 +28,11 @@ from vramguard._errors import (
     ReleaseOrderWarning,
     SessionError,
 )
+from vramguard._history import record_history as _history
 from vramguard._records import Leak, OrderViolation, SessionReport, Timeline
 from vramguard._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
 from vramguard._sizes import SizeLike, format_size, parse_size
+from vramguard._tensors import storage_bytes
 from vramguard.probes import DeviceLike, MemorySnapshot, reset_peak, resolve_device, take
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,48 +43,6 @@ _LEAK_POLICIES = ("ignore", "warn", "raise")
 HOST_NOISE_FLOOR_BYTES = 256 * 1024
 """Without the census, a host leak figure under this is interpreter noise (malloc deltas of
 1–42 KiB were measured for a block that kept nothing) and is reported as 0."""
-
-_MAX_KEPT_DEPTH = 6
-
-
-def tensors_in(obj: object, *, depth: int = _MAX_KEPT_DEPTH) -> Iterable[torch.Tensor]:
-    """Tensors reachable from ``obj`` through modules, mappings, sequences, sets and dataclasses."""
-    seen: set[int] = set()
-    stack: list[tuple[object, int]] = [(obj, 0)]
-    while stack:
-        item, level = stack.pop()
-        if id(item) in seen or level > depth:
-            continue
-        seen.add(id(item))
-        if isinstance(item, torch.Tensor):
-            yield item
-        elif isinstance(item, torch.nn.Module):
-            yield from item.parameters()
-            yield from item.buffers()
-        elif isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend((v, level + 1) for v in item)
-        elif hasattr(item, "__dataclass_fields__"):
-            stack.extend((getattr(item, name, None), level + 1) for name in item.__dataclass_fields__)
-
-
-def storage_bytes(objects: Iterable[object], device: torch.device) -> int:
-    """Storage bytes on ``device`` of the tensors reachable from ``objects``, each storage once."""
-    seen: set[int] = set()
-    total = 0
-    for obj in objects:
-        for tensor in tensors_in(obj):
-            if tensor.device.type != device.type or tensor.is_meta:
-                continue
-            storage = tensor.untyped_storage()
-            ptr = storage.data_ptr()
-            if ptr == 0 or ptr in seen:
-                continue
-            seen.add(ptr)
-            total += storage.nbytes()
-    return total
-
 
 # Sessions active now, per device: for nesting (peaks fold into the outer's) and concurrency.
 _active_lock = threading.Lock()
@@ -340,7 +300,8 @@ class GpuSession:
             steps, after = _release.run_release(dev, drop, start=at_exit, mark=run.mark)
         else:
             drop()
-            steps, after = (), take(dev, nvml=True)
+            # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).
+            steps, after = (), at_exit if dev.type == "cpu" else take(dev, nvml=True)
         history = _history(False) if self.record_history else None
         subscription = run.subscription
         if subscription is not None:
@@ -437,24 +398,6 @@ class GpuSession:
             warnings.warn(LeakWarning(message), stacklevel=3)
 
 
-_history_users = [0]
-HISTORY_MAX_ENTRIES = 100_000
-"""Allocator events torch keeps for ``record_history=True`` (several KB each in the pickle)."""
-
-
-def _history(start: bool) -> Any:
-    """Turn torch's CUDA memory history on (nested sessions share it) or take its snapshot and
-    turn it off when the last recording session leaves."""
-    snap = None if start else torch.cuda.memory._snapshot()
-    with _active_lock:
-        if start and _history_users[0] == 0:
-            torch.cuda.memory._record_memory_history(max_entries=HISTORY_MAX_ENTRIES)
-        _history_users[0] += 1 if start else -1
-        if not start and _history_users[0] == 0:
-            torch.cuda.memory._record_memory_history(enabled=None)
-    return snap
-
-
 def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
     if before.allocated_bytes is None or after.allocated_bytes is None:
         return None
@@ -465,7 +408,7 @@ def _add_note(exc: BaseException, note: str) -> None:
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     else:  # Python 3.10
-        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]
 
 
 def _start_census(device: torch.device, strict: bool) -> Any:

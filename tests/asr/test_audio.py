@@ -132,7 +132,7 @@ def test_empty_audio(tmp_path: Path) -> None:
         (tone(), {}, "sampling_rate"),
         (tone(), {"sampling_rate": True}, "sampling_rate"),
         (tone(), {"sampling_rate": -8000}, "sampling_rate"),
-        (tone(), {"sampling_rate": 16_000.0}, "sampling_rate"),
+        (tone(), {"sampling_rate": 16_000.5}, "sampling_rate"),
         ({"raw": tone()}, {}, "audio"),
         ({"raw": tone(), "sampling_rate": 16_000}, {"sampling_rate": 8_000}, "sampling_rate"),
         ("x.wav", {"sampling_rate": 16_000}, "sampling_rate"),
@@ -141,7 +141,7 @@ def test_empty_audio(tmp_path: Path) -> None:
         (np.array(["a", "b"]), {"sampling_rate": 16_000}, "audio"),
     ],
     ids=[
-        "none", "int", "list", "no-rate", "bool-rate", "negative-rate", "float-rate", "dict-without-rate",
+        "none", "int", "list", "no-rate", "bool-rate", "negative-rate", "fractional-rate", "dict-without-rate",
         "conflicting-rates", "rate-with-path", "3-d", "nan", "strings",
     ],
 )

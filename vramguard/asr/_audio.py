@@ -98,11 +98,16 @@ def _unpack_dict(
 
 
 def _check_rate(rate: object) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+    value = 0
+    if isinstance(rate, (int, np.integer)) and not isinstance(rate, bool):
+        value = int(rate)
+    elif isinstance(rate, float) and rate.is_integer():
+        value = int(rate)
+    if value <= 0:
         raise vramguard.InvalidArgument(
-            "sampling_rate", rate, "a positive int in Hz (e.g. 16000) for array or tensor audio"
+            "sampling_rate", rate, "a positive whole number of Hz (e.g. 16000) for array or tensor audio"
         )
-    return int(rate)
+    return value
 
 
 def _short(value: object) -> object:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from vramguard._records import Leak, OrderViolation
-from vramguard._session import tensors_in
+from vramguard._tensors import tensors_in
 from vramguard.census._autograd import GraphBudget, graph_tensors
 from vramguard.census._cycles import GcWatch
 from vramguard.census._holders import HolderSearch

@@ -1,0 +1,1 @@
+"""ASR pipeline tests (a package, so test modules can share helpers by relative import)."""
