@@ -15,7 +15,12 @@ TURNS = [Turn(0.0, 4.0, "SPEAKER_00"), Turn(4.5, 9.0, "SPEAKER_01")]
 
 
 def test_each_chunk_goes_to_the_speaker_it_overlaps_most() -> None:
-    chunks = [Chunk(" Hello", 0.0, 2.0), Chunk(" there.", 2.0, 4.2), Chunk(" Thanks", 4.3, 7.0), Chunk(" bye", 7.0, 9.0)]
+    chunks = [
+        Chunk(" Hello", 0.0, 2.0),
+        Chunk(" there.", 2.0, 4.2),
+        Chunk(" Thanks", 4.3, 7.0),
+        Chunk(" bye", 7.0, 9.0),
+    ]
     segments = assign_speakers(chunks, TURNS, duration_s=9.0)
     assert [s["speaker"] for s in segments] == ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01", "SPEAKER_01"]
     assert [s["timestamp"] for s in segments] == [(0.0, 2.0), (2.0, 4.2), (4.3, 7.0), (7.0, 9.0)]

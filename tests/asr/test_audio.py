@@ -33,7 +33,9 @@ def test_the_bundled_sample(sample_audio: Path) -> None:
     assert soundfile.info(str(sample_audio)).channels == 1
 
 
-@pytest.mark.parametrize(("suffix", "fmt", "subtype"), [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS")])
+@pytest.mark.parametrize(
+    ("suffix", "fmt", "subtype"), [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS")]
+)
 def test_soundfile_formats(tmp_path: Path, suffix: str, fmt: str, subtype: str) -> None:
     path = tmp_path / f"tone.{suffix}"
     soundfile.write(str(path), tone(), SAMPLING_RATE, format=fmt, subtype=subtype)
@@ -66,7 +68,7 @@ def test_without_ffmpeg_the_error_says_what_to_install(tmp_path: Path, monkeypat
     path = tmp_path / "talk.mp3"
     path.write_bytes(b"\xff\xfb" + bytes(100))
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(AudioError, match="needs ffmpeg.*install") as caught:
+    with pytest.raises(AudioError, match=r"needs ffmpeg.*install") as caught:
         load_audio(path)
     assert isinstance(caught.value, vramguard.VramGuardError)
     assert caught.value.argument == "audio"
@@ -141,8 +143,19 @@ def test_empty_audio(tmp_path: Path) -> None:
         (np.array(["a", "b"]), {"sampling_rate": 16_000}, "audio"),
     ],
     ids=[
-        "none", "int", "list", "no-rate", "bool-rate", "negative-rate", "fractional-rate", "dict-without-rate",
-        "conflicting-rates", "rate-with-path", "3-d", "nan", "strings",
+        "none",
+        "int",
+        "list",
+        "no-rate",
+        "bool-rate",
+        "negative-rate",
+        "fractional-rate",
+        "dict-without-rate",
+        "conflicting-rates",
+        "rate-with-path",
+        "3-d",
+        "nan",
+        "strings",
     ],
 )
 def test_wrong_inputs_name_the_argument(audio: object, options: dict[str, object], argument: str) -> None:

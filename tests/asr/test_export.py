@@ -116,10 +116,12 @@ def test_no_segments() -> None:
     assert to_vtt([]) == "WEBVTT\n" and json.loads(to_json([])) == []
 
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 spans = st.tuples(st.floats(0, 10_000), st.floats(0, 100)).map(lambda p: (p[0], p[0] + p[1]))
 segment_lists = st.lists(
-    st.fixed_dictionaries({"speaker": st.sampled_from(["SPEAKER_00", "SPEAKER_01"]), "text": texts, "timestamp": spans}),
+    st.fixed_dictionaries(
+        {"speaker": st.sampled_from(["SPEAKER_00", "SPEAKER_01"]), "text": texts, "timestamp": spans}
+    ),
     max_size=6,
 )
 

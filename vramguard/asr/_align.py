@@ -81,9 +81,7 @@ def speaker_for(start: float, end: float, turns: Sequence[Turn]) -> str:
     return min(turns, key=lambda turn: _distance(start, end, turn)).speaker
 
 
-def assign_speakers(
-    chunks: Iterable[Chunk], turns: Iterable[Turn], duration_s: float
-) -> list[Segment]:
+def assign_speakers(chunks: Iterable[Chunk], turns: Iterable[Turn], duration_s: float) -> list[Segment]:
     """One segment per chunk, with its clamped timestamp and its speaker.
 
     A chunk without a start begins where the previous one ended; a chunk without an end (the

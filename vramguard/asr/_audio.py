@@ -81,9 +81,7 @@ def load_audio(audio: object, *, sampling_rate: int | None = None, argument: str
     return Audio(_finish(audio, rate, _short(audio), argument))
 
 
-def _unpack_dict(
-    data: Mapping[Any, Any], sampling_rate: int | None, argument: str
-) -> tuple[object, int | None]:
+def _unpack_dict(data: Mapping[Any, Any], sampling_rate: int | None, argument: str) -> tuple[object, int | None]:
     key = "raw" if "raw" in data else "array" if "array" in data else None
     if key is None or "sampling_rate" not in data:
         raise vramguard.InvalidArgument(
@@ -98,11 +96,9 @@ def _unpack_dict(
 
 
 def _check_rate(rate: object) -> int:
-    value = 0
-    if isinstance(rate, (int, np.integer)) and not isinstance(rate, bool):
-        value = int(rate)
-    elif isinstance(rate, float) and rate.is_integer():
-        value = int(rate)
+    whole_int = isinstance(rate, (int, np.integer)) and not isinstance(rate, bool)
+    whole_float = isinstance(rate, float) and rate.is_integer()
+    value = int(rate) if whole_int or whole_float else 0  # type: ignore[call-overload]
     if value <= 0:
         raise vramguard.InvalidArgument(
             "sampling_rate", rate, "a positive whole number of Hz (e.g. 16000) for array or tensor audio"

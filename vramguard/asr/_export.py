@@ -65,9 +65,7 @@ def to_vtt(segments: Iterable[Segment]) -> str:
 
 def to_json(segments: Iterable[Segment], *, indent: int | None = 2) -> str:
     """The segments as a JSON list; timestamps become ``[start, end]`` lists."""
-    data = [
-        {"speaker": s["speaker"], "text": s["text"], "timestamp": list(s["timestamp"])} for s in segments
-    ]
+    data = [{"speaker": s["speaker"], "text": s["text"], "timestamp": list(s["timestamp"])} for s in segments]
     return json.dumps(data, indent=indent, ensure_ascii=False)
 
 
@@ -78,9 +76,7 @@ def to_rttm(segments: Iterable[Segment], *, file_id: str = "audio") -> str:
     for segment in segments:
         start, end = _span(segment)
         speaker = _NON_TOKEN.sub("_", str(segment["speaker"]).strip()) or "unknown"
-        lines.append(
-            f"SPEAKER {file_id} 1 {start / 1000:.3f} {(end - start) / 1000:.3f} <NA> <NA> {speaker} <NA> <NA>"
-        )
+        lines.append(f"SPEAKER {file_id} 1 {start / 1000:.3f} {(end - start) / 1000:.3f} <NA> <NA> {speaker} <NA> <NA>")
     return "".join(f"{line}\n" for line in lines)
 
 

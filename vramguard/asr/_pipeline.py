@@ -324,6 +324,9 @@ class ASRDiarizationPipeline:
                     item.error = error
         counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
         reports: list[vramguard.SessionReport] = []
+        if not any(item.error is None for item in work):
+            self.last_reports = ()
+            return [item.result(group_by_speaker) for item in work]  # no model loaded for nothing
         with _progress(progress, 2 * len(work)) as advance:
             if self.mode == "resident":
                 # One released session around the run; per-file sessions only measure, because

@@ -1,0 +1,260 @@
+"""The ASR + diarization pipeline's memory with whisper-base-sized models, in one run:
+resident vs staged peak, and three ways to release a resident pipeline side by side.
+
+    .venv/bin/python benchmarks/asr_memory.py [--device cpu|cuda] [--size base|tiny] [--json out.json]
+
+The models are vramguard.asr.testing's random-weight builds (``size="base"``: whisper-base's
+architecture, 74M parameters, and pyannote speaker-diarization-3.1's), run on the bundled 8.8 s
+two-voice WAV. Every measurement is a fresh child process that first runs one warm-up
+load+run+release cycle, so modules and caches loaded once per process are not counted (see
+shared/host-memory.md). Releases compared:
+
+- vramguard: ``pipe.release_resources()`` (``vramguard.release(self, attrs=...)``);
+- whisper-plus: the order its maintainer gave in whisper-plus issue #68, ``empty_cache()`` first,
+  then ``asr_pipeline = None`` and ``diarization_pipeline = None`` (run as if its
+  ``self.device == "cuda"`` guard passed; the class never sets that attribute, so as written
+  it does nothing at all);
+- bare del: ``del pipe``, which a user reported "does not seem to work" in the same issue.
+
+On the host, "empty_cache" is malloc_trim (``vramguard.empty_cache("cpu")``), allocated is malloc's
+in-use bytes and reserved is resident anonymous memory. Figures from a CPU run say nothing about
+a GPU; the device is printed with every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import torch
+
+import vramguard
+
+Mode = Literal["resident", "staged"]
+MODES: tuple[Mode, ...] = ("resident", "staged")
+RELEASES = ("vramguard", "whisper-plus", "bare del")
+MiB = 2**20
+
+
+def _generate(args: argparse.Namespace) -> dict[str, int]:
+    return {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+
+
+def _load(args: argparse.Namespace, mode: Mode) -> Any:
+    from vramguard.asr import ASRDiarizationPipeline
+
+    models = Path(args.models)
+    return ASRDiarizationPipeline.from_pretrained(
+        models / "whisper", models / "diarizer", device=args.device, mode=mode, generate_kwargs=_generate(args)
+    )
+
+
+def _warm_up(args: argparse.Namespace, audio: Path, mode: Mode) -> None:
+    pipe = _load(args, mode)
+    pipe(audio)
+    pipe.release_resources()
+    del pipe
+    gc.collect()
+    vramguard.empty_cache(args.device)
+
+
+def _figures(snapshot: vramguard.MemorySnapshot) -> dict[str, int | None]:
+    return {
+        "allocated_bytes": snapshot.allocated_bytes,
+        "reserved_bytes": snapshot.reserved_bytes,
+        "rss_bytes": snapshot.rss_bytes,
+        "process_used_bytes": snapshot.process_used_bytes,
+    }
+
+
+@contextmanager
+def _rss_peak(interval_s: float = 0.002) -> Iterator[dict[str, int]]:
+    """The peak of the whole resident set, sampled on a thread. On the host, transformers maps
+    safetensors weights from the file (zero-copy): RSS sees them, malloc and anonymous memory
+    (vramguard's host figures) do not."""
+    start = vramguard.snapshot("cpu", nvml=False, uss=False).rss_bytes or 0
+    result = {"start": start, "peak": start}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval_s):
+            rss = vramguard.snapshot("cpu", nvml=False, uss=False).rss_bytes or 0
+            result["peak"] = max(result["peak"], rss)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+
+
+def child_peak(args: argparse.Namespace, mode: Mode) -> dict[str, Any]:
+    """Load, run and release in ``mode`` inside one session: its peak above the start."""
+    from vramguard.asr.testing import sample_audio_path
+
+    audio = sample_audio_path()
+    _warm_up(args, audio, mode)
+    began = time.perf_counter()
+    with (
+        _rss_peak() as rss,
+        vramguard.gpu_session(mode, device=args.device, census=False, leaks="ignore") as session,
+    ):
+        pipe = _load(args, mode)
+        pipe(audio)
+        stages = {r.name: r.peak_increase_bytes for r in (*pipe.load_reports, *pipe.last_reports)}
+        pipe.release_resources()
+        del pipe
+    report = session.report
+    assert report is not None
+    return {
+        "rss_peak_increase_bytes": rss["peak"] - rss["start"],
+        "peak_increase_bytes": report.peak_increase_bytes,
+        "peak_reserved_bytes": report.peak_reserved_bytes,
+        "before_reserved_bytes": report.before.reserved_bytes,
+        "stages": stages,
+        "duration_s": time.perf_counter() - began,
+    }
+
+
+def child_release(args: argparse.Namespace, how: str) -> dict[str, Any]:
+    """Load and run a resident pipeline, release it ``how``, and measure what stays."""
+    from vramguard.asr.testing import sample_audio_path
+
+    audio = sample_audio_path()
+    device = vramguard.resolve_device(args.device)
+    _warm_up(args, audio, "resident")
+    before = vramguard.snapshot(device)
+    pipe = _load(args, "resident")
+    pipe(audio)
+    loaded = vramguard.snapshot(device)
+    began = time.perf_counter()
+    if how == "vramguard":
+        pipe.release_resources()
+    elif how == "whisper-plus":
+        torch.cuda.empty_cache() if device.type == "cuda" else vramguard.empty_cache(device)
+        pipe.asr_pipeline = None
+        pipe.diarization_pipeline = None
+    del pipe
+    took = time.perf_counter() - began
+    after = vramguard.snapshot(device)
+    gc.collect()
+    later = vramguard.snapshot(device)
+    return {
+        "before": _figures(before),
+        "loaded": _figures(loaded),
+        "after": _figures(after),
+        "after_later_gc": _figures(later),
+        "release_s": took,
+    }
+
+
+def _run_child(args: argparse.Namespace, kind: str, variant: str) -> dict[str, Any]:
+    command = [
+        sys.executable, __file__, "--child", kind, variant, "--models", str(args.models), "--device", args.device,
+        "--max-new-tokens", str(args.max_new_tokens), "--num-beams", str(args.num_beams),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child {kind} {variant!r} failed:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _size(value: int | None) -> str:
+    return vramguard.format_size(value)
+
+
+def _delta(result: dict[str, Any], field: str, key: str = "after") -> int | None:
+    before, after = result["before"][field], result[key][field]
+    return None if before is None or after is None else after - before
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device}), torch {torch.__version__}"
+    return f"host (cpu), no GPU: {torch.get_num_threads()} threads, torch {torch.__version__}; no GPU claim follows"
+
+
+def _ratio(a: int | None, b: int | None) -> str:
+    if a is None or b is None or b <= 0:
+        return "n/a"
+    return f"{a / b:.1f}x"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda" (default: auto)')
+    parser.add_argument("--size", choices=("base", "tiny"), default="base", help="model sizes (default: base)")
+    parser.add_argument("--models", help="a folder with whisper/ and diarizer/ already built (default: build them)")
+    parser.add_argument("--max-new-tokens", type=int, default=40, help="Whisper's cap per chunk (default: 40)")
+    parser.add_argument("--num-beams", type=int, default=1, help="Whisper's beams (default: 1, greedy)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    device = vramguard.resolve_device(args.device)
+    args.device = str(device)
+    if args.child:
+        kind, variant = args.child
+        result = child_peak(args, cast(Mode, variant)) if kind == "peak" else child_release(args, variant)
+        print(json.dumps(result))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="vramguard-asr-bench-") as scratch:
+        if args.models is None:
+            from vramguard.asr.testing import build_tiny_diarizer, build_tiny_whisper
+
+            args.models = scratch
+            build_tiny_whisper(Path(scratch) / "whisper", size=args.size)
+            build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size)
+        peaks = {mode: _run_child(args, "peak", mode) for mode in MODES}
+        releases = {how: _run_child(args, "release", how) for how in RELEASES}
+    print(f"device: {_device_label(device)}")
+    print(f"models: size={args.size}; generation: max_new_tokens={args.max_new_tokens}, num_beams={args.num_beams}")
+    measure = "allocated (malloc in use)" if device.type == "cpu" else "allocated (torch's caching allocator)"
+    print(f"\npeak above the start (load + run + release, after a warm-up cycle): {measure}, and RSS")
+    for mode, result in peaks.items():
+        stages = ", ".join(f"{name} +{_size(peak)}" for name, peak in result["stages"].items())
+        print(
+            f"  {mode:<9} +{_size(result['peak_increase_bytes']):>10}"
+            f"  RSS +{_size(result['rss_peak_increase_bytes']):>10}  ({result['duration_s']:.1f} s; stages: {stages})"
+        )
+    for key, label in (("peak_increase_bytes", "allocated"), ("rss_peak_increase_bytes", "RSS")):
+        resident, staged = (peaks[m][key] for m in MODES)
+        print(
+            f"  resident / staged peak, {label}: {_ratio(resident, staged)} (staged saves {_size(resident - staged)})"
+        )
+    print("\nheld after the release, against the level before loading (a later gc.collect() in brackets)")
+    print(f"  {'release':<14} {'allocated':>14} {'reserved':>14} {'RSS':>14} {'took':>8}")
+    for how, result in releases.items():
+        cells = [
+            f"{_size(_delta(result, f)):>9} [{_size(_delta(result, f, 'after_later_gc'))}]" if f == "allocated_bytes"
+            else f"{_size(_delta(result, f)):>14}"
+            for f in ("allocated_bytes", "reserved_bytes", "rss_bytes")
+        ]  # fmt: skip
+        print(f"  {how:<14} {' '.join(cells)} {result['release_s'] * 1000:6.0f} ms")
+    ours = _delta(releases["vramguard"], "reserved_bytes")
+    loaded = _delta(releases["vramguard"], "reserved_bytes", "loaded")
+    print(f"  loading and one run added {_size(loaded)} reserved")
+    for how in RELEASES[1:]:
+        held = _delta(releases[how], "reserved_bytes")
+        extra = None if held is None or ours is None else held - ours
+        print(f"  {how} holds {_size(extra)} more reserved than vramguard ({_ratio(held, ours)} of it)")
+    if args.json:
+        data = {"device": _device_label(device), "peaks": peaks, "releases": releases}
+        Path(args.json).write_text(json.dumps(data, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
