@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,28 @@ def test_bad_calls_are_refused(
         resident_pipe.map([sample_audio], errors="ignore")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("blocked", "module"), [("transformers", "transformers"), ("pyannote.audio", "pyannote.audio")]
+)
+def test_a_missing_library_says_what_to_install(
+    tiny_whisper: Path, tiny_diarizer: Path, monkeypatch: pytest.MonkeyPatch, blocked: str, module: str
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, blocked, None)  # what an absent package looks like to import
+    with pytest.raises(vramguard.MissingDependency, match=r"pip install 'vramguard\[asr\]'") as caught:
+        ASRDiarizationPipeline.from_pretrained(tiny_whisper, tiny_diarizer, device="cpu")
+    assert module in str(caught.value)
+
+
+def test_importing_the_package_loads_neither_library() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vramguard, vramguard.asr; print(sorted({'transformers', 'pyannote'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
 @pytest.mark.gpu
 def test_end_to_end_on_cuda(tiny_whisper: Path, tiny_diarizer: Path, sample_audio: Path) -> None:
     for mode in ("resident", "staged"):
@@ -274,3 +297,15 @@ def test_end_to_end_on_cuda(tiny_whisper: Path, tiny_diarizer: Path, sample_audi
         last = reports[-1]
         assert last.after.allocated_bytes is not None and last.before.allocated_bytes is not None
         assert last.after.allocated_bytes <= last.before.allocated_bytes
+
+
+def test_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vramguard.asr import TELEMETRY_VARIABLE
+    from vramguard.asr._models import disable_telemetry_unless_set
+
+    monkeypatch.delenv(TELEMETRY_VARIABLE, raising=False)
+    disable_telemetry_unless_set()
+    assert os.environ[TELEMETRY_VARIABLE] == "false"
+    monkeypatch.setenv(TELEMETRY_VARIABLE, "true")
+    disable_telemetry_unless_set()
+    assert os.environ[TELEMETRY_VARIABLE] == "true"

@@ -44,8 +44,9 @@ def import_detached(name: str) -> ModuleType:
     those frames end up holding: the loaded pipeline, the caller's audio. On a thread of its
     own, that chain ends at the thread.
     """
-    if name in sys.modules:
-        return sys.modules[name]
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return loaded
     outcome: dict[str, Any] = {}
 
     def target() -> None:

@@ -104,7 +104,7 @@ def build_tiny_whisper(path: str | os.PathLike[str], *, size: Size = "tiny", see
     """Write a random-weight Whisper that transformers' ASR pipeline loads from ``path``.
 
     Both sizes have Whisper's real vocabulary (51866 tokens, large-v3's). ``size="tiny"``:
-    d_model 64 and two layers each side, about 3.8M parameters (15 MB, most of them the
+    d_model 64 and two layers each side, about 3.6M parameters (15 MB, most of them the
     embedding), runs in a fraction of a second with greedy decoding; ``size="base"``:
     whisper-base's architecture (about 74M parameters, 290 MB).
     """
