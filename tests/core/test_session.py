@@ -35,8 +35,9 @@ def _clear_retained() -> Any:
     gc.collect()
 
 
-def test_tensor_dropped_inside_the_block_is_no_leak(device: str) -> None:
-    with gpu_session("drop", device=device, leaks="raise") as s:
+@pytest.mark.parametrize("census", [True, False], ids=["census", "allocator"])
+def test_tensor_dropped_inside_the_block_is_no_leak(device: str, census: bool) -> None:
+    with gpu_session("drop", device=device, leaks="raise", census=census) as s:
         x = _mib64(device)
         x.mul_(2)
         del x
@@ -48,15 +49,17 @@ def test_tensor_dropped_inside_the_block_is_no_leak(device: str) -> None:
     assert report.peak_increase_bytes is not None and report.peak_increase_bytes >= 64 * MIB
 
 
-def test_tensor_kept_in_a_global_is_a_leak_within_one_percent(device: str) -> None:
-    with gpu_session("global", device=device, leaks="ignore") as s:
+@pytest.mark.parametrize("census", [True, False], ids=["census", "allocator"])
+def test_tensor_kept_in_a_global_is_a_leak_within_one_percent(device: str, census: bool) -> None:
+    with gpu_session("global", device=device, leaks="ignore", census=census) as s:
         RETAINED.append(_mib64(device))
     assert s.report is not None and s.report.leaked_bytes is not None
     assert abs(s.report.leaked_bytes - 64 * MIB) <= 0.01 * 64 * MIB
 
 
-def test_leak_raises_leak_error_with_the_report(device: str) -> None:
-    with pytest.raises(LeakError) as info, gpu_session("raise", device=device, leaks="raise"):
+@pytest.mark.parametrize("census", [True, False], ids=["census", "allocator"])
+def test_leak_raises_leak_error_with_the_report(device: str, census: bool) -> None:
+    with pytest.raises(LeakError) as info, gpu_session("raise", device=device, leaks="raise", census=census):
         RETAINED.append(_mib64(device))
     report = info.value.report
     assert isinstance(report, SessionReport)
@@ -75,8 +78,9 @@ def test_leak_tolerance_accepts_a_size_string(device: str) -> None:
     assert s.report is not None and (s.report.leaked_bytes or 0) > 60 * MIB
 
 
-def test_kept_tensor_is_not_a_leak(device: str) -> None:
-    with gpu_session("keep", device=device, leaks="raise") as s:
+@pytest.mark.parametrize("census", [True, False], ids=["census", "allocator"])
+def test_kept_tensor_is_not_a_leak(device: str, census: bool) -> None:
+    with gpu_session("keep", device=device, leaks="raise", census=census) as s:
         out = s.keep(_mib64(device))
     assert s.report is not None
     assert s.report.kept_bytes == 64 * MIB
