@@ -15,6 +15,10 @@ with ``malloc_trim``.
 
 from __future__ import annotations
 
+import importlib
+import typing
+
+# Torch-free: imported at once.
 from vramguard._errors import (
     InvalidArgument,
     LeakError,
@@ -27,12 +31,49 @@ from vramguard._errors import (
     SessionError,
     VramGuardError,
 )
-from vramguard._records import Leak, OrderViolation, ReleaseReport, ReleaseStep, SessionReport, Timeline
-from vramguard._release import empty_cache, release
-from vramguard._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
 from vramguard._sizes import format_size, parse_size
-from vramguard.probes import MemorySnapshot, resolve_device, snapshot
-from vramguard.report.plot import plot_reports
+
+if typing.TYPE_CHECKING:
+    from vramguard._records import Leak, OrderViolation, ReleaseReport, ReleaseStep, SessionReport, Timeline
+    from vramguard._release import empty_cache, release
+    from vramguard._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
+    from vramguard.probes import MemorySnapshot, resolve_device, snapshot
+    from vramguard.report.plot import plot_reports
+
+# The names whose modules import torch, imported on first use: ``import vramguard.<submodule>``
+# runs this file, and pytest imports ``vramguard.pytest_plugin`` (its pytest11 entry point) in
+# every run in the environment, torch or no torch in the tests.
+_LAZY = {
+    "Leak": "vramguard._records",
+    "OrderViolation": "vramguard._records",
+    "ReleaseReport": "vramguard._records",
+    "ReleaseStep": "vramguard._records",
+    "SessionReport": "vramguard._records",
+    "Timeline": "vramguard._records",
+    "empty_cache": "vramguard._release",
+    "release": "vramguard._release",
+    "HOST_NOISE_FLOOR_BYTES": "vramguard._session",
+    "GpuSession": "vramguard._session",
+    "gpu_session": "vramguard._session",
+    "MemorySnapshot": "vramguard.probes",
+    "resolve_device": "vramguard.probes",
+    "snapshot": "vramguard.probes",
+    "plot_reports": "vramguard.report.plot",
+}
+
+if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

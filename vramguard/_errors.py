@@ -51,14 +51,17 @@ class ProbeUnavailable(VramGuardError):
 
 
 class MissingDependency(VramGuardError, ImportError):
-    """An optional dependency is missing; the message gives the exact install command."""
+    """An optional dependency is missing; the message gives the exact install command.
 
-    def __init__(self, module: str, extra: str, feature: str) -> None:
+    ``extra`` is the vramguard extra that installs ``module``; None when no extra lists it,
+    and the command is then ``pip install <module>``.
+    """
+
+    def __init__(self, module: str, extra: str | None, feature: str) -> None:
         self.module = module
         self.extra = extra
-        super().__init__(
-            f"{feature} needs the '{module}' package: pip install 'vramguard[{extra}]'"
-        )
+        command = f"pip install {module}" if extra is None else f"pip install 'vramguard[{extra}]'"
+        super().__init__(f"{feature} needs the '{module}' package: {command}")
 
 
 class SessionError(VramGuardError):

@@ -23,17 +23,12 @@ import torch
 
 from vramguard import _hooks
 from vramguard._errors import InvalidArgument
-from vramguard._records import ReleaseReport, ReleaseStep
+from vramguard._records import ReleaseReport, ReleaseStep, _diff
 from vramguard._sizes import format_size
 from vramguard._tensors import storage_bytes
 from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, resolve_device, take
 
 Mark = Callable[[str], None]
-
-
-def module_bytes(module: torch.nn.Module, device: torch.device) -> int:
-    """Storage bytes of a module's parameters and buffers (each storage counted once)."""
-    return storage_bytes([module], device)
 
 
 def evict_module(module: torch.nn.Module, device: torch.device) -> str:
@@ -42,19 +37,19 @@ def evict_module(module: torch.nn.Module, device: torch.device) -> str:
     Every holder of the module sees the meta tensors afterwards, so the old storages are freed
     even while someone else still holds the module itself.
     """
-    nbytes = module_bytes(module, device)
+    nbytes = storage_bytes([module], device)
     module.to(device="meta")
     return f"{type(module).__name__}: {format_size(nbytes)} of parameters and buffers moved to the meta device"
 
 
-def _sync_and_empty(dev: torch.device) -> tuple[list[tuple[str, Callable[[], str]]], bool]:
+def _sync_and_empty(dev: torch.device) -> list[tuple[str, Callable[[], str]]]:
     """The device-specific steps after gc: (name, action returning a detail)."""
     if dev.type == "cpu":
-        return [("malloc_trim", lambda: "" if malloc_trim() else "malloc_trim unavailable (not glibc)")], True
+        return [("malloc_trim", lambda: "" if malloc_trim() else "malloc_trim unavailable (not glibc)")]
     if not cuda_initialized():
         # Nothing was ever allocated; touching CUDA now would create a context.
         skip = "skipped: CUDA not initialised in this process"
-        return [("synchronize", lambda: skip), ("empty_cache", lambda: skip)], False
+        return [("synchronize", lambda: skip), ("empty_cache", lambda: skip)]
 
     def synchronize() -> str:
         torch.cuda.synchronize(dev)
@@ -66,7 +61,7 @@ def _sync_and_empty(dev: torch.device) -> tuple[list[tuple[str, Callable[[], str
             torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
         return ""
 
-    return [("synchronize", synchronize), ("empty_cache", empty)], True
+    return [("synchronize", synchronize), ("empty_cache", empty)]
 
 
 _original_empty_cache = torch.cuda.empty_cache
@@ -97,7 +92,7 @@ def run_release(
         return f"{found} unreachable objects" if found else ""
 
     actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
-    actions += _sync_and_empty(dev)[0]
+    actions += _sync_and_empty(dev)
     for name, action in actions:
         if mark is not None:
             mark(f"release:{name}")
@@ -116,10 +111,6 @@ def run_release(
         )
         current = now
     return tuple(steps), take(dev, nvml=True)
-
-
-def _diff(a: int | None, b: int | None) -> int | None:
-    return None if a is None or b is None else a - b
 
 
 def _normalise_attrs(attrs: str | Sequence[str]) -> tuple[str, ...]:
@@ -186,7 +177,7 @@ def release(
                 del value
         return f"{len(dropped)} attribute(s) set to None" if dropped else ""
 
-    steps, after = run_release(dev, drop, start=take(dev, nvml=False))
+    steps, after = run_release(dev, drop, start=before)
     survivors = tuple(
         f"{label}: still referenced ({sys.getrefcount(obj) - 2} other reference(s))"
         for label, ref in watch

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vramguard.probes import heap_in_use_bytes, read_nvml
-from vramguard.probes._host import _statm
-from vramguard.probes._torch import allocated_bytes, reserved_bytes
+from vramguard.probes import heap_in_use_bytes, read_allocator, read_nvml, resident_bytes
 
 IDLE_EXIT_S = 1.0
+MAX_TIMELINE_SAMPLES = 100_000
+"""A timeline keeps at most this many samples: past it, every other sample is dropped and the
+interval doubles, so a long recorded block costs bounded memory (a leak tool must not leak)."""
 HOST_SAMPLE_INTERVAL_S = 0.005
 """How often a host session's peak is sampled (malloc keeps no peak of its own)."""
 
@@ -46,15 +47,19 @@ class Subscription:
             self.peak_reserved_bytes = reserved
         if self.record:
             self.samples.append((now - self.origin_s, allocated, reserved, process))
+            if len(self.samples) >= MAX_TIMELINE_SAMPLES:
+                del self.samples[1::2]
+                self.interval_s *= 2
 
 
 def read_now(device: torch.device, nvml: bool = False) -> tuple[int | None, int | None, int | None]:
     """(allocated, reserved, NVML process used) of ``device``, as cheaply as possible."""
     if device.type == "cpu":
-        statm = _statm()
+        statm = resident_bytes()
         return heap_in_use_bytes(), None if statm is None else statm[1], None
     process = read_nvml(device.index or 0).process_used_bytes if nvml else None
-    return allocated_bytes(device), reserved_bytes(device), process
+    stats = read_allocator(device)  # one memory_stats() call for both figures
+    return stats.allocated_bytes, stats.reserved_bytes, process
 
 
 class Sampler:

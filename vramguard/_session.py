@@ -6,8 +6,11 @@ arguments, sync or async functions). Each entry produces a fresh :class:`Session
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import os
+import sys
 import threading
 import time
 import warnings
@@ -55,7 +58,7 @@ class _Run:
 
     name: str
     device: torch.device
-    thread: int
+    owner: tuple[int, int]
     started_s: float
     before: MemorySnapshot
     subscription: Subscription | None
@@ -65,6 +68,8 @@ class _Run:
     peak_floor_reserved: int | None = None
     concurrent: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
+    listener: _hooks.EmptyCacheListener | None = None
+    history_on: bool = False
     census: Any = None
 
     def fold_peak(self, allocated: int | None, reserved: int | None) -> None:
@@ -75,6 +80,32 @@ class _Run:
 
     def mark(self, label: str) -> None:
         self.marks.append((time.monotonic() - self.started_s, label))
+
+
+def _owner() -> tuple[int, int]:
+    """Who runs a block: the thread, and the asyncio task within it (0 outside a task).
+
+    Two tasks of one event loop interleave their blocks, so their figures mix like two threads'.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return threading.get_ident(), 0 if task is None else id(task)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside vramguard, so
+    warning filters by module and the printed location name the user's code."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _max(*values: int | None) -> int | None:
@@ -127,7 +158,6 @@ class GpuSession:
         self.sample_interval_s = self.sample_every or HOST_SAMPLE_INTERVAL_S
         self.report: SessionReport | None = None
         self._run: _Run | None = None
-        self._on_empty_cache: _hooks.EmptyCacheListener | None = None
 
     # -- the block's API ------------------------------------------------------------------
     def own(self, obj: T, *, evict: bool = False) -> T:
@@ -143,7 +173,11 @@ class GpuSession:
         return obj
 
     def keep(self, obj: T) -> T:
-        """Mark ``obj`` (and the tensors reachable from it) as an expected survivor, not a leak."""
+        """Mark ``obj`` (and the tensors reachable from it) as an expected survivor, not a leak.
+
+        With ``census=False`` the leak figure is allocated after − before − kept bytes, so keep
+        only what the block created: keeping an older tensor would hide as much of a leak.
+        """
         self._require_run("keep").kept.append(obj)
         return obj
 
@@ -177,6 +211,12 @@ class GpuSession:
         """Decorate ``fn``: each call runs in a fresh session; the last report is ``fn.vram_report``."""
         if not callable(fn):
             raise InvalidArgument("fn", fn, "a function to decorate")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            # The wrapper would return the generator at once and close the session before
+            # the body ever ran: nothing would be measured.
+            raise InvalidArgument(
+                "fn", fn, "a function or coroutine function; for a generator, use `with gpu_session(...)` inside it"
+            )
         name = self.name or getattr(fn, "__qualname__", getattr(fn, "__name__", "session"))
         config = self._config()
 
@@ -227,7 +267,7 @@ class GpuSession:
     def _start(self, name: str) -> _Run:
         dev = self.device
         key = str(dev)
-        me = threading.get_ident()
+        me = _owner()
         record = self.sample_every is not None
         subscription = None
         if dev.type == "cpu" or record:
@@ -239,35 +279,55 @@ class GpuSession:
             for other in others:
                 # Fold everyone's peak so far before the reset below wipes it.
                 other.fold_peak(before.peak_allocated_bytes, before.peak_reserved_bytes)
-                if other.thread != me:
+                if other.owner != me:
                     other.concurrent = run.concurrent = True
             others.append(run)
-        reset_peak(dev)
-        run.fold_peak(before.allocated_bytes, before.reserved_bytes)
-        if self.census:
-            run.census = _start_census(dev, self.strict)
-        if subscription is not None:
-            SAMPLER.subscribe(subscription)
-        if record:
-            # Timeline marks for the block's empty_cache calls (the release's own are release:*).
-            def on_empty_cache(device: torch.device, depth: int) -> None:
-                if device == dev:
-                    run.mark("empty_cache")
+        try:
+            # torch's peak counters are process-wide: a session resets them at entry (and so
+            # does every nested one); max_memory_allocated() read elsewhere sees the reset.
+            reset_peak(dev)
+            run.fold_peak(before.allocated_bytes, before.reserved_bytes)
+            if self.census:
+                run.census = _start_census(dev, self.strict)
+            if subscription is not None:
+                SAMPLER.subscribe(subscription)
+            if record:
+                # Timeline marks for the block's empty_cache calls (the release's own are release:*).
+                def on_empty_cache(device: torch.device, depth: int) -> None:
+                    if device == dev:
+                        run.mark("empty_cache")
 
-            self._on_empty_cache = on_empty_cache
-            _hooks.empty_cache_listeners.append(on_empty_cache)
-        if self.record_history:
-            _history(True)
-        run.mark("enter")
+                run.listener = on_empty_cache
+                _hooks.empty_cache_listeners.append(on_empty_cache)
+            if self.record_history:
+                _history(True)
+                run.history_on = True
+            run.mark("enter")
+        except BaseException:
+            # A failed entry leaves nothing behind: no registry entry, listener, sampler or census.
+            self._detach(run)
+            if run.census is not None:
+                run.census.abort()
+            raise
         return run
 
     def _finish(self, exc: BaseException | None) -> None:
         run = self._run
         assert run is not None
+        self._run = None
         try:
             report = self._measure_and_release(run, exc)
-        finally:
-            self._run = None
+        except BaseException as failure:
+            # Whatever failed (a device error in synchronize, an interrupt), nothing stays
+            # registered, and the block's own exception is never replaced.
+            self._detach(run)
+            if run.census is not None:
+                run.census.abort()
+            if exc is None:
+                raise
+            problem = f"{type(failure).__name__}: {failure}"
+            _add_note(exc, f"vramguard could not measure or release the failed block: {problem}")
+            return
         self.report = report
         if exc is not None:
             # Never swallow or replace the block's exception: attach the report to it.
@@ -275,12 +335,34 @@ class GpuSession:
             return
         self._enforce(report)
 
+    @staticmethod
+    def _detach(run: _Run) -> tuple[bool, Any]:
+        """Take the run out of everything process-wide; idempotent. Returns whether another
+        owner was active on the device, and the memory history if this run had it on."""
+        if run.listener is not None:
+            if run.listener in _hooks.empty_cache_listeners:
+                _hooks.empty_cache_listeners.remove(run.listener)
+            run.listener = None
+        history = None
+        if run.history_on:
+            run.history_on = False
+            history = _history(False)
+        subscription = run.subscription
+        if subscription is not None:
+            SAMPLER.unsubscribe(subscription, join=subscription.record)
+        with _active_lock:
+            runs = _active.get(str(run.device), [])
+            if run in runs:
+                runs.remove(run)
+            concurrent = run.concurrent or any(other.owner != run.owner for other in runs)
+        return concurrent, history
+
     def _measure_and_release(self, run: _Run, exc: BaseException | None) -> SessionReport:
         dev = run.device
         run.mark("exit")
-        if self._on_empty_cache in _hooks.empty_cache_listeners:
-            _hooks.empty_cache_listeners.remove(self._on_empty_cache)
-        self._on_empty_cache = None
+        if run.listener is not None:
+            _hooks.empty_cache_listeners.remove(run.listener)
+            run.listener = None
         at_exit = take(dev, nvml=False)
         census = run.census
         if census is not None:
@@ -302,15 +384,8 @@ class GpuSession:
             drop()
             # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).
             steps, after = (), at_exit if dev.type == "cpu" else take(dev, nvml=True)
-        history = _history(False) if self.record_history else None
+        concurrent, history = self._detach(run)
         subscription = run.subscription
-        if subscription is not None:
-            SAMPLER.unsubscribe(subscription, join=subscription.record)
-        with _active_lock:
-            runs = _active.get(str(dev), [])
-            if run in runs:
-                runs.remove(run)
-            concurrent = run.concurrent or any(other.thread != run.thread for other in runs)
         peak_allocated = _max(
             run.peak_floor_allocated,
             at_exit.peak_allocated_bytes,
@@ -347,7 +422,7 @@ class GpuSession:
         run.kept.clear()
         timeline = None
         if subscription is not None and subscription.record:
-            timeline = Timeline(self.sample_interval_s, tuple(subscription.samples), tuple(run.marks))
+            timeline = Timeline(subscription.interval_s, tuple(subscription.samples), tuple(run.marks))
         return SessionReport(
             name=run.name,
             device=str(dev),
@@ -386,7 +461,7 @@ class GpuSession:
             message = f"session {report.name!r}: {calls}. Drop the references before emptying the cache\n{report}"
             if self.strict:
                 raise ReleaseOrderError(message, report)
-            warnings.warn(ReleaseOrderWarning(message), stacklevel=3)
+            warnings.warn(ReleaseOrderWarning(message), stacklevel=_user_stacklevel())
         leaked = report.leaked_bytes or 0
         if self.leaks != "ignore" and leaked > self.leak_tolerance_bytes:
             message = (
@@ -395,7 +470,7 @@ class GpuSession:
             )
             if self.leaks == "raise":
                 raise LeakError(message, report)
-            warnings.warn(LeakWarning(message), stacklevel=3)
+            warnings.warn(LeakWarning(message), stacklevel=_user_stacklevel())
 
 
 def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
@@ -412,11 +487,10 @@ def _add_note(exc: BaseException, note: str) -> None:
 
 
 def _start_census(device: torch.device, strict: bool) -> Any:
-    """Start the census of tensors created in the block, if the census layer is available."""
-    try:
-        from vramguard.census import Census
-    except ImportError:  # the census layer is optional for the core
-        return None
+    """Start the census of tensors created in the block. Imported here, not at the top: the
+    census sits beside the core, and a session with ``census=False`` never loads it."""
+    from vramguard.census import Census
+
     census = Census(device, strict=strict)
     census.start()
     return census

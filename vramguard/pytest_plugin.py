@@ -12,6 +12,10 @@ wrapper turns failures into a failed test with a report section::
 
 The test's call is measured inside a ``gpu_session`` (``gc.collect()`` first, so earlier tests'
 garbage does not count); the plugin keeps only the figures of each report, never a tensor.
+
+pytest imports this module in every run in the environment, so it imports only pytest and the
+standard library at the top: vramguard's core (and torch) is imported inside the hooks, and only
+for a test that is measured.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import gc
 import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from vramguard._records import SessionReport
-from vramguard._session import GpuSession
-from vramguard._sizes import SizeLike, format_size, parse_size
-from vramguard.probes import DeviceLike, resolve_device
+if TYPE_CHECKING:
+    from vramguard._records import SessionReport
+    from vramguard._session import GpuSession
+    from vramguard._sizes import SizeLike
+    from vramguard.probes import DeviceLike
 
 SECTION = "vramguard"
 
@@ -49,6 +54,8 @@ def _leak_lines(report: SessionReport) -> list[str]:
 def vram_limit(max_peak: SizeLike, *, device: DeviceLike | None = None, _report: SessionReport) -> Failure | None:
     """Fail the test when its memory peak rises more than max_peak (a size: "1 GiB", "512 MiB",
     bytes) above where it started; device: "cpu", "cuda", "cuda:N" (default: --vram-device)."""
+    from vramguard._sizes import format_size, parse_size
+
     limit = parse_size(max_peak, argument="max_peak")
     peak = _report.peak_increase_bytes
     if peak is None or peak <= limit:
@@ -64,6 +71,8 @@ def vram_leaks(
 ) -> Failure | None:
     """Fail the test when memory it allocated outlives it by more than max_leak (a size,
     default "0 B"), after gc.collect() and the release; the report names who holds it."""
+    from vramguard._sizes import format_size, parse_size
+
     limit = parse_size(max_leak, argument="max_leak")
     leaked = _report.leaked_bytes
     if leaked is None or leaked <= limit:
@@ -148,6 +157,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if state is None or not (marks or state.enabled):
         yield
         return
+    from vramguard._session import GpuSession
+    from vramguard.probes import resolve_device
+
     devices: dict[str, GpuSession] = {}
     wanted: list[pytest.Mark | None] = [*marks] or [None]
     for mark in wanted:
@@ -156,18 +168,34 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             devices[str(device)] = GpuSession(item.nodeid, device=device, leaks="ignore")
     gc.collect()  # garbage from earlier tests is not this test's
     entered: list[GpuSession] = []
+    raised = True
     try:
         for session in devices.values():
             session.__enter__()
             entered.append(session)
         yield
+        raised = False
     finally:
-        # Exit without the exception: a failed test is reported as it failed, without the
-        # session's note on its traceback; limits are only checked on tests that passed.
-        for session in reversed(entered):
-            session.__exit__(None, None, None)
+        error = _exit_all(entered)
         state.reports[item.nodeid] = {key: s.report for key, s in devices.items() if s.report is not None}
         del entered, devices
+        if error is not None and not raised:
+            raise error  # the test's own exception, when it raised, stays its outcome
+
+
+def _exit_all(sessions: list[GpuSession]) -> Exception | None:
+    """Exit every session, the last entered first, even when one's exit raises (a LeakError, a
+    warning turned into an error); returns the first error. Each exits without the test's
+    exception: a failed test is reported as it failed, without the session's note on its
+    traceback, and limits are only checked on tests that passed."""
+    first: Exception | None = None
+    for session in reversed(sessions):
+        try:
+            session.__exit__(None, None, None)
+        except Exception as error:
+            if first is None:
+                first = error
+    return first
 
 
 @pytest.hookimpl(wrapper=True)
@@ -182,6 +210,8 @@ def pytest_runtest_makereport(
     reports = state.reports.pop(item.nodeid, {})
     if not reports:
         return report
+    from vramguard.probes import resolve_device
+
     failures: list[tuple[str, Failure]] = []
     if report.passed:
         for mark in _markers(item):
@@ -215,6 +245,8 @@ def gpu_session(request: pytest.FixtureRequest) -> Generator[GpuSession, None, N
     """A started vramguard session around the test (device: the test's vram marker's, else
     --vram-device); its report is on the session once the test is done. Leaks are not
     enforced here: use the vram_leaks marker for that."""
+    from vramguard._session import GpuSession
+
     state = request.config.stash.get(_STATE, None)
     default = state.device if state is not None else "auto"
     marks = _markers(request.node)
@@ -230,6 +262,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(_STATE, None)
     if state is None or not state.enabled:
         return
+    from vramguard._sizes import format_size
+
     terminalreporter.write_sep("=", "vramguard report")
     if not state.results:
         terminalreporter.write_line("no test was measured")

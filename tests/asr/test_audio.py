@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,16 @@ def test_dicts_and_resampling() -> None:
     audio = load_audio({"raw": tone(1.0, 8_000), "sampling_rate": 8_000})
     assert len(audio.samples) == SAMPLING_RATE
     assert len(load_audio({"array": tone(), "sampling_rate": SAMPLING_RATE}).samples) == SAMPLING_RATE
+
+
+def test_resampling_without_torchaudio_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No vramguard extra lists torchaudio, so the advice is to install it, not an extra."""
+    monkeypatch.setitem(sys.modules, "torchaudio", None)  # what an absent package looks like to import
+    monkeypatch.setitem(sys.modules, "torchaudio.functional", None)
+    with pytest.raises(vramguard.MissingDependency, match=r"8000 Hz audio.*: pip install torchaudio$") as caught:
+        load_audio({"raw": tone(1.0, 8_000), "sampling_rate": 8_000})
+    assert caught.value.module == "torchaudio" and caught.value.extra is None
+    assert len(load_audio({"raw": tone(), "sampling_rate": SAMPLING_RATE}).samples) == SAMPLING_RATE
 
 
 def test_missing_and_directory_paths(tmp_path: Path) -> None:

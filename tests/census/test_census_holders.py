@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -217,3 +218,34 @@ def test_buffer_and_suspended_generator_local() -> None:
     holder = _leak_of(s.report, 6 * KIB).holders[0]
     assert holder.startswith("local 'chunk' in suspended ") and "produce()" in holder, holder
     assert holder.endswith(f"via global {__name__}.HOOKED"), holder
+
+
+def test_a_locals_dict_the_user_holds_keeps_its_keys() -> None:
+    """Before 3.13 ``locals()`` is the frame's own snapshot dict, which the census reads: it
+    must not empty it while user code holds it."""
+
+    def infer() -> tuple[dict[str, Any], SessionReport | None]:
+        marker = "kept"
+        ctx = locals()
+        with gpu_session("locals", device="cpu", leaks="ignore") as s:
+            out = torch.ones(24 * KIB // 4)
+            out.add_(1)
+        return ctx, s.report
+
+    ctx, report = infer()
+    assert ctx.get("marker") == "kept", sorted(ctx)
+    assert _leak_of(report, 24 * KIB).holders[0].startswith("local 'out' in "), report
+
+
+def test_reading_a_frames_locals_leaves_no_copy_alive() -> None:
+    """A local the census saw and the user then deletes is freed (no snapshot keeps it)."""
+
+    def infer() -> bool:
+        with gpu_session("no copy", device="cpu", leaks="ignore") as s:
+            out = torch.ones(20 * KIB // 4)
+        _leak_of(s.report, 20 * KIB)
+        ref = weakref.ref(out)
+        del out
+        return ref() is None
+
+    assert infer()

@@ -132,3 +132,12 @@ def test_missing_rich_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "rich", None)
     with pytest.raises(MissingDependency, match=r"pip install 'vramguard\[cli\]'"):
         render(session_report(), file=StringIO())
+
+
+def test_cycles_are_listed_after_the_notes() -> None:
+    report = session_report(cycles=("Node -> dict -> Node [2 objects]", "a cycle with [brackets]"))
+    assert rendered(report)[-3:] == [
+        "note: a note with [brackets]",
+        "cycle: Node -> dict -> Node [2 objects]",
+        "cycle: a cycle with [brackets]",
+    ]

@@ -193,6 +193,7 @@ def _resample(samples: np.ndarray[Any, Any], rate: int) -> np.ndarray[Any, Any]:
     try:
         import torchaudio.functional
     except ImportError as error:
-        raise vramguard.MissingDependency("torchaudio", "asr", f"resampling {rate} Hz audio to 16 kHz") from error
+        # No extra lists torchaudio (pyannote.audio happens to pull it in): name the package itself.
+        raise vramguard.MissingDependency("torchaudio", None, f"resampling {rate} Hz audio to 16 kHz") from error
     tensor: torch.Tensor = torchaudio.functional.resample(torch.from_numpy(samples), rate, SAMPLING_RATE)
     return tensor.numpy()

@@ -88,6 +88,19 @@ class Census:
             self._watch.watch(key[0], key[1], tensor)
         self._watch.start()
 
+    def abort(self) -> None:
+        """Undo everything ``start``/``stop`` installed, without judging: for a session whose
+        entry or exit failed part-way. Safe to call in any state, and more than once."""
+        if self._state == "running":
+            if self._sites is not None:
+                self._sites.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+            self._order.stop()
+        elif self._state == "stopped":
+            self._watch.stop()
+        self._state = "finished"
+        self._survivors, self._entry, self._kept_keys, self._violations = [], {}, None, ()
+        self._sites = None
+
     def finish(self, kept: list[object]) -> tuple[tuple[Leak, ...], tuple[OrderViolation, ...]]:
         """After the release: every tensor created in the block, still alive and not kept,
         is a leak (one per storage, largest first). Drops everything the census held."""

@@ -2,9 +2,12 @@
 
 On Python < 3.13, ``frame.f_locals`` of a function frame copies the fast locals into a
 snapshot dict that the frame keeps; that copy would keep a local alive after the user deletes
-it. :func:`frame_locals` therefore empties the snapshot after reading it. That is safe: the
-next ``locals()`` call rebuilds it, and the only writer back into the fast locals (the trace
-trampoline) rebuilds it first. From 3.13 on, ``f_locals`` is a view and nothing is copied.
+it. :func:`frame_locals` therefore empties the snapshot after reading it, unless someone else
+holds it: the snapshot is the very dict ``locals()`` returns, so user code that kept
+``ctx = locals()`` would see it emptied (it then keeps its locals alive by its own choice).
+Emptying an unshared snapshot is safe: the next ``locals()`` call rebuilds it, and the only
+writer back into the fast locals (the trace trampoline) rebuilds it first. From 3.13 on,
+``f_locals`` is a view and nothing is copied.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import torch
 
 _CO_OPTIMIZED = 0x0001
 _SNAPSHOTS = sys.version_info < (3, 13)
+# References to an unshared snapshot while frame_locals reads it: the frame's, the local
+# ``namespace`` and sys.getrefcount's argument. Any more and someone else holds it.
+_UNSHARED_REFS = 3
 
 
 CENSUS_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
@@ -95,10 +101,12 @@ def frame_locals(frame: FrameType) -> list[tuple[str, object]]:
     """The (name, value) pairs of a frame's locals, leaving no copy behind (see module doc)."""
     try:
         namespace = frame.f_locals
+        # Counted before the items are listed: they may hold the dict itself (``ctx = locals()``).
+        unshared = sys.getrefcount(namespace) <= _UNSHARED_REFS
         items = list(namespace.items())
     except Exception:
         return []
-    if _SNAPSHOTS and frame.f_code.co_flags & _CO_OPTIMIZED and isinstance(namespace, dict):
+    if _SNAPSHOTS and unshared and frame.f_code.co_flags & _CO_OPTIMIZED and isinstance(namespace, dict):
         namespace.clear()
     return items
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from vramguard.census._frames import frame_locals, is_census_frame, is_optimized
-from vramguard.census._render import HOOK_DICTS, Edge, render_path
+from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, render_path
 from vramguard.census._scan import is_a
 
 MAX_LEVELS = 24
@@ -38,8 +38,6 @@ EXTRA_LEVELS = 2
 SCAN_BATCH = 64
 WALK_BUDGET_S = 1.0
 MAX_SEARCHED = 256
-
-_MEMBER_DICTS = ("_parameters", "_buffers", "_modules")
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ class HolderSearch:
         if not is_a(namespace, dict):
             return
         index = self.add(module)
-        for attribute in _MEMBER_DICTS:
+        for attribute in MEMBER_DICTS:
             members = namespace.get(attribute)
             if is_a(members, dict):
                 self._owner_dicts[id(members)] = (index, "module")

@@ -67,7 +67,8 @@ class OrderRecorder:
         freed = sum(nbytes for ref, nbytes in alive if ref.expired())
         if self.device.type == "cuda":
             reading = read_allocator(self.device)
-            freed = min(freed, max(0, reading.reserved_bytes - reading.allocated_bytes))
+            if reading.reserved_bytes is not None:  # None under cudaMallocAsync: no cache to cap by
+                freed = min(freed, max(0, reading.reserved_bytes - reading.allocated_bytes))
         if freed < ORDER_MIN_BYTES:
             return ()
         return (OrderViolation(call_site=site, bytes_left_cached=freed),)

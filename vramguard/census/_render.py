@@ -26,7 +26,8 @@ here), "local" (label: the name), "module" (label: ``.layer1``, ``[0]``, ``.weig
 "hook" (label: ``forward hook``) or "saved" (label: ``saved for backward by MulBackward0``)."""
 
 _MISSING = object()
-_MEMBER_DICTS = ("_parameters", "_buffers", "_modules")
+MEMBER_DICTS = ("_parameters", "_buffers", "_modules")
+"""The ``nn.Module`` attributes holding its parameters, buffers and submodules by name."""
 HOOK_DICTS = {
     "_forward_hooks": "forward hook",
     "_forward_pre_hooks": "forward pre-hook",
@@ -141,7 +142,7 @@ class _Renderer:
             owned = is_a(before, type) or (before is not None and _namespace(before) is parent)
             if key is _MISSING:
                 expr.accessor += "[<key>]"
-            elif owned and key in _MEMBER_DICTS and is_a(before, torch.nn.Module):
+            elif owned and key in MEMBER_DICTS and is_a(before, torch.nn.Module):
                 self.members = child  # a module's _parameters/_buffers/_modules: name the member
             elif parent is self.members:
                 expr.accessor += f"[{key}]" if str(key).isdigit() else f".{key}"

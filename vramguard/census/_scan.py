@@ -19,6 +19,8 @@ from typing import Any, TypeGuard, TypeVar
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef as _TorchStorageWeakRef
 
+from vramguard._tensors import on_device, storage_key
+
 _T = TypeVar("_T")
 
 __all__ = [
@@ -83,28 +85,6 @@ def heap_tensors_slow() -> list[torch.Tensor]:
     """The same as :func:`heap_tensors`, from ``gc.get_objects()`` (a check for tests)."""
     tensor = torch.Tensor
     return [obj for obj in gc.get_objects() if issubclass(type(obj), tensor)]
-
-
-def on_device(tensor: torch.Tensor, device: torch.device) -> bool:
-    """True for a tensor with real memory on ``device`` (any index when ``device`` has none)."""
-    try:
-        dev = tensor.device
-        if dev.type != device.type or tensor.is_meta:
-            return False
-    except Exception:  # exotic subclasses (fake, functional) may refuse even this
-        return False
-    return device.index is None or dev.index is None or dev.index == device.index
-
-
-def storage_key(tensor: torch.Tensor) -> tuple[int, torch.UntypedStorage] | None:
-    """(StorageImpl address, storage) of a tensor with memory; None for sparse, fake or empty ones."""
-    try:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() == 0:
-            return None
-        return storage._cdata, storage
-    except Exception:  # sparse and nested tensors have no single storage
-        return None
 
 
 def live_storages(device: torch.device) -> dict[int, tuple[StorageWeakRef, int]]:

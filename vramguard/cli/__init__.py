@@ -19,13 +19,8 @@ SUBCOMMANDS = ("demo", "run", "report", "devices", "check", "asr")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _load(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"vramguard.cli.{name}")
-    except ModuleNotFoundError as error:
-        if error.name == f"vramguard.cli.{name}":
-            return None
-        raise
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(f"vramguard.cli.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         module = _load(name)
-        if module is None:
-            continue
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_module=module)

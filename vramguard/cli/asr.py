@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import vramguard
+from vramguard.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 HELP = "transcribe and diarize audio files (Whisper + pyannote.audio), with each stage's memory"
 FORMATS = ("txt", "srt", "vtt", "json", "rttm")
 PLOT_SAMPLE_EVERY_S = 0.01
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +86,8 @@ def _memory_lines(reports: list[vramguard.SessionReport]) -> list[str]:
 
 
 def _plot(reports: list[vramguard.SessionReport], path: Path) -> None:
-    """Draw the reports on one figure with the report layer, where this vramguard has it."""
-    plot_reports = getattr(vramguard, "plot_reports", None)
-    if plot_reports is not None:
-        print(f"vramguard asr: memory plot written to {plot_reports(reports, path)}", file=sys.stderr)
-    else:
-        print("vramguard asr: this vramguard cannot draw reports yet; --plot skipped", file=sys.stderr)
+    """Draw the reports on one figure with the report layer."""
+    print(f"vramguard asr: memory plot written to {vramguard.plot_reports(reports, path)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

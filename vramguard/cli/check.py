@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vramguard.census import Finding, check_source
+from vramguard.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 HELP = "Find empty_cache() called before the references are dropped (rules VG001, VG002) in Python files."
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
@@ -57,4 +57,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(findings)} finding(s) in {files} of {checked} file(s)", file=sys.stderr)
     if unreadable:
         return EXIT_USAGE
-    return EXIT_FOUND if findings else EXIT_OK
+    return EXIT_FAILED if findings else EXIT_OK

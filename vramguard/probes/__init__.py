@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
-from vramguard.probes._host import heap_in_use_bytes, malloc_trim, read_heap
+from vramguard.probes._host import heap_in_use_bytes, malloc_trim, read_heap, resident_bytes
 from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
 from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
 from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
@@ -20,6 +20,7 @@ __all__ = [
     "read_heap",
     "read_nvml",
     "reset_peak",
+    "resident_bytes",
     "resolve_device",
     "snapshot",
     "take",

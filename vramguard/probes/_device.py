@@ -22,7 +22,7 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
     """
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            return torch.device("cuda", _current())
         return torch.device("cpu")
     if isinstance(device, bool):
         raise InvalidArgument(argument, device, ACCEPTED_DEVICES)
@@ -50,7 +50,13 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
 def _current_index(original: object, argument: str) -> int:
     if not torch.cuda.is_available():
         raise InvalidArgument(argument, original, f"{ACCEPTED_DEVICES}; this machine has no CUDA device, use \"cpu\"")
-    return torch.cuda.current_device()
+    return _current()
+
+
+def _current() -> int:
+    """The current CUDA device. ``torch.cuda.current_device()`` initialises CUDA (and then a
+    fork can no longer use it), so before CUDA is initialised the answer is torch's default, 0."""
+    return int(torch.cuda.current_device()) if torch.cuda.is_initialized() else 0  # type: ignore[no-untyped-call]
 
 
 def _cuda(index: int, original: object, argument: str) -> torch.device:

@@ -94,7 +94,7 @@ def heap_in_use_bytes() -> int | None:
 _statm_fd: tuple[int, int] | None = None  # (pid, fd): /proc/self is resolved at open, so reopen after fork
 
 
-def _statm() -> tuple[int, int] | None:
+def resident_bytes() -> tuple[int, int] | None:
     """(resident, resident anonymous) bytes from /proc/self/statm, O(1) in the kernel.
 
     The file stays open and is re-read with pread (about 1 µs instead of 9 µs for open+read).
@@ -121,7 +121,7 @@ def read_heap(*, uss: bool = False) -> HeapReading:
         in_use = int(info.uordblks + info.hblkhd)
         free = int(info.fordblks)
     rss = anon = None
-    statm = _statm()
+    statm = resident_bytes()
     if statm is not None:
         rss, anon = statm
     else:

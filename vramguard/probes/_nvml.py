@@ -67,7 +67,16 @@ def unavailable_reason() -> str | None:
 
 
 def _handle(nvml: Any, torch_index: int) -> Any:
-    """The NVML handle of torch's device ``torch_index``, honouring CUDA_VISIBLE_DEVICES."""
+    """The NVML handle of torch's device ``torch_index``.
+
+    Once CUDA is initialised the device is matched by its UUID, which is right whatever
+    CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say (CUDA orders fastest first by default, NVML
+    by PCI bus). Before that, torch's index is mapped through CUDA_VISIBLE_DEVICES, which is
+    exact on machines whose GPUs are all alike.
+    """
+    by_uuid = _handle_by_uuid(nvml, torch_index)
+    if by_uuid is not None:
+        return by_uuid
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None or not visible.strip():
         return nvml.nvmlDeviceGetHandleByIndex(torch_index)
@@ -76,6 +85,24 @@ def _handle(nvml: Any, torch_index: int) -> Any:
     if entry.isdigit():
         return nvml.nvmlDeviceGetHandleByIndex(int(entry))
     return nvml.nvmlDeviceGetHandleByUUID(entry)
+
+
+def _handle_by_uuid(nvml: Any, torch_index: int) -> Any:
+    import torch
+
+    if not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        return None  # reading the properties now would initialise CUDA
+    try:
+        wanted = str(torch.cuda.get_device_properties(torch_index).uuid).lower().removeprefix("gpu-")
+        for index in range(int(nvml.nvmlDeviceGetCount())):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = nvml.nvmlDeviceGetUUID(handle)
+            uuid = (uuid.decode() if isinstance(uuid, bytes) else str(uuid)).lower().removeprefix("gpu-")
+            if uuid == wanted:
+                return handle
+    except Exception:  # an NVML error: fall back to the index
+        return None
+    return None
 
 
 def read_nvml(torch_index: int, pid: int | None = None) -> NvmlReading:
@@ -113,11 +140,22 @@ def list_devices() -> list[dict[str, Any]]:
     nvml = _start()
     if nvml is None:
         return []
-    devices = []
-    for index in range(int(nvml.nvmlDeviceGetCount())):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        info = nvml.nvmlDeviceGetMemoryInfo(handle)
-        name = nvml.nvmlDeviceGetName(handle)
+    devices: list[dict[str, Any]] = []
+    try:
+        count = int(nvml.nvmlDeviceGetCount())
+    except Exception:  # pragma: no cover - needs a driver
+        return devices
+    for index in range(count):
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            info = nvml.nvmlDeviceGetMemoryInfo(handle)
+            name = nvml.nvmlDeviceGetName(handle)
+        except Exception as error:  # a lost GPU, or no permission inside a container
+            unreadable = f"unreadable: {type(error).__name__}: {error}"
+            devices.append(
+                {"index": index, "name": unreadable, "total_bytes": None, "used_bytes": None, "processes": []}
+            )
+            continue
         processes = []
         try:
             for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):

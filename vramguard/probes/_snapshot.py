@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from vramguard.probes._device import DeviceLike, resolve_device
-from vramguard.probes._host import read_heap
+from vramguard.probes._host import read_heap, resident_bytes
 from vramguard.probes._nvml import read_nvml
 from vramguard.probes._torch import cuda_initialized, read_allocator
 
@@ -116,7 +116,9 @@ def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySn
     index = dev.index if dev.index is not None else 0
     stats = read_allocator(dev)
     initialized = cuda_initialized()
-    heap = read_heap(uss=uss)
+    # Only the process's resident figures matter here: statm, or the full read when USS is asked.
+    full = read_heap(uss=True) if uss else None
+    statm = resident_bytes() if full is None else None
     notes_list: list[str] = []
     total = used = process = context = None
     if nvml:
@@ -125,14 +127,14 @@ def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySn
         if reading.reason:
             notes_list.append(f"nvml: {reading.reason}")
         if process is not None:
-            context = process - stats.reserved_bytes
+            context = None if stats.reserved_bytes is None else process - stats.reserved_bytes
     return MemorySnapshot(
         device=f"cuda:{index}",
         time_s=now,
         allocated_bytes=stats.allocated_bytes,
         reserved_bytes=stats.reserved_bytes,
-        rss_bytes=heap.rss_bytes,
-        uss_bytes=heap.uss_bytes,
+        rss_bytes=full.rss_bytes if full is not None else (None if statm is None else statm[0]),
+        uss_bytes=None if full is None else full.uss_bytes,
         active_bytes=stats.active_bytes,
         inactive_split_bytes=stats.inactive_split_bytes,
         peak_allocated_bytes=stats.peak_allocated_bytes,

@@ -9,14 +9,18 @@ import torch
 
 @dataclass(frozen=True)
 class AllocatorReading:
-    """``torch.cuda.memory_stats`` for one device, in bytes and counts."""
+    """``torch.cuda.memory_stats`` for one device, in bytes and counts.
+
+    Under the ``cudaMallocAsync`` backend torch reports reserved, inactive-split and peak-reserved
+    figures as 0 whatever the driver holds: they are None here instead.
+    """
 
     allocated_bytes: int
-    reserved_bytes: int
+    reserved_bytes: int | None
     active_bytes: int
-    inactive_split_bytes: int
+    inactive_split_bytes: int | None
     peak_allocated_bytes: int
-    peak_reserved_bytes: int
+    peak_reserved_bytes: int | None
     num_alloc_retries: int
     num_ooms: int
 
@@ -26,7 +30,7 @@ _ZERO = AllocatorReading(0, 0, 0, 0, 0, 0, 0, 0)
 
 def cuda_initialized() -> bool:
     """True once this process has a CUDA context through torch."""
-    return torch.cuda.is_available() and bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
+    return bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
 
 
 def read_allocator(device: torch.device) -> AllocatorReading:
@@ -35,30 +39,21 @@ def read_allocator(device: torch.device) -> AllocatorReading:
     if not cuda_initialized():
         return _ZERO
     stats = torch.cuda.memory_stats(device)
+    caching = torch.cuda.get_allocator_backend() == "native"
+
+    def cached(key: str) -> int | None:
+        return int(stats.get(key, 0)) if caching else None
+
     return AllocatorReading(
         allocated_bytes=int(stats.get("allocated_bytes.all.current", 0)),
-        reserved_bytes=int(stats.get("reserved_bytes.all.current", 0)),
+        reserved_bytes=cached("reserved_bytes.all.current"),
         active_bytes=int(stats.get("active_bytes.all.current", 0)),
-        inactive_split_bytes=int(stats.get("inactive_split_bytes.all.current", 0)),
+        inactive_split_bytes=cached("inactive_split_bytes.all.current"),
         peak_allocated_bytes=int(stats.get("allocated_bytes.all.peak", 0)),
-        peak_reserved_bytes=int(stats.get("reserved_bytes.all.peak", 0)),
+        peak_reserved_bytes=cached("reserved_bytes.all.peak"),
         num_alloc_retries=int(stats.get("num_alloc_retries", 0)),
         num_ooms=int(stats.get("num_ooms", 0)),
     )
-
-
-def allocated_bytes(device: torch.device) -> int:
-    """Current allocated bytes, cheaply (for samplers)."""
-    if not cuda_initialized():
-        return 0
-    return int(torch.cuda.memory_allocated(device))
-
-
-def reserved_bytes(device: torch.device) -> int:
-    """Current reserved bytes, cheaply (for samplers)."""
-    if not cuda_initialized():
-        return 0
-    return int(torch.cuda.memory_reserved(device))
 
 
 def reset_peak(device: torch.device) -> None:

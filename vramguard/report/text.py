@@ -173,6 +173,7 @@ def renderables(report: Report) -> list[RenderableType]:
     if report.raised:
         parts.append(f"[red]the block raised {_e(report.raised)}[/]")
     parts += [f"note: {_e(n)}" for n in report.notes]
+    parts += [f"cycle: {_e(c)}" for c in report.cycles]
     return parts
 
 
