@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -202,3 +205,71 @@ def test_leaks():
     result = pytester.runpytest_subprocess("--strict-markers", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["Test was limited to leaking 0 B but leaked 64.? MiB"])
+
+
+def test_an_error_from_the_session_exit_fails_the_test_and_keeps_the_report(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        """
+import vramguard
+
+@pytest.mark.vram_limit(max_peak="1 GiB", device="cpu")
+def test_order():
+    x = torch.ones(MIB)
+    vramguard.empty_cache("cpu")  # before the reference is dropped: a ReleaseOrderWarning at exit
+    del x
+""",
+    )
+    result = run(pytester, "--vram", "--vram-device", "cpu", "-W", "error::vramguard.ReleaseOrderWarning")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E   *ReleaseOrderWarning: session 'test_vram.py::test_order': *",
+            "*= vramguard report =*",
+            "test_vram.py::test_order *cpu *",
+        ]
+    )
+
+
+class _Session:
+    """Stands in for a GpuSession whose exit may raise."""
+
+    def __init__(self, exited: list[str], name: str, error: Exception | None = None) -> None:
+        self.exited, self.name, self.error = exited, name, error
+
+    def __exit__(self, *exc: object) -> None:
+        assert exc == (None, None, None), "sessions exit without the test's exception"
+        self.exited.append(self.name)
+        if self.error is not None:
+            raise self.error
+
+
+def test_every_session_is_exited_and_the_first_exit_error_returned() -> None:
+    from vramguard.pytest_plugin import _exit_all
+
+    exited: list[str] = []
+    first, second = LookupError("cuda"), ValueError("cpu")
+    sessions = [_Session(exited, "a"), _Session(exited, "b", second), _Session(exited, "c", first)]
+    assert _exit_all(sessions) is first  # type: ignore[arg-type]
+    assert exited == ["c", "b", "a"], "the last entered exits first, and every one exits"
+    assert _exit_all([_Session(exited, "d")]) is None  # type: ignore[list-item]
+
+
+def test_importing_the_plugin_imports_no_torch() -> None:
+    """pytest loads the plugin in every run in the environment: it must not cost a torch import."""
+    code = "import sys, vramguard.pytest_plugin; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_run_without_measured_tests_imports_no_torch(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plain="""
+import sys
+
+def test_plain():
+    assert "torch" not in sys.modules
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+    result.assert_outcomes(passed=1)
