@@ -1,10 +1,10 @@
 """One shared background thread that samples memory while sessions need it.
 
 Host sessions need it for their peak (malloc has no peak counter); any session asking for a
-timeline (``sample_every=``) gets its samples from it. The thread starts on first use, sleeps on
-a condition while nobody is subscribed, and ends after ``IDLE_EXIT_S`` without subscribers.
-Subscribing to a running thread costs a lock and a notify, not a thread start (about 120 µs),
-which keeps an empty session cheap. A session that records a timeline stops and joins the
+timeline (``sample_every=``) gets its samples from it. The thread starts on first use, looks every
+``HOST_SAMPLE_INTERVAL_S`` while nobody is subscribed, and ends after ``IDLE_EXIT_S`` without
+subscribers. Subscribing to a running thread costs a lock, not a thread start (about 120 µs) nor
+a wake-up, which keeps an empty session cheap. A session that records a timeline stops and joins the
 thread at its exit when nobody else needs it, so no thread outlives such a block.
 """
 
@@ -69,15 +69,21 @@ class Sampler:
         self._cond = threading.Condition()
         self._subs: list[Subscription] = []
         self._thread: threading.Thread | None = None
+        self._wake_at = 0.0  # when the thread plans to look again
 
     def subscribe(self, sub: Subscription) -> None:
         with self._cond:
-            sub.next_due_s = time.monotonic()
+            now = time.monotonic()
+            # The session's entry reading covers t=0: the first sample is due one interval later.
+            sub.next_due_s = now + sub.interval_s
             self._subs.append(sub)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="vramguard-sampler", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif sub.next_due_s < self._wake_at:
+                # Only wake the thread when it would look too late: a wake-up competes for the
+                # GIL with the session's own entry.
+                self._cond.notify()
 
     def unsubscribe(self, sub: Subscription, *, join: bool = False) -> None:
         """Stop sampling for ``sub``; with ``join``, also end the thread if nobody else needs it."""
@@ -93,35 +99,37 @@ class Sampler:
         if thread is not None:
             thread.join()
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def _loop(self) -> None:
         me = threading.current_thread()
+        last_busy = time.monotonic()
         while True:
             with self._cond:
-                while not self._subs and self._thread is me:
-                    if not self._cond.wait(timeout=IDLE_EXIT_S) and not self._subs:
-                        if self._thread is me:
-                            self._thread = None
-                        return
                 if self._thread is not me:
                     return
                 now = time.monotonic()
+                if not self._subs:
+                    # Idle: keep looking every host interval for a while (a new session is then
+                    # picked up without a wake-up), and end after IDLE_EXIT_S.
+                    if now - last_busy >= IDLE_EXIT_S:
+                        self._thread = None
+                        return
+                    self._wake_at = now + HOST_SAMPLE_INTERVAL_S
+                    self._cond.wait(timeout=HOST_SAMPLE_INTERVAL_S)
+                    continue
+                last_busy = now
                 due = [s for s in self._subs if s.next_due_s <= now]
-                wait = min(s.next_due_s for s in self._subs) - now
-            if due:
-                readings: dict[tuple[str, bool], tuple[int | None, int | None, int | None]] = {}
-                for sub in due:
-                    key = (str(sub.device), sub.nvml)
-                    if key not in readings:
-                        readings[key] = read_now(sub.device, sub.nvml)
-                    sub.observe(time.monotonic(), *readings[key])
-                    sub.next_due_s = now + sub.interval_s
-                continue
-            with self._cond:
-                self._cond.wait(timeout=max(wait, 0.0005))
+                if not due:
+                    wait = min(s.next_due_s for s in self._subs) - now
+                    self._wake_at = now + wait
+                    self._cond.wait(timeout=max(wait, 0.0005))
+                    continue
+            readings: dict[tuple[str, bool], tuple[int | None, int | None, int | None]] = {}
+            for sub in due:
+                key = (str(sub.device), sub.nvml)
+                if key not in readings:
+                    readings[key] = read_now(sub.device, sub.nvml)
+                sub.observe(time.monotonic(), *readings[key])
+                sub.next_due_s = now + sub.interval_s
 
 
 SAMPLER = Sampler()
