@@ -152,6 +152,20 @@ class ReleaseReport:
             "cached_bytes_after": self.cached_bytes_after,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReleaseReport:
+        """Rebuild a report written by :meth:`to_dict`."""
+        return cls(
+            device=data["device"],
+            before=MemorySnapshot.from_dict(data["before"]),
+            after=MemorySnapshot.from_dict(data["after"]),
+            steps=tuple(ReleaseStep(**step) for step in data["steps"]),
+            dropped=tuple(data.get("dropped", ())),
+            evicted=tuple(data.get("evicted", ())),
+            survivors=tuple(data.get("survivors", ())),
+            duration_s=float(data.get("duration_s", 0.0)),
+        )
+
     def __str__(self) -> str:
         lines = [
             f"vramguard release on {self.device} ({self.duration_s * 1000:.1f} ms)",

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vramguard._errors import InvalidArgument
-from vramguard._records import ReleaseReport, ReleaseStep, SessionReport
-from vramguard.probes import MemorySnapshot
+from vramguard._records import ReleaseReport, SessionReport
 
 Report = SessionReport | ReleaseReport
 _ACCEPTED = "a JSON report written by save_report() or `vramguard run --json`"
@@ -52,18 +51,6 @@ def report_from_dict(data: Any) -> Report:
     if kind == "session":
         return SessionReport.from_dict(data)
     if kind == "release":
-        return _release_from_dict(data)
+        return ReleaseReport.from_dict(data)
     raise InvalidArgument("kind", kind, '"session" or "release" (the "kind" key of a saved report)')
 
-
-def _release_from_dict(data: dict[str, Any]) -> ReleaseReport:
-    return ReleaseReport(
-        device=data["device"],
-        before=MemorySnapshot.from_dict(data["before"]),
-        after=MemorySnapshot.from_dict(data["after"]),
-        steps=tuple(ReleaseStep(**step) for step in data["steps"]),
-        dropped=tuple(data.get("dropped", ())),
-        evicted=tuple(data.get("evicted", ())),
-        survivors=tuple(data.get("survivors", ())),
-        duration_s=float(data.get("duration_s", 0.0)),
-    )
