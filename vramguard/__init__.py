@@ -19,7 +19,7 @@ import importlib
 import typing
 
 # Torch-free: imported at once.
-from vramguard._errors import (
+from vramguard.core._errors import (
     InvalidArgument,
     LeakError,
     LeakWarning,
@@ -31,12 +31,12 @@ from vramguard._errors import (
     SessionError,
     VramGuardError,
 )
-from vramguard._sizes import format_size, parse_size
+from vramguard.core._sizes import format_size, parse_size
 
 if typing.TYPE_CHECKING:
-    from vramguard._records import Leak, OrderViolation, ReleaseReport, ReleaseStep, SessionReport, Timeline
-    from vramguard._release import empty_cache, release
-    from vramguard._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
+    from vramguard.core._records import Leak, OrderViolation, ReleaseReport, ReleaseStep, SessionReport, Timeline
+    from vramguard.core._release import empty_cache, release
+    from vramguard.core._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
     from vramguard.report.plot import plot_reports
 
@@ -44,17 +44,17 @@ if typing.TYPE_CHECKING:
 # runs this file, and pytest imports ``vramguard.pytest_plugin`` (its pytest11 entry point) in
 # every run in the environment, torch or no torch in the tests.
 _LAZY = {
-    "Leak": "vramguard._records",
-    "OrderViolation": "vramguard._records",
-    "ReleaseReport": "vramguard._records",
-    "ReleaseStep": "vramguard._records",
-    "SessionReport": "vramguard._records",
-    "Timeline": "vramguard._records",
-    "empty_cache": "vramguard._release",
-    "release": "vramguard._release",
-    "HOST_NOISE_FLOOR_BYTES": "vramguard._session",
-    "GpuSession": "vramguard._session",
-    "gpu_session": "vramguard._session",
+    "Leak": "vramguard.core._records",
+    "OrderViolation": "vramguard.core._records",
+    "ReleaseReport": "vramguard.core._records",
+    "ReleaseStep": "vramguard.core._records",
+    "SessionReport": "vramguard.core._records",
+    "Timeline": "vramguard.core._records",
+    "empty_cache": "vramguard.core._release",
+    "release": "vramguard.core._release",
+    "HOST_NOISE_FLOOR_BYTES": "vramguard.core._session",
+    "GpuSession": "vramguard.core._session",
+    "gpu_session": "vramguard.core._session",
     "MemorySnapshot": "vramguard.probes",
     "resolve_device": "vramguard.probes",
     "snapshot": "vramguard.probes",

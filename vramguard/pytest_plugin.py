@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from vramguard._records import SessionReport
-    from vramguard._session import GpuSession
-    from vramguard._sizes import SizeLike
+    from vramguard.core._records import SessionReport
+    from vramguard.core._session import GpuSession
+    from vramguard.core._sizes import SizeLike
     from vramguard.probes import DeviceLike
 
 SECTION = "vramguard"
@@ -54,7 +54,7 @@ def _leak_lines(report: SessionReport) -> list[str]:
 def vram_limit(max_peak: SizeLike, *, device: DeviceLike | None = None, _report: SessionReport) -> Failure | None:
     """Fail the test when its memory peak rises more than max_peak (a size: "1 GiB", "512 MiB",
     bytes) above where it started; device: "cpu", "cuda", "cuda:N" (default: --vram-device)."""
-    from vramguard._sizes import format_size, parse_size
+    from vramguard.core._sizes import format_size, parse_size
 
     limit = parse_size(max_peak, argument="max_peak")
     peak = _report.peak_increase_bytes
@@ -71,7 +71,7 @@ def vram_leaks(
 ) -> Failure | None:
     """Fail the test when memory it allocated outlives it by more than max_leak (a size,
     default "0 B"), after gc.collect() and the release; the report names who holds it."""
-    from vramguard._sizes import format_size, parse_size
+    from vramguard.core._sizes import format_size, parse_size
 
     limit = parse_size(max_leak, argument="max_leak")
     leaked = _report.leaked_bytes
@@ -157,7 +157,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if state is None or not (marks or state.enabled):
         yield
         return
-    from vramguard._session import GpuSession
+    from vramguard.core._session import GpuSession
     from vramguard.probes import resolve_device
 
     devices: dict[str, GpuSession] = {}
@@ -245,7 +245,7 @@ def gpu_session(request: pytest.FixtureRequest) -> Generator[GpuSession, None, N
     """A started vramguard session around the test (device: the test's vram marker's, else
     --vram-device); its report is on the session once the test is done. Leaks are not
     enforced here: use the vram_leaks marker for that."""
-    from vramguard._session import GpuSession
+    from vramguard.core._session import GpuSession
 
     state = request.config.stash.get(_STATE, None)
     default = state.device if state is not None else "auto"
@@ -262,7 +262,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(_STATE, None)
     if state is None or not state.enabled:
         return
-    from vramguard._sizes import format_size
+    from vramguard.core._sizes import format_size
 
     terminalreporter.write_sep("=", "vramguard report")
     if not state.results:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vramguard import InvalidArgument, LeakWarning, SessionReport, _hooks, _release, _session, gpu_session
-from vramguard._sampler import SAMPLER
+from vramguard.core._sampler import SAMPLER
 
 MIB = 2**20
 

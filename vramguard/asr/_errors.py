@@ -1,6 +1,6 @@
 """Errors of the ASR pipeline, under vramguard's one base class.
 
-The tree (the core's errors are in :mod:`vramguard._errors`)::
+The tree (the core's errors are in :mod:`vramguard.core._errors`)::
 
     VramGuardError
     ├── InvalidArgument (also ValueError)   a bad argument: a missing file, empty audio, a wrong type

@@ -24,14 +24,14 @@ from typing import Any
 
 import torch
 
-from vramguard._records import Leak, OrderViolation
-from vramguard._tensors import tensors_in
 from vramguard.census._autograd import GraphBudget, graph_tensors
 from vramguard.census._cycles import GcWatch
 from vramguard.census._holders import HolderSearch
 from vramguard.census._order import OrderRecorder
 from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, live_storages, on_device, storage_key
 from vramguard.census._sites import SiteRecorder, sites_requested
+from vramguard.core._records import Leak, OrderViolation
+from vramguard.core._tensors import tensors_in
 
 
 class Census:

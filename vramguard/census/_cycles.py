@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from vramguard._sizes import format_size
 from vramguard.census._scan import StorageWeakRef, describe, is_a
+from vramguard.core._sizes import format_size
 
 MAX_NAMING_SCANS = 2
 _NAMED_PER_SCAN = 32

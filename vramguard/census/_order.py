@@ -1,7 +1,7 @@
 """Release order at run time: ``empty_cache()`` called while memory freed later was still held.
 
 While any census runs, ``torch.cuda.empty_cache`` is wrapped (restored when the last census
-stops) and ``vramguard.empty_cache`` is listened to through :mod:`vramguard._hooks`. Each call
+stops) and ``vramguard.empty_cache`` is listened to through :mod:`vramguard.core._hooks`. Each call
 in the session's thread, for the session's device, records its call site and weak references
 to every storage then alive on the device (one heap scan per call: about the cost of
 ``gc.get_objects()``, small beside ``empty_cache`` itself).
@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from vramguard import _hooks
-from vramguard._records import OrderViolation
 from vramguard.census._frames import user_site
 from vramguard.census._scan import StorageWeakRef, live_storages
+from vramguard.core import _hooks
+from vramguard.core._records import OrderViolation
 from vramguard.probes import read_allocator
 
 ORDER_MIN_BYTES = 64 * 1024

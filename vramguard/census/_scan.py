@@ -19,7 +19,7 @@ from typing import Any, TypeGuard, TypeVar
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef as _TorchStorageWeakRef
 
-from vramguard._tensors import on_device, storage_key
+from vramguard.core._tensors import on_device, storage_key
 
 _T = TypeVar("_T")
 

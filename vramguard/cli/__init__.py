@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from vramguard._errors import VramGuardError
+from vramguard.core._errors import VramGuardError
 
 SUBCOMMANDS = ("demo", "run", "report", "devices", "check", "asr")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import torch
 
-from vramguard._errors import InvalidArgument
-from vramguard._records import SessionReport
-from vramguard._release import release
-from vramguard._session import gpu_session
-from vramguard._sizes import format_size
+from vramguard.core._errors import InvalidArgument
+from vramguard.core._records import SessionReport
+from vramguard.core._release import release
+from vramguard.core._session import gpu_session
+from vramguard.core._sizes import format_size
 from vramguard.probes import resolve_device
 from vramguard.report.plot import plot_reports
 from vramguard.report.text import make_console, render

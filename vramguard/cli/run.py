@@ -21,10 +21,10 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from vramguard._errors import InvalidArgument
-from vramguard._records import SessionReport
-from vramguard._session import GpuSession
-from vramguard._sizes import format_size
+from vramguard.core._errors import InvalidArgument
+from vramguard.core._records import SessionReport
+from vramguard.core._session import GpuSession
+from vramguard.core._sizes import format_size
 from vramguard.report.json import save_report
 from vramguard.report.plot import plot_report
 from vramguard.report.text import make_console, render

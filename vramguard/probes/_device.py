@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from vramguard._errors import InvalidArgument
+from vramguard.core._errors import InvalidArgument
 
 DeviceLike = str | int | torch.device
 ACCEPTED_DEVICES = '"auto", "cpu", "cuda", "cuda:N", an int N, or a torch.device of type cpu/cuda'

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vramguard._errors import InvalidArgument
-from vramguard._records import ReleaseReport, SessionReport
+from vramguard.core._errors import InvalidArgument
+from vramguard.core._records import ReleaseReport, SessionReport
 
 Report = SessionReport | ReleaseReport
 _ACCEPTED = "a JSON report written by save_report() or `vramguard run --json`"

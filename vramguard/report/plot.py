@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vramguard._errors import InvalidArgument, MissingDependency
-from vramguard._records import ReleaseReport, SessionReport
-from vramguard._sizes import format_size
+from vramguard.core._errors import InvalidArgument, MissingDependency
+from vramguard.core._records import ReleaseReport, SessionReport
+from vramguard.core._sizes import format_size
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -11,9 +11,9 @@ import importlib.util
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from vramguard._errors import MissingDependency
-from vramguard._records import ReleaseReport, ReleaseStep, SessionReport
-from vramguard._sizes import format_size
+from vramguard.core._errors import MissingDependency
+from vramguard.core._records import ReleaseReport, ReleaseStep, SessionReport
+from vramguard.core._sizes import format_size
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

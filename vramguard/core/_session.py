@@ -21,8 +21,8 @@ from typing import Any, Literal, TypeVar, overload
 
 import torch
 
-from vramguard import _hooks, _release
-from vramguard._errors import (
+from vramguard.core import _hooks, _release
+from vramguard.core._errors import (
     InvalidArgument,
     LeakError,
     LeakWarning,
@@ -31,11 +31,11 @@ from vramguard._errors import (
     ReleaseOrderWarning,
     SessionError,
 )
-from vramguard._history import record_history as _history
-from vramguard._records import Leak, OrderViolation, SessionReport, Timeline
-from vramguard._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
-from vramguard._sizes import SizeLike, format_size, parse_size
-from vramguard._tensors import storage_bytes
+from vramguard.core._history import record_history as _history
+from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
+from vramguard.core._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
+from vramguard.core._sizes import SizeLike, format_size, parse_size
+from vramguard.core._tensors import storage_bytes
 from vramguard.probes import DeviceLike, MemorySnapshot, reset_peak, resolve_device, take
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vramguard._errors import VramGuardError
-from vramguard._sizes import format_size
+from vramguard.core._errors import VramGuardError
+from vramguard.core._sizes import format_size
 from vramguard.probes import MemorySnapshot
 
 

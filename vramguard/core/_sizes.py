@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from vramguard._errors import InvalidArgument
+from vramguard.core._errors import InvalidArgument
 
 _UNITS: dict[str, int] = {
     "b": 1,

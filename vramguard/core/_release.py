@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from vramguard import _hooks
-from vramguard._errors import InvalidArgument
-from vramguard._records import ReleaseReport, ReleaseStep, _diff
-from vramguard._sizes import format_size
-from vramguard._tensors import storage_bytes
+from vramguard.core import _hooks
+from vramguard.core._errors import InvalidArgument
+from vramguard.core._records import ReleaseReport, ReleaseStep, _diff
+from vramguard.core._sizes import format_size
+from vramguard.core._tensors import storage_bytes
 from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, resolve_device, take
 
 Mark = Callable[[str], None]
