@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from vramguard import InvalidArgument, LeakWarning, SessionReport, _hooks, _release, _session, gpu_session
+from vramguard import InvalidArgument, LeakWarning, SessionReport, gpu_session
+from vramguard.core import _hooks, _release, _session
 from vramguard.core._sampler import SAMPLER
 
 MIB = 2**20
