@@ -12,7 +12,8 @@ import torch
 from report_factories import session_report
 
 import vramguard
-from vramguard import InvalidArgument, VramGuardError, _hooks
+from vramguard import InvalidArgument, VramGuardError
+from vramguard.core import _hooks
 
 SAMPLER_THREAD = "vramguard-sampler"
 
