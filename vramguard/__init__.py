@@ -34,7 +34,16 @@ from vramguard.core._errors import (
 from vramguard.core._sizes import format_size, parse_size
 
 if typing.TYPE_CHECKING:
-    from vramguard.core._records import Leak, OrderViolation, ReleaseReport, ReleaseStep, SessionReport, Timeline
+    from vramguard.core._records import (
+        Leak,
+        LeakGroup,
+        Leaks,
+        OrderViolation,
+        ReleaseReport,
+        ReleaseStep,
+        SessionReport,
+        Timeline,
+    )
     from vramguard.core._release import empty_cache, release
     from vramguard.core._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
@@ -45,6 +54,8 @@ if typing.TYPE_CHECKING:
 # every run in the environment, torch or no torch in the tests.
 _LAZY = {
     "Leak": "vramguard.core._records",
+    "LeakGroup": "vramguard.core._records",
+    "Leaks": "vramguard.core._records",
     "OrderViolation": "vramguard.core._records",
     "ReleaseReport": "vramguard.core._records",
     "ReleaseStep": "vramguard.core._records",
@@ -83,7 +94,9 @@ __all__ = [
     "InvalidArgument",
     "Leak",
     "LeakError",
+    "LeakGroup",
     "LeakWarning",
+    "Leaks",
     "MemorySnapshot",
     "MissingDependency",
     "OrderViolation",

@@ -20,6 +20,17 @@ def test_all_names_exist_and_are_public() -> None:
     assert public <= set(vramguard.__all__), public - set(vramguard.__all__)
 
 
+def test_leak_records_are_public() -> None:
+    from vramguard.core import _records
+
+    for name in ("Leak", "LeakGroup", "Leaks", "SessionReport"):
+        assert name in vramguard.__all__
+        assert getattr(vramguard, name) is getattr(_records, name)
+    assert issubclass(vramguard.Leaks, tuple)
+    assert list(vramguard.LeakGroup.__dataclass_fields__) == ["holder", "nbytes", "count", "leaks"]
+    assert list(vramguard.Leak.__dataclass_fields__)[-1] == "group"
+
+
 def test_exception_tree() -> None:
     for error in (
         vramguard.InvalidArgument,

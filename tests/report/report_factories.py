@@ -41,6 +41,41 @@ def session_report(**changes: Any) -> SessionReport:
     return SessionReport(**fields)
 
 
+MODEL = "global __main__.PIPE.model"
+
+
+def model_leaks(count: int = 117) -> tuple[Leak, ...]:
+    """A leaked model: one 1.5 MiB embedding and ``count - 1`` parameters of 128 KiB, all held by
+    ``PIPE.model`` (117 make 16 MiB, as a Whisper model's 117 parameters would)."""
+    embedding = Leak(
+        3 * MIB // 2,
+        "Parameter float32[768, 512]",
+        None,
+        (f"{MODEL}.embed_tokens.weight",),
+        MODEL,
+    )
+    layers = tuple(
+        Leak(
+            128 * 1024,
+            "Parameter float32[256, 128]",
+            None,
+            (f"{MODEL}.layers[{i}].fc1.weight",),
+            MODEL,
+        )
+        for i in range(count - 1)
+    )
+    return (embedding, *layers)
+
+
+CACHE_LEAK = Leak(
+    MIB,
+    "float32[512, 512] cpu",
+    "cache.py:7",
+    ("global __main__.CACHE['k'][0]",),
+    "global __main__.CACHE",
+)
+
+
 def timeline(points: int = 40) -> Timeline:
     """A rise to 300 MiB, an empty_cache call, then the release."""
     samples = []

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from report_factories import release_report, session_report, timeline
+from report_factories import CACHE_LEAK, MODEL, model_leaks, release_report, session_report, timeline
 
 import vramguard
-from vramguard import InvalidArgument, ReleaseReport, SessionReport
+from vramguard import InvalidArgument, Leak, LeakGroup, Leaks, ReleaseReport, SessionReport
 from vramguard.report import load_report, save_report
 
 
@@ -58,3 +58,43 @@ def test_files_that_are_not_reports(tmp_path: Path, content: str | None, reason:
 def test_only_records_are_saved(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="report"):
         save_report({"kind": "session"}, tmp_path / "r.json")  # type: ignore[arg-type]
+
+
+def test_leaks_are_saved_flat_and_grouped() -> None:
+    leaks = (*model_leaks(3), CACHE_LEAK)
+    data = session_report(leaks=leaks).to_dict()
+    assert [leak["group"] for leak in data["leaks"]] == [MODEL, MODEL, MODEL, "global __main__.CACHE"]
+    assert data["leaks"][-1] == {
+        "nbytes": 2**20,
+        "description": "float32[512, 512] cpu",
+        "created_at": "cache.py:7",
+        "holders": ["global __main__.CACHE['k'][0]"],
+        "group": "global __main__.CACHE",
+    }
+    assert [(g["holder"], g["nbytes"], g["count"]) for g in data["leak_groups"]] == [
+        (MODEL, 3 * 2**19 + 2 * 2**17, 3),
+        ("global __main__.CACHE", 2**20, 1),
+    ]
+    assert data["leak_groups"][0]["tensors"] == [leak.to_dict() for leak in leaks[:3]]
+    assert [LeakGroup.from_dict(g) for g in data["leak_groups"]] == list(session_report(leaks=leaks).leak_groups)
+
+
+def test_grouped_leaks_round_trip(tmp_path: Path) -> None:
+    report = session_report(leaks=(*model_leaks(117), CACHE_LEAK))
+    again = load_report(save_report(report, tmp_path / "r.json"))
+    assert isinstance(again, SessionReport) and isinstance(again.leaks, Leaks)
+    assert again == report and again.leak_groups == report.leak_groups
+    assert [(g.holder, g.count) for g in again.leak_groups] == [(MODEL, 117), ("global __main__.CACHE", 1)]
+
+
+def test_reports_saved_before_leak_groups_still_load(tmp_path: Path) -> None:
+    data = session_report().to_dict()
+    del data["leak_groups"]
+    for leak in data["leaks"]:
+        del leak["group"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    again = load_report(path)
+    assert isinstance(again, SessionReport)
+    assert again.leaks == (Leak(64 * 2**20, "float32 tensor [4096, 4096]", "encode.py:12", ("cache['last'] (dict)",)),)
+    assert [(g.holder, g.count) for g in again.leak_groups] == [("cache['last'] (dict)", 1)]

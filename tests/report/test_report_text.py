@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
-from report_factories import release_report, session_report
+from hypothesis import given
+from hypothesis import strategies as st
+from report_factories import CACHE_LEAK, MODEL, model_leaks, release_report, session_report
 from rich.console import Console
 
-from vramguard import MissingDependency
-from vramguard.report import render, render_devices
+from vramguard import Leak, Leaks, MissingDependency, SessionReport
+from vramguard.cli import build_parser, main
+from vramguard.core._records import NO_HOLDER
+from vramguard.report import render, render_devices, save_report
 
 MIB = 2**20
 
 
-def rendered(report: object, width: int = 100) -> list[str]:
+def rendered(report: object, width: int = 100, *, verbose: bool = False) -> list[str]:
     console = Console(width=width, file=StringIO(), color_system=None)
     if isinstance(report, list):
         render_devices(report, None, console=console)
     else:
-        render(report, console=console)  # type: ignore[arg-type]
+        render(report, console=console, verbose=verbose)  # type: ignore[arg-type]
     assert isinstance(console.file, StringIO)
     return [line.rstrip() for line in console.file.getvalue().splitlines()]
 
@@ -141,3 +146,191 @@ def test_cycles_are_listed_after_the_notes() -> None:
         "cycle: Node -> dict -> Node [2 objects]",
         "cycle: a cycle with [brackets]",
     ]
+
+
+# -- leaks grouped by holder -----------------------------------------------------------------
+def grouped_report() -> SessionReport:
+    """Three parameters and a head of PIPE.model (the head also held by a local), and a cache."""
+    head = Leak(MIB, "float32[512, 512] cpu", None, (f"{MODEL}.head.weight", "local w in main"), MODEL)
+    return session_report(leaks=(*model_leaks(3), head, CACHE_LEAK), leaked_bytes=3 * MIB + 3 * MIB // 4)
+
+
+def test_leaks_table_has_one_row_per_holding_module() -> None:
+    lines = rendered(grouped_report())
+    assert lines[lines.index("leaks: 3.75 MiB") :] == [
+        "leaks: 3.75 MiB",
+        "     size   tensor                  created at   held by",
+        "───────────────────────────────────────────────────────────────────────────────",
+        " 2.75 MiB   4 tensors                            global __main__.PIPE.model",
+        "                                                 also local w in main",
+        " 1.00 MiB   float32[512, 512] cpu   cache.py:7   global __main__.CACHE['k'][0]",
+        "",
+        "note: a note with [brackets]",
+    ]
+
+
+def test_verbose_leaks_table_lists_the_tensors_under_their_group() -> None:
+    lines = rendered(grouped_report(), width=140, verbose=True)
+    assert lines[lines.index("leaks: 3.75 MiB") + 1 :] == [
+        "      size   tensor                          created at   held by",
+        "─" * 106,
+        "  2.75 MiB   4 tensors                                    global __main__.PIPE.model",
+        "                                                          also local w in main",
+        "  1.50 MiB     Parameter float32[768, 512]                global __main__.PIPE.model.embed_tokens.weight",
+        "  1.00 MiB     float32[512, 512] cpu                      global __main__.PIPE.model.head.weight",
+        "                                                          local w in main",
+        " 128.0 KiB     Parameter float32[256, 128]                global __main__.PIPE.model.layers[0].fc1.weight",
+        " 128.0 KiB     Parameter float32[256, 128]                global __main__.PIPE.model.layers[1].fc1.weight",
+        "  1.00 MiB   float32[512, 512] cpu           cache.py:7   global __main__.CACHE['k'][0]",
+        "",
+        "note: a note with [brackets]",
+    ]
+
+
+def test_str_of_a_report_has_one_line_per_group() -> None:
+    lines = str(grouped_report()).splitlines()
+    assert lines[-4:] == [
+        "  leak: 2.75 MiB in 4 tensors held by global __main__.PIPE.model",
+        "      also held by local w in main",
+        "  leak: 1.00 MiB float32[512, 512] cpu created at cache.py:7 — held by global __main__.CACHE['k'][0]",
+        "  note: a note with [brackets]",
+    ]
+
+
+def test_str_of_the_leaks_lists_each_tensor_under_its_group() -> None:
+    assert str(grouped_report().leaks).splitlines() == [
+        "leak: 2.75 MiB in 4 tensors held by global __main__.PIPE.model",
+        "    also held by local w in main",
+        "    1.50 MiB Parameter float32[768, 512] — held by global __main__.PIPE.model.embed_tokens.weight",
+        "    1.00 MiB float32[512, 512] cpu — held by global __main__.PIPE.model.head.weight; local w in main",
+        "    128.0 KiB Parameter float32[256, 128] — held by global __main__.PIPE.model.layers[0].fc1.weight",
+        "    128.0 KiB Parameter float32[256, 128] — held by global __main__.PIPE.model.layers[1].fc1.weight",
+        "leak: 1.00 MiB float32[512, 512] cpu created at cache.py:7 — held by global __main__.CACHE['k'][0]",
+    ]
+
+
+def test_117_leaked_parameters_of_one_model_are_one_line() -> None:
+    report = session_report(leaks=model_leaks(117), leaked_bytes=16 * MIB)
+    lines = str(report).splitlines()
+    assert [line for line in lines if "leak:" in line] == [
+        "  leak: 16.0 MiB in 117 tensors held by global __main__.PIPE.model"
+    ]
+    table = rendered(report)
+    assert table[table.index("leaks: 16.0 MiB") :] == [
+        "leaks: 16.0 MiB",
+        "     size   tensor        created at   held by",
+        "─" * 66,
+        " 16.0 MiB   117 tensors                global __main__.PIPE.model",
+        "",
+        "note: a note with [brackets]",
+    ]
+    assert len(rendered(report, width=140, verbose=True)) == len(table) + 117
+    assert len(str(report.leaks).splitlines()) == 1 + 117
+
+
+def test_leaks_without_a_group_go_by_their_first_holder_then_holder_not_found() -> None:
+    leaks = (
+        Leak(300, "float32[75] cpu", None, ("local x in f", "global m.X")),
+        Leak(100, "float32[25] cpu", None, ("local x in f",)),
+        Leak(10, "float32[2] cpu", None, ()),
+        Leak(20, "float32[5] cpu", None, ()),
+    )
+    report = session_report(leaks=leaks, notes=())
+    groups = report.leak_groups
+    assert [(g.holder, g.nbytes, g.count) for g in groups] == [("local x in f", 400, 2), (NO_HOLDER, 30, 2)]
+    assert groups[1].leaks == (leaks[3], leaks[2])  # largest first
+    assert str(report).splitlines()[-3:] == [
+        "  leak: 400 B in 2 tensors held by local x in f",
+        "      also held by global m.X",
+        "  leak: 30 B in 2 tensors — holder not found",
+    ]
+
+
+def test_groups_tie_by_holder_and_other_holders_skip_paths_inside_the_group() -> None:
+    leaks = (
+        Leak(8, "a", None, ("global m.B.x",), "global m.B"),
+        Leak(
+            8,
+            "b",
+            None,
+            ("global m.A['k']", "saved for backward by MulBackward0 of global m.A", "global m.AB"),
+            "global m.A",
+        ),
+    )
+    groups = Leaks(leaks).groups
+    assert [g.holder for g in groups] == ["global m.A", "global m.B"]
+    assert groups[0].other_holders == ("global m.AB",)
+    assert groups[1].other_holders == ()
+
+
+def test_leaks_is_a_tuple_and_reports_take_plain_tuples() -> None:
+    leaks = model_leaks(2)
+    report = session_report(leaks=leaks)
+    assert isinstance(report.leaks, Leaks)
+    assert report.leaks == leaks and Leaks(leaks) == leaks and report == session_report(leaks=Leaks(leaks))
+    assert report.leaks[0] is leaks[0] and len(report.leaks) == 2
+    assert session_report(leaks=()).leaks == () and str(session_report(leaks=()).leaks) == ""
+    assert repr(Leaks(leaks)) == repr(leaks)
+
+
+leak_strategy = st.builds(
+    Leak,
+    nbytes=st.integers(min_value=0, max_value=2**40),
+    description=st.sampled_from(["float32[2] cpu", "Parameter bfloat16[8, 8] cuda:0"]),
+    created_at=st.none() | st.just("x.py:1"),
+    holders=st.lists(
+        st.sampled_from(["global m.A.w", "global m.A.b", "local x in f", "global m.C[0]"]), max_size=3
+    ).map(tuple),
+    group=st.none() | st.sampled_from(["global m.A", "global m.C", ""]),
+)
+
+
+@given(st.lists(leak_strategy, max_size=40))
+def test_grouping_keeps_every_leak_and_every_byte(leaks: list[Leak]) -> None:
+    report = session_report(leaks=tuple(leaks), leaked_bytes=sum(leak.nbytes for leak in leaks))
+    groups = report.leak_groups
+    assert sum(g.nbytes for g in groups) == report.leaked_bytes
+    assert sum(g.count for g in groups) == len(leaks)
+    assert sorted(map(repr, (leak for g in groups for leak in g.leaks))) == sorted(map(repr, leaks))
+    for group in groups:
+        assert group.count == len(group.leaks) and group.nbytes == sum(leak.nbytes for leak in group.leaks)
+        assert {leak.group_holder for leak in group.leaks} == {group.holder}
+    assert len({g.holder for g in groups}) == len(groups)
+    assert [(-g.nbytes, g.holder) for g in groups] == sorted((-g.nbytes, g.holder) for g in groups)
+    assert len([line for line in str(report).splitlines() if line.startswith("  leak: ")]) == len(groups)
+    saved = report.to_dict()["leak_groups"]
+    assert sum(g["nbytes"] for g in saved) == report.leaked_bytes
+    assert sum(len(g["tensors"]) for g in saved) == sum(g["count"] for g in saved) == len(leaks)
+
+
+# -- the command line's -v -------------------------------------------------------------------
+def test_vramguard_report_verbose_lists_the_tensors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")  # rich's width: each holder path on one line
+    saved = save_report(session_report(leaks=model_leaks(117), leaked_bytes=16 * MIB), tmp_path / "r.json")
+    assert main(["report", str(saved)]) == 0
+    plain = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    assert plain[plain.index("leaks: 16.0 MiB") + 3 :] == [
+        " 16.0 MiB   117 tensors                global __main__.PIPE.model",
+        "",
+        "note: a note with [brackets]",
+    ]
+    assert main(["report", "-v", str(saved)]) == 0
+    verbose = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    rows = verbose[verbose.index("leaks: 16.0 MiB") + 3 : -2]
+    assert len(rows) == 1 + 117
+    assert rows[:3] == [
+        "  16.0 MiB   117 tensors                                  global __main__.PIPE.model",
+        "  1.50 MiB     Parameter float32[768, 512]                global __main__.PIPE.model.embed_tokens.weight",
+        " 128.0 KiB     Parameter float32[256, 128]                global __main__.PIPE.model.layers[0].fc1.weight",
+    ]
+    assert main(["report", "--verbose", str(saved)]) == 0
+    assert [line.rstrip() for line in capsys.readouterr().out.splitlines()] == verbose
+
+
+def test_vramguard_run_takes_verbose_before_the_script() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["run", "-v", "job.py", "-v"]).verbose is True
+    assert parser.parse_args(["run", "job.py", "-v"]).args == ["-v"]
+    assert parser.parse_args(["run", "job.py"]).verbose is False

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from vramguard.census._scan import is_a
+from vramguard.core._tensors import tensor_key
 
 MAX_GRAPH_NODES = 20_000
 """Nodes visited per census; a training step's graph has a few thousand."""
@@ -83,3 +84,14 @@ def graph_tensors(output: torch.Tensor, budget: GraphBudget) -> list[tuple[str, 
                 seen[id(following)] = following
                 stack.append(following)
     return found
+
+
+def leaf_keys(output: torch.Tensor, budget: GraphBudget) -> set[int]:
+    """Storage keys of the leaves ``output``'s graph accumulates into (a model's parameters)."""
+    keys: set[int] = set()
+    for holder, tensor in graph_tensors(output, budget):
+        if holder.startswith("the leaf"):
+            key = tensor_key(tensor)
+            if key is not None:
+                keys.add(key[0])
+    return keys

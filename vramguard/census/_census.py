@@ -1,19 +1,25 @@
 """The census of one session: which tensors the block created, which survived, who holds them.
 
-Mechanism: a diff of the heap, not a dispatch mode. ``start()`` takes weak references to every
-storage alive on the device (one ``gc.get_objects()`` pass); ``stop()``, at the block's end,
-finds the tensors whose storage was not alive at entry (a second pass). That catches every
-tensor that is a Python object — factory functions, ``nn.Module`` parameters wrapped after
-their op ran, tensors made under ``inference_mode`` or inside a forward — and costs nothing
-per op, where a ``TorchDispatchMode`` cost +90 % on a small transformer's training step (see
-:mod:`vramguard.census._sites`, the opt-in mode that adds creation sites). Tensors that only
-C++ holds (saved for backward, never Python objects) are found from the surviving outputs'
-autograd graphs at ``finish()``. Views share a storage: bytes are counted per storage, once.
+Mechanism: the heap epoch (:mod:`vramguard.census._epoch`), not a dispatch mode. ``start()``
+joins the epoch: objects older than it are out of sight of the collector's inventories, so
+``stop()``, at the block's end, lists the tensors created since at the cost of the block's own
+objects (a census nested in another's epoch also notes the storages alive at its entry). That
+catches every tensor that is a Python object — factory functions, ``nn.Module`` parameters
+wrapped after their op ran, tensors made under ``inference_mode`` or inside a forward — and
+costs nothing per op. Gradients that ``backward()`` wrote into a new parameter (no Python
+object until ``.grad`` is read) are read from the parameters; sparse tensors count their values
+and indices. Tensors only C++ holds (saved for backward) are found from the surviving outputs'
+autograd graphs. Views share a storage: bytes are counted per storage, once.
 
-Cost (see ``benchmarks/census.py``): entry and exit each about one ``gc.get_objects()`` pass
-plus a filter, ~10–15 ms per 100k live objects here; the holder walk only runs when something
-leaked and is bounded by :mod:`vramguard.census._holders`. The census holds the tensors it
-tracks only through weak references, and ``finish()`` drops everything.
+The session's release asks :meth:`Census.survivors` after collecting the block's objects: when
+nothing the block created is alive, there is nothing to judge, and no full collection or heap
+pass is paid. Otherwise :meth:`Census.settle` thaws the epoch, drops the survivors that share a
+storage with an older tensor (a new view of an old weight is no new memory), and walks the
+holders; only the survivors that no global, class or live frame reaches need the full
+``gc.collect()`` (:attr:`Census.needs_full_collection`). ``finish()`` then names the leaks.
+
+The census holds the tensors it tracks only through weak references between its steps, and
+``finish()`` drops everything.
 """
 
 from __future__ import annotations
@@ -24,70 +30,258 @@ from typing import Any
 
 import torch
 
-from vramguard.census._autograd import GraphBudget, graph_tensors
+from vramguard.census._autograd import GraphBudget, graph_tensors, leaf_keys
 from vramguard.census._cycles import GcWatch
-from vramguard.census._holders import HolderSearch
+from vramguard.census._epoch import EPOCH
+from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._order import OrderRecorder
-from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, live_storages, on_device, storage_key
+from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, on_device
 from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.core._records import Leak, OrderViolation
-from vramguard.core._tensors import tensors_in
+from vramguard.core._tensors import tensor_key, tensors_in
+
+_Survivor = tuple[int, int, "weakref.ref[torch.Tensor]", StorageWeakRef]
 
 
 class Census:
     """Tracks the tensors a session's block creates on ``device``.
 
-    ``start()`` at entry, ``stop(kept)`` when the block ends (before the release),
-    ``finish(kept)`` after the release: returns the leaks and the release-order violations.
-    ``cycles`` then holds a line per storage that only a reference cycle kept, freed by the
-    release's ``gc.collect()``. ``sites`` (default: the ``VRAMGUARD_CENSUS_SITES`` variable)
-    records where each storage was created, at a cost per op.
+    ``start()`` at entry; ``stop(kept)`` when the block ends (before the release);
+    ``survivors()`` and ``settle(kept)`` during the release; ``finish(kept)`` after it: the leaks
+    and the release-order violations. ``cycles`` then holds a line per storage that only a
+    reference cycle kept, freed by the release's collection. ``sites`` (default: the
+    ``VRAMGUARD_CENSUS_SITES`` variable) records where each storage was created, at a cost per op.
     """
 
-    def __init__(self, device: torch.device, strict: bool = False, *, sites: bool | None = None) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        strict: bool = False,
+        *,
+        sites: bool | None = None,
+        bounds: SearchBounds | None = None,
+    ) -> None:
         self.device = device
         self.strict = strict
+        self.bounds = bounds or SearchBounds()
         self.cycles: tuple[str, ...] = ()
+        self.needs_full_collection = False
         self._sites_wanted = sites_requested() if sites is None else sites
         self._sites: SiteRecorder | None = None
-        self._entry: dict[int, tuple[StorageWeakRef, int]] = {}
+        self._in_epoch = False
+        self._entry: dict[int, StorageWeakRef] = {}
         self._order = OrderRecorder(device)
         self._violations: tuple[OrderViolation, ...] = ()
-        self._survivors: list[weakref.ref[torch.Tensor]] = []
+        self._survivors: list[_Survivor] = []
+        self._soft: set[int] = set()
         self._watch = GcWatch()
-        self._kept_keys: set[int] | None = None
+        self._settled: dict[int, Holders] | None = None
+        self._bytes: dict[int, int] = {}
+        self._old: set[int] = set()
         self._state = "new"
 
+    # -- entry and the block's end ----------------------------------------------------------
     def start(self) -> None:
-        """Remember the storages alive now; record ``empty_cache`` calls from here on."""
-        self._entry = live_storages(self.device)
-        self._order.start()
+        """Join the heap epoch (or take a full inventory where it cannot be used); record
+        ``empty_cache`` calls from here on."""
+        self._in_epoch = EPOCH.enter()
+        try:
+            self._entry = self._inventory()
+            self._order.start()
+        except BaseException:
+            self._leave()
+            raise
         if self._sites_wanted:
             self._sites = SiteRecorder()
             self._sites.__enter__()  # type: ignore[no-untyped-call]
         self._state = "running"
 
+    def _inventory(self) -> dict[int, StorageWeakRef]:
+        """Storages alive now among the tensors this census can see (none, for the census that
+        opened the epoch: nothing was created since)."""
+        found: dict[int, StorageWeakRef] = {}
+        for tensor in EPOCH.new_tensors() if self._in_epoch else heap_tensors():
+            if on_device(tensor, self.device):
+                key = tensor_key(tensor)
+                if key is not None and key[0] not in found:
+                    found[key[0]] = StorageWeakRef(key[2])
+        return found
+
     def stop(self, kept: list[object] | None = None) -> None:
-        """The block ended: judge the ``empty_cache`` calls, note the tensors still alive."""
+        """The block ended: judge the ``empty_cache`` calls, note the tensors it created that
+        are still alive."""
         if self._state != "running":
             return
         self._state = "stopped"
         if self._sites is not None:
             self._sites.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         self._violations = self._order.stop()
-        kept_keys = _kept_keys(kept or [], self.device)
-        if kept is not None:
-            self._kept_keys = kept_keys
-        for tensor in heap_tensors():
+        hard, self._soft = _kept_keys(kept or [], self.device)
+        seen: set[int] = set()
+        tensors = EPOCH.new_tensors() if self._in_epoch else heap_tensors()
+        parameter = torch.nn.Parameter
+        for tensor in tensors:
             if not on_device(tensor, self.device):
                 continue
-            key = storage_key(tensor)
-            if key is None or key[0] in self._entry or key[0] in kept_keys:
-                continue
-            self._survivors.append(weakref.ref(tensor))
-            self._watch.watch(key[0], key[1], tensor)
+            self._note(tensor, hard, seen)
+            if issubclass(type(tensor), parameter):
+                grad = _grad(tensor)  # written by backward() from C++: no Python object until read
+                if grad is not None and on_device(grad, self.device):
+                    self._note(grad, hard, seen)
+                del grad
+        del tensors
         self._watch.start()
 
+    def _note(self, tensor: torch.Tensor, hard: set[int], seen: set[int]) -> None:
+        key = tensor_key(tensor)
+        if key is None or key[0] in self._entry or key[0] in hard:
+            return
+        self._survivors.append((key[0], key[1], weakref.ref(tensor), StorageWeakRef(key[2])))
+        if key[0] not in seen:
+            seen.add(key[0])
+            self._watch.watch(key[0], key[2], tensor)
+
+    # -- during the release -----------------------------------------------------------------
+    def collect_block(self) -> int:
+        """``gc.collect()`` of the objects created since the epoch began (every object when
+        this census could not use the epoch). Returns the unreachable objects found."""
+        return EPOCH.collect_new() if self._in_epoch else gc.collect()
+
+    def holders_of(self, objects: list[object], kept: list[object]) -> list[tuple[str, ...]]:
+        """Who holds each of ``objects`` (the owned objects still alive after the release)."""
+        with EPOCH.thawed():
+            search = HolderSearch(kept, self.bounds)
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                for obj in objects:
+                    search.add_group([search.add(obj)])
+                search.index_heap()
+                found = search.run()
+            finally:
+                search.close()
+                if collecting:
+                    gc.enable()
+        return [h.paths if h.rooted else () for h in found]
+
+    def survivors(self) -> int:
+        """How many storages the block created are still alive (cheap: weak references)."""
+        return len({key for key, _, _, storage in self._survivors if not storage.expired()})
+
+    def settle(self, kept: list[object]) -> None:
+        """Some storages survived the collection of the block's objects: see the whole heap,
+        drop those an older tensor shares, and walk the holders of the rest. Sets
+        :attr:`needs_full_collection` when some are reachable from no root."""
+        if self._state != "stopped" or self._settled is not None:
+            return
+        # No automatic collection while the walk holds survivors: it would free the cycles
+        # that hold them (a leak when the release did not collect) and leave only the walk.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            with EPOCH.thawed():
+                holders = self._judge(kept)
+        finally:
+            if collecting:
+                gc.enable()
+        self._settled = holders
+        self.needs_full_collection = any(not h.rooted and not h.kept for h in holders.values())
+
+    def _judge(self, kept: list[object]) -> dict[int, Holders]:
+        search = HolderSearch(kept, self.bounds)
+        try:
+            groups = self._groups(search)
+            if not groups:
+                return {}
+            order = sorted(groups, key=lambda k: -self._bytes.get(k, 0))
+            numbers = {key: search.add_group(groups[key]) for key in order}
+            search.index_heap()
+            found = search.run()
+            return {key: found[numbers[key]] for key in order}
+        finally:
+            search.close()
+
+    def _groups(self, search: HolderSearch) -> dict[int, list[int]]:
+        """Storage key -> the walk indexes of the surviving tensors using it."""
+        self._bytes, self._old = {}, set()
+        groups: dict[int, list[int]] = {}
+        for key, nbytes, ref, _ in self._survivors:
+            tensor = ref()
+            if tensor is not None:
+                groups.setdefault(key, []).append(search.add(tensor))
+                self._bytes[key] = nbytes
+            del tensor
+        if not groups:
+            return groups
+        if self._in_epoch:
+            self._drop_shared(search, groups)
+        budget = GraphBudget()
+        hard = set(self._entry)
+        for outputs in list(groups.values()):
+            for out_index in list(outputs):
+                for holder, saved in graph_tensors(search.objs[out_index], budget):  # type: ignore[arg-type]
+                    self._add_saved(search, groups, hard, out_index, holder, saved)
+        for key, members in list(groups.items()):
+            for index in list(members):
+                tensor = search.objs[index]
+                if issubclass(type(tensor), torch.nn.Parameter):
+                    grad = _grad(tensor)  # type: ignore[arg-type]
+                    grad_key = None if grad is None else tensor_key(grad)
+                    if grad_key is not None and grad_key[0] in groups and grad_key[0] != key:
+                        for g in groups[grad_key[0]]:
+                            search.add_edge(g, index, "module", ".grad")
+                    del grad
+        return groups
+
+    def _drop_shared(self, search: HolderSearch, groups: dict[int, list[int]]) -> None:
+        """Survivors whose storage an older tensor also uses are no new memory (a new view of
+        an old weight). The heap is thawed: every tensor is visible."""
+        new = {id(search.objs[i]) for members in groups.values() for i in members}
+        for tensor in heap_tensors():
+            if id(tensor) in new or not on_device(tensor, self.device):
+                continue
+            key = tensor_key(tensor)
+            if key is not None:
+                self._old.add(key[0])
+                groups.pop(key[0], None)
+
+    def _add_saved(
+        self,
+        search: HolderSearch,
+        groups: dict[int, list[int]],
+        hard: set[int],
+        out_index: int,
+        holder: str,
+        saved: torch.Tensor,
+    ) -> None:
+        if not on_device(saved, self.device):
+            return
+        key = tensor_key(saved)
+        if key is None or key[0] in hard:
+            return
+        out_key = tensor_key(search.objs[out_index])  # type: ignore[arg-type]
+        if out_key is not None and out_key[0] == key[0]:
+            return  # the output saved itself (exp, sigmoid): no new holder
+        members = groups.get(key[0])
+        if members is None:
+            if not self._new_storage(key[0]):
+                return
+            members = groups[key[0]] = []
+            self._bytes[key[0]] = key[1]
+        objs = search.objs
+        same = next((i for i in members if objs[i] is saved), None)
+        if same is None:
+            same = search.add(saved)
+            members.append(same)
+        search.add_edge(same, out_index, "saved", holder)
+
+    def _new_storage(self, key: int) -> bool:
+        """A storage met only in an autograd graph: new unless it was alive at entry. In the
+        epoch, graphs of new outputs save activations the block made, and the weights (leaves,
+        reached as old tensors) were noted by :meth:`_drop_shared`'s pass before this one."""
+        return key not in self._entry and key not in self._old
+
+    # -- the end ----------------------------------------------------------------------------
     def abort(self) -> None:
         """Undo everything ``start``/``stop`` installed, without judging: for a session whose
         entry or exit failed part-way. Safe to call in any state, and more than once."""
@@ -97,122 +291,98 @@ class Census:
             self._order.stop()
         elif self._state == "stopped":
             self._watch.stop()
+        if self._state in ("running", "stopped"):
+            self._leave()
         self._state = "finished"
-        self._survivors, self._entry, self._kept_keys, self._violations = [], {}, None, ()
+        self._survivors, self._entry, self._violations, self._settled = [], {}, (), None
         self._sites = None
 
+    def _leave(self) -> None:
+        if self._in_epoch:
+            self._in_epoch = False
+            EPOCH.leave()
+
     def finish(self, kept: list[object]) -> tuple[tuple[Leak, ...], tuple[OrderViolation, ...]]:
-        """After the release: every tensor created in the block, still alive and not kept,
-        is a leak (one per storage, largest first). Drops everything the census held."""
-        self.stop(kept)
-        self._state = "finished"
-        self.cycles = self._watch.stop()
-        violations, self._violations = self._violations, ()
-        search = HolderSearch(kept)
-        # No automatic collection while the walk holds survivors: it would free the cycles
-        # that hold them (a leak when the release did not collect) and leave only the walk.
+        """After the release: every storage the block created, still alive and not kept, is a
+        leak (largest first). Drops everything the census held and leaves the epoch."""
         collecting = gc.isenabled()
-        gc.disable()
+        gc.disable()  # see settle(): judged as the release left them
         try:
-            groups = self._collect(search, kept)
-            leaks = self._leaks(search, groups) if groups else []
+            self.stop(kept)
+            self.cycles = self._watch.stop()
+            violations, self._violations = self._violations, ()
+            leaks: list[Leak] = []
+            if self.survivors():
+                if self._settled is None:  # no release ran: judge now
+                    self.settle(kept)
+                leaks = self._leaks(self._settled or {})
         finally:
-            search.close()
             if collecting:
                 gc.enable()
-            self._survivors, self._entry, self._kept_keys = [], {}, None
+            self._state = "finished"
+            self._leave()
+            self._survivors, self._entry, self._settled, self._old = [], {}, None, set()
             if self._sites is not None:
                 self._sites.clear()
                 self._sites = None
         leaks.sort(key=lambda leak: -leak.nbytes)
         return tuple(leaks), violations
 
-    def _collect(self, search: HolderSearch, kept: list[object]) -> dict[int, list[int]]:
-        """Storage key -> the walk indexes of the surviving tensors using it (leaks only)."""
-        kept_keys = self._kept_keys if self._kept_keys is not None else _kept_keys(kept, self.device)
-        groups: dict[int, list[int]] = {}
-        for ref in self._survivors:
+    def _leaks(self, holders: dict[int, Holders]) -> list[Leak]:
+        described: dict[int, tuple[int, str, int]] = {}
+        for key, nbytes, ref, storage in self._survivors:
             tensor = ref()
-            if tensor is None:
+            if tensor is None or storage.expired() or key not in holders:
                 continue
-            key = storage_key(tensor)
-            if key is not None and key[0] not in kept_keys:
-                groups.setdefault(key[0], []).append(search.add(tensor))
+            width = tensor.numel()
+            views = described.get(key, (0, "", -1))[0] + 1
+            if width > described.get(key, (0, "", -1))[2]:
+                described[key] = (views, describe(tensor), width)
+            else:
+                described[key] = (views, described[key][1], described[key][2])
             del tensor
-        self._survivors = []
-        budget = GraphBudget()
-        for outputs in list(groups.values()):
-            for out_index in list(outputs):
-                for holder, saved in graph_tensors(search.objs[out_index], budget):  # type: ignore[arg-type]
-                    self._add_saved(search, groups, kept_keys, out_index, holder, saved)
-        return groups
-
-    def _add_saved(
-        self,
-        search: HolderSearch,
-        groups: dict[int, list[int]],
-        kept_keys: set[int],
-        out_index: int,
-        holder: str,
-        saved: torch.Tensor,
-    ) -> None:
-        if not on_device(saved, self.device):
-            return
-        key = storage_key(saved)
-        if key is None or key[0] in self._entry or key[0] in kept_keys:
-            return
-        out_key = storage_key(search.objs[out_index])  # type: ignore[arg-type]
-        if out_key is not None and out_key[0] == key[0]:
-            return  # the output saved itself (exp, sigmoid): no new holder
-        members = groups.setdefault(key[0], [])
-        objs = search.objs
-        same = next((i for i in members if objs[i] is saved), None)
-        if same is None:
-            same = search.add(saved)
-            members.append(same)
-        search.add_edge(same, out_index, "saved", holder)
-
-    def _leaks(self, search: HolderSearch, groups: dict[int, list[int]]) -> list[Leak]:
-        order = sorted(groups, key=lambda k: -_nbytes(search.objs[groups[k][0]]))  # type: ignore[arg-type]
-        numbers = {key: search.add_group(groups[key]) for key in order}
-        search.index_heap()
-        found = search.run()
         leaks = []
-        for key in order:
-            holders = found[numbers[key]]
-            if holders.kept:
-                continue
-            members: list[Any] = [search.objs[i] for i in groups[key]]
-            widest = max(members, key=lambda t: t.numel())
+        for key, (views, description, _) in described.items():
+            found = holders[key]
+            if found.kept or (key in self._soft and not found.rooted):
+                continue  # kept, or a parameter only the kept output's graph still holds
             leaks.append(
                 Leak(
-                    nbytes=_nbytes(widest),
-                    description=describe(widest) + (f" (+{len(members) - 1} views)" if len(members) > 1 else ""),
+                    nbytes=self._bytes.get(key, 0),
+                    description=description + (f" (+{views - 1} views)" if views > 1 else ""),
                     created_at=None if self._sites is None else self._sites.site_of(key),
-                    holders=holders.paths,
+                    holders=found.paths,
+                    group=found.group,
                 )
             )
-            del members, widest
         return leaks
 
 
-def _nbytes(tensor: torch.Tensor) -> int:
-    key = storage_key(tensor)
-    return 0 if key is None else key[1].nbytes()
+def _grad(parameter: Any) -> torch.Tensor | None:
+    try:
+        grad = parameter.grad
+    except Exception:
+        return None
+    return grad if issubclass(type(grad), torch.Tensor) else None
 
 
-def _kept_keys(kept: list[object], device: torch.device) -> set[int]:
-    """Storages reachable from the kept objects, their autograd graphs included."""
-    keys: set[int] = set()
+def _kept_keys(kept: list[object], device: torch.device) -> tuple[set[int], set[int]]:
+    """(hard, soft): storages the kept objects hold — their own and the activations their
+    autograd graphs saved — and the leaves those graphs accumulate into (a model's parameters):
+    those are kept only when nothing else still holds them."""
+    hard: set[int] = set()
+    soft: set[int] = set()
     budget = GraphBudget()
     for tensor in tensors_in(kept):
         if not on_device(tensor, device):
             continue
-        key = storage_key(tensor)
+        key = tensor_key(tensor)
         if key is not None:
-            keys.add(key[0])
+            hard.add(key[0])
+        leaves = leaf_keys(tensor, budget)
+        soft |= leaves
         for _, saved in graph_tensors(tensor, budget):
-            saved_key = storage_key(saved)
-            if saved_key is not None:
-                keys.add(saved_key[0])
-    return keys
+            saved_key = tensor_key(saved)
+            if saved_key is not None and saved_key[0] not in leaves:
+                hard.add(saved_key[0])
+    return hard - soft, soft

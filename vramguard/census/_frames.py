@@ -54,9 +54,20 @@ def is_library(filename: str) -> bool:
     return known
 
 
+_INTERNAL_DIRS = (CENSUS_DIR, os.path.join(_VRAMGUARD_DIR, "core", ""))
+_INTERNAL_FILES = (os.path.join(_VRAMGUARD_DIR, "pytest_plugin.py"),)
+_is_internal_cache: dict[str, bool] = {}
+
+
 def is_census_frame(frame: FrameType) -> bool:
-    """Frames of the census's own code, which hold what it inspects."""
-    return os.path.realpath(frame.f_code.co_filename).startswith(CENSUS_DIR)
+    """Frames of vramguard's own machinery (the census, the core, the pytest plugin), which
+    hold what they inspect and release: never a holder. The ASR consumer's frames are user code."""
+    filename = frame.f_code.co_filename
+    known = _is_internal_cache.get(filename)
+    if known is None:
+        real = os.path.realpath(filename)
+        known = _is_internal_cache[filename] = real.startswith(_INTERNAL_DIRS) or real in _INTERNAL_FILES
+    return known
 
 
 def short_path(filename: str) -> str:

@@ -1,27 +1,28 @@
-"""Who holds a leaked tensor: bounded breadth-first walks up the referrers to a root.
+"""Who holds a leaked tensor: breadth-first walks up the referrers to a root, bounded by counts.
 
 Roots: a module's globals, a class, a local of a live frame, the session's kept objects.
-Parents of an object come from indexes built once (live frames' locals; the ``nn.Module``
-tree, whose parameters, buffers, submodules and hooks are named without scanning; the
-autograd edges the census found) or from ``gc.get_referrers``, which scans the whole heap
-per call. Measured with 0.77 million objects: one call takes 23 ms for one object and
-~23 ms + 0.8 ms per extra object (CPython compares each visited reference with every argument),
-while a full reverse index built in Python took 2.5 s. So all the leaks are walked together,
-level by level, one batched scan per level (at most :data:`SCAN_BATCH` objects per call), and
-each object's referrers are fetched once.
+Parents of an object come from indexes (live frames' locals; the ``nn.Module`` tree, whose
+parameters, buffers, submodules and hooks are named without scanning; the autograd edges and
+gradients the census found) or from ``gc.get_referrers``, which scans the whole heap per call
+(~2.5 ms per 100k objects here for one object, plus ~0.08 ms per 100k for each extra one:
+CPython compares each visited reference with every argument). So all the leaks are walked
+together, level by level, one batched scan per level, and each object's referrers are fetched
+once. The ``nn.Module`` index costs one ``gc.get_objects()`` pass with a set lookup per
+object (~6 ms per 100k) and is built only when the walk meets a module or a parameter.
 
-Bounds: :data:`MAX_LEVELS` levels, :data:`MAX_FRONTIER` objects per leak per level,
-:data:`MAX_SEARCHED` leaks (the largest), and no new scan after :data:`WALK_BUDGET_S`
-seconds — about 1 s plus one batched scan on a million objects, whatever the leak count.
-Every object the walk holds lives in one list, which the scans ignore; :meth:`close` drops it.
+Bounds are counts, never the clock, so a busy machine and an idle one give the same answer
+(:class:`SearchBounds`, set through ``gpu_session(holder_levels=, holder_width=,
+holder_leaks=)``). When one is reached, the leak's holder line says which, on which object
+types, and how to raise it. Every object the walk holds lives in one list, which the scans
+ignore; :meth:`HolderSearch.close` drops it.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
-import time
 import types
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,15 +30,30 @@ import torch
 
 from vramguard.census._frames import frame_locals, is_census_frame, is_optimized
 from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, render_path
-from vramguard.census._scan import is_a
+from vramguard.census._scan import heap_modules, is_a
 
-MAX_LEVELS = 24
-MAX_FRONTIER = 64
 MAX_HOLDERS = 3
 EXTRA_LEVELS = 2
-SCAN_BATCH = 64
-WALK_BUDGET_S = 1.0
-MAX_SEARCHED = 256
+SCAN_BATCH = 128
+_WEAK = (weakref.ref, weakref.ProxyType, weakref.CallableProxyType)
+
+
+@dataclass(frozen=True)
+class SearchBounds:
+    """How far the holder search goes: ``levels`` steps up from a leak, ``width`` objects per
+    leak per level (and 4×``width`` objects scanned per level over all leaks), ``leaks`` walked
+    (the largest first)."""
+
+    levels: int = 24
+    width: int = 64
+    leaks: int = 256
+
+    def describe(self, bound: str) -> str:
+        value, argument = {
+            "levels": (f"{self.levels} levels", "holder_levels"),
+            "width": (f"{self.width} objects per level", "holder_width"),
+        }[bound]
+        return f"the {bound} bound ({value}; raise it with gpu_session({argument}=...))"
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,10 @@ class Holders:
 
     paths: tuple[str, ...]
     kept: bool = False
+    group: str | None = None
+    """The holder path of the module (the outermost on the first path) or container holding it."""
+    rooted: bool = False
+    """A path reached a global, a class or a live frame: no collection can free it."""
 
 
 def _member_label(key: object) -> str:
@@ -56,7 +76,8 @@ def _member_label(key: object) -> str:
 class HolderSearch:
     """One walk for all the leaks of a census; create, :meth:`add_group`, :meth:`run`, :meth:`close`."""
 
-    def __init__(self, kept: object) -> None:
+    def __init__(self, kept: object, bounds: SearchBounds | None = None) -> None:
+        self.bounds = bounds or SearchBounds()
         self.objs: list[object] = []
         self._index: dict[int, int] = {}
         self._own: set[int] = {id(self.objs), id(self._index)}
@@ -69,9 +90,9 @@ class HolderSearch:
         self._members: dict[int, list[tuple[int, str, str]]] = {}
         self._live_frames: set[int] = set()
         self._locals: dict[int, list[tuple[int, str]]] = {}
-        self._deadline = 0.0
         self._want_modules = False
         self._modules_indexed = False
+        self.scans = 0
 
     # -- building ---------------------------------------------------------------------------
     def add(self, obj: object) -> int:
@@ -88,7 +109,7 @@ class HolderSearch:
         return len(self._groups) - 1
 
     def add_edge(self, child: int, parent: int, kind: str, label: str) -> None:
-        """A parent known without scanning (the autograd graph)."""
+        """A parent known without scanning (the autograd graph, a parameter's gradient)."""
         self._known.setdefault(child, []).append((parent, kind, label))
 
     def index_heap(self) -> None:
@@ -100,12 +121,11 @@ class HolderSearch:
                 self._module_names.setdefault(id(namespace), name)
         self._index_frames()
         parameter = torch.nn.Parameter
-        self._want_modules = any(issubclass(type(o), parameter) for o in self.objs)
+        self._want_modules = any(issubclass(type(o), (parameter, torch.nn.Module)) for o in self.objs)
 
     def _index_modules(self) -> None:
         self._want_modules, self._modules_indexed = False, True
-        module_type = torch.nn.Module
-        modules = [o for o in gc.get_objects() if issubclass(type(o), module_type)]
+        modules = heap_modules()
         for module in modules:
             self._index_module(module)
         del modules
@@ -141,6 +161,20 @@ class HolderSearch:
             if is_a(hooks, dict) and hooks:
                 self._owner_dicts[id(hooks)] = (index, label)
 
+    def parameter_name(self, obj: object) -> str | None:
+        """``encoder.layers.0.fc1.weight`` for a parameter or buffer, from the module index
+        (relative to the outermost module that holds it); None when it is no module's member."""
+        parts: list[str] = []
+        current: object = obj
+        for _ in range(64):
+            members = self._members.get(id(current))
+            if not members:
+                break
+            module, _, label = members[0]
+            parts.append(label.lstrip("."))
+            current = self.objs[module]
+        return ".".join(reversed(parts)).replace("[", "").replace("]", "") if parts else None
+
     # -- walking ----------------------------------------------------------------------------
     def _is_root(self, index: int) -> bool:
         obj = self.objs[index]
@@ -166,10 +200,8 @@ class HolderSearch:
         return index not in self._referrers and id(self.objs[index]) not in self._members
 
     def _scan(self, nodes: list[int]) -> None:
-        """Fetch the referrers of ``nodes``, one heap scan per batch, until the deadline."""
+        """Fetch the referrers of ``nodes``, one heap scan per batch."""
         for start in range(0, len(nodes), SCAN_BATCH):
-            if time.perf_counter() > self._deadline:
-                return
             chunk = nodes[start : start + SCAN_BATCH]
             batch = tuple(self.objs[i] for i in chunk)
             by_id = {id(o): i for o, i in zip(batch, chunk, strict=True)}
@@ -177,6 +209,7 @@ class HolderSearch:
                 self._referrers[i] = []
             self._own.add(id(batch))
             found = gc.get_referrers(*batch)
+            self.scans += 1
             self._own.discard(id(batch))
             del batch
             for referrer in found:
@@ -184,10 +217,10 @@ class HolderSearch:
             del found
 
     def _classify(self, referrer: object, by_id: dict[int, int]) -> None:
-        if id(referrer) in self._own:
-            return
+        if id(referrer) in self._own or is_a(referrer, _WEAK):
+            return  # the walk's own lists; a weak reference never holds anything
         if is_a(referrer, types.FrameType) and (id(referrer) in self._live_frames or is_census_frame(referrer)):
-            return  # live locals come from the frame index; the census's own frames hold nothing
+            return  # live locals come from the frame index; vramguard's own frames hold nothing
         children = [by_id[id(x)] for x in gc.get_referents(referrer) if id(x) in by_id]
         if not self._modules_indexed and issubclass(type(referrer), torch.nn.Module):
             self._want_modules = True
@@ -207,28 +240,37 @@ class HolderSearch:
                 self._referrers[child].append((module, "hook", kind))
 
     def run(self) -> list[Holders]:
-        """Walk every group (the first :data:`MAX_SEARCHED`, as added) and render what it found."""
-        self._deadline = time.perf_counter() + WALK_BUDGET_S
-        searched = range(min(len(self._groups), MAX_SEARCHED))
+        """Walk every group (the first ``bounds.leaks``, as added) and render what it found."""
+        bounds = self.bounds
+        searched = range(min(len(self._groups), bounds.leaks))
         start: Edge = ("", "")
         came = [{i: (-1, start) for i in self._groups[g]} for g in searched]
         frontier = [list(self._groups[g]) for g in searched]
         roots: list[list[int]] = [[] for _ in searched]
         first_root: list[int | None] = [None for _ in searched]
         revisits = [False for _ in searched]
-        cut = [False for _ in searched]
+        cut: list[str | None] = [None for _ in searched]
         active = set(searched)
-        for level in range(MAX_LEVELS):
+        per_level = 4 * bounds.width
+        for level in range(bounds.levels):
             if not active:
                 break
             if self._want_modules:
                 self._index_modules()
-            self._scan(sorted({n for g in active for n in frontier[g] if self._needs_scan(n)}))
+            # The largest leaks first (groups are added largest first); what does not fit in
+            # this level's scan is cut at the width bound, the same on any machine.
+            wanted: dict[int, None] = {}
+            for g in sorted(active):
+                for n in frontier[g]:
+                    if self._needs_scan(n) and len(wanted) < per_level:
+                        wanted[n] = None
+            self._scan(list(wanted))
             for g in sorted(active):
                 following: list[int] = []
                 for node in frontier[g]:
                     if self._needs_scan(node):
-                        cut[g] = True  # the deadline passed before its referrers were fetched
+                        cut[g] = "width"
+                        continue
                     for parent, kind, label in self._parents(node):
                         if parent in came[g]:
                             revisits[g] = True
@@ -238,45 +280,72 @@ class HolderSearch:
                             roots[g].append(parent)
                             if first_root[g] is None:
                                 first_root[g] = level
-                        elif len(following) < MAX_FRONTIER:
+                        elif len(following) < bounds.width:
                             following.append(parent)
                         else:
-                            cut[g] = True
+                            cut[g] = "width"
                 frontier[g] = following
                 found = first_root[g]
                 enough = len(roots[g]) >= MAX_HOLDERS or (found is not None and level - found >= EXTRA_LEVELS)
                 if enough or not following:
                     active.discard(g)
-        results = [self._result(g, came[g], roots[g], cut[g] or bool(frontier[g]), revisits[g]) for g in searched]
-        skipped = Holders((f"not searched: only the {MAX_SEARCHED} largest leaks are walked",))
+        for g in active:
+            if frontier[g] and cut[g] is None:
+                cut[g] = "levels"
+        results = [self._result(g, came[g], roots[g], cut[g], revisits[g]) for g in searched]
+        skipped = Holders(
+            (
+                f"not searched: the leaks bound ({bounds.leaks} leaks, the largest, are walked; "
+                "raise it with gpu_session(holder_leaks=...))",
+            )
+        )
         return results + [skipped] * (len(self._groups) - len(results))
 
+    def _chain(self, came: dict[int, tuple[int, Edge]], root: int) -> tuple[list[int], list[Edge]]:
+        chain, edges = [root], []
+        node = root
+        while True:
+            child, edge = came[node]
+            if child < 0:
+                break
+            edges.append(edge)
+            chain.append(child)
+            node = child
+        return chain, edges
+
+    def _render(self, chain: list[int], edges: list[Edge]) -> str:
+        return render_path([self.objs[i] for i in chain], edges, self._module_names, self.parameter_name)
+
+    def _group_of(self, chain: list[int], edges: list[Edge]) -> str | None:
+        """The outermost module on the path, else the container that holds the tensor."""
+        module = torch.nn.Module
+        for i in range(1, len(chain) - 1):
+            if issubclass(type(self.objs[chain[i]]), module):
+                return self._render(chain[: i + 1], edges[:i])
+        if len(chain) >= 3 and edges[-1][0] == "scan" and type(self.objs[chain[-2]]) in (list, tuple, dict, set):
+            return self._render(chain[:-1], edges[:-1])
+        return None
+
     def _result(
-        self, group: int, came: dict[int, tuple[int, Edge]], roots: list[int], stopped: bool, revisit: bool
+        self, group: int, came: dict[int, tuple[int, Edge]], roots: list[int], cut: str | None, revisit: bool
     ) -> Holders:
         if any(id(self.objs[r]) == self._kept_id for r in roots):
             return Holders((), kept=True)
-        paths: list[str] = []
+        found: list[tuple[int, str, str | None]] = []
         for root in roots:
-            chain, edges = [root], []
-            node = root
-            while True:
-                child, edge = came[node]
-                if child < 0:
-                    break
-                edges.append(edge)
-                chain.append(child)
-                node = child
-            text = render_path([self.objs[i] for i in chain], edges, self._module_names)
-            if text not in paths:
-                paths.append(text)
-        if paths:
-            return Holders(tuple(paths))
+            chain, edges = self._chain(came, root)
+            text = self._render(chain, edges)
+            if all(text != t for _, t, _ in found):
+                found.append((_rank(text), text, self._group_of(chain, edges)))
+        if found:
+            found.sort(key=lambda item: item[0])  # globals first, then classes, locals, graphs
+            paths = tuple(text for _, text, _ in found)
+            return Holders(paths, group=found[0][2], rooted=True)
         starts = set(self._groups[group])
         seen = [self.objs[i] for i in came if i not in starts]
         names = ", ".join(dict.fromkeys(type(o).__qualname__ for o in seen)) or "nothing"
-        if stopped:
-            return Holders((f"holder search stopped (depth or time bound) while going through {names}",))
+        if cut is not None:
+            return Holders((f"holder search stopped at {self.bounds.describe(cut)} while going through {names}",))
         if not seen:
             return Holders(("no Python referrer: held from native code",))
         note = "a reference cycle" if revisit else "objects"
@@ -292,3 +361,10 @@ class HolderSearch:
         self._owner_dicts.clear()
         self._members.clear()
         self._groups.clear()
+
+
+def _rank(path: str) -> int:
+    for rank, prefix in enumerate(("global ", "class ", "local ")):
+        if path.startswith(prefix):
+            return rank
+    return 3

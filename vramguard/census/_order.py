@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from vramguard.census._frames import user_site
+from vramguard.census._epoch import EPOCH
 from vramguard.census._scan import StorageWeakRef, live_storages
 from vramguard.core import _hooks
 from vramguard.core._records import OrderViolation
@@ -80,7 +81,10 @@ class OrderRecorder:
 
     def record(self, frame: FrameType | None) -> None:
         self._site = user_site(frame) or "unknown call site"
-        self._alive = list(live_storages(self.device).values())
+        # Every storage, old ones included: the maintainer's order empties the cache while the
+        # model loaded before the session is still referenced (see census/_epoch.py).
+        with EPOCH.thawed():
+            self._alive = list(live_storages(self.device).values())
 
 
 def _notify(device_type: str, index: int | None, frame: FrameType | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,18 +49,31 @@ class _Expr:
         return f"{self.prefix}{self.head}{self.accessor}{self.suffix}"
 
 
-def _short(value: object) -> str:
+NameOf = Callable[[object], "str | None"]
+
+
+def _short(value: object, name_of: NameOf | None = None) -> str:
+    """A dict key on one line: a parameter or tensor by its name in its module (an optimizer's
+    ``state[<fc1.weight>]``) or its shape, anything else by a repr cut to 40 characters."""
+    if issubclass(type(value), torch.Tensor):
+        name = name_of(value) if name_of is not None else None
+        if name is not None:
+            return f"<{name}>"
+        try:
+            return f"<{type(value).__name__} {list(value.shape)}>"
+        except Exception:
+            return f"<{type(value).__name__}>"
     try:
-        text = repr(value)
+        text = " ".join(repr(value).split())
     except Exception:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _attr(key: object) -> str:
+def _attr(key: object, name_of: NameOf | None = None) -> str:
     if is_a(key, str) and key.isidentifier():
         return f".{key}"
-    return f"[{_short(key)}]"
+    return f"[{_short(key, name_of)}]"
 
 
 def _namespace(obj: object) -> object:
@@ -95,8 +108,9 @@ def _via(expr: _Expr | None) -> str:
 
 
 class _Renderer:
-    def __init__(self, module_names: dict[int, str]) -> None:
+    def __init__(self, module_names: dict[int, str], name_of: NameOf | None = None) -> None:
         self.module_names = module_names
+        self.name_of = name_of
         self.expr: _Expr | None = None
         self.function: types.FunctionType | None = None
         self.function_expr: _Expr | None = None
@@ -151,7 +165,7 @@ class _Renderer:
             elif parent is self.hooks:
                 self.expr = _Expr(f"{self.hook_kind} of {expr.text()}")
             else:
-                expr.accessor += _attr(key) if owned else f"[{_short(key)}]"
+                expr.accessor += _attr(key, self.name_of) if owned else f"[{_short(key, self.name_of)}]"
         elif is_a(parent, (list, tuple)):
             index = next((i for i, v in enumerate(parent) if v is child), None)
             expr.accessor += f"[{index}]" if index is not None else "[?]"
@@ -234,12 +248,15 @@ class _Renderer:
         self.exception = self.exception_expr = self.first_traceback = None
 
 
-def render_path(chain: Sequence[object], edges: Sequence[Edge], module_names: dict[int, str]) -> str:
+def render_path(
+    chain: Sequence[object], edges: Sequence[Edge], module_names: dict[int, str], name_of: NameOf | None = None
+) -> str:
     """``chain[0]`` is the root, ``chain[-1]`` the tensor; ``edges[i]`` leads from ``chain[i]``
-    to ``chain[i + 1]``."""
-    renderer = _Renderer(module_names)
+    to ``chain[i + 1]``. ``name_of`` names a parameter used as a dict key. Always one line."""
+    renderer = _Renderer(module_names, name_of)
     for i in range(1, len(chain)):
         kind, label = edges[i - 1]
         before = chain[i - 2] if i >= 2 else None
         renderer.step(chain[i - 1], chain[i], kind, label, before)
-    return renderer.expr.text() if renderer.expr is not None else f"{type(chain[0]).__name__} object"
+    text = renderer.expr.text() if renderer.expr is not None else f"{type(chain[0]).__name__} object"
+    return " ".join(text.split())

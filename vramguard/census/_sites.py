@@ -1,29 +1,49 @@
 """Where storages were created: an opt-in dispatch mode (``VRAMGUARD_CENSUS_SITES=1``).
 
-Off by default because it costs per op: measured on a small ``nn.TransformerEncoder``
-(CPU, one thread), about +90 % for a training step and +20 % for an inference forward — far
-over the census's 10 % budget. The default census (a heap diff) costs nothing per op and
-leaves ``Leak.created_at`` as None. With this mode on, every aten op's outputs whose storage
-is new get the innermost user frame (outside torch, vramguard and installed packages) —
-factory functions, parameters built by ``nn.Module`` constructors and intermediates saved by
-autograd included.
+Off by default because it costs per op: every aten op goes through a Python
+``__torch_dispatch__``. The default census (a heap diff) costs nothing per op and leaves
+``Leak.created_at`` as None. With this mode on, every aten op's outputs whose storage is new get
+the innermost user frame (outside torch, vramguard and installed packages) — factory functions,
+parameters built by ``nn.Module`` constructors and intermediates saved by autograd included.
+Measured in docs/benchmarks.md ("Creation sites").
+
+What it keeps, and why it stays small:
+
+- One entry per storage, keyed like the census (:func:`storage_key`, the ``StorageImpl``
+  address), never per op: an op whose outputs all alias its inputs (views, in-place and
+  ``out=`` ops) creates no storage and is skipped before its outputs are even looked at — apart
+  from the few that can give a storage its first memory (``resize_``, ``set_``, ``out=``).
+- An entry is a Python weak reference to the storage's Python object carrying the key and a
+  short ``file:line in function`` string. No tensor, storage, frame or traceback is held: the
+  frame walk follows ``f_back`` from the op to the first user frame and keeps nothing, and the
+  strings are shared (one per distinct site, not per storage).
+- Entries leave with their storage. Since torch 2.1 a storage's Python object, once made, lives
+  exactly as long as its ``StorageImpl`` (PyObject preservation, as for tensors), so the weak
+  reference's callback runs when the storage is freed, before its address can be reused: the
+  table only ever holds storages alive now. An earlier version held a ``StorageWeakRef`` per
+  entry and swept every 4096 entries: each freed storage's ``StorageImpl`` (a small C++ object,
+  not its memory) then stayed allocated between the tensors' buffers until the sweep, and the
+  block ran ~40 % slower in its loop for it (see docs/benchmarks.md, "Creation sites").
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from vramguard.census._frames import is_library, location
-from vramguard.census._scan import StorageWeakRef
+from vramguard.census._frames import is_library, short_path
+from vramguard.census._scan import storage_key
 
 ENV_VAR = "VRAMGUARD_CENSUS_SITES"
-_PRUNE_EVERY = 4096
+# Aliasing ops that can still give a storage its first memory (a tensor made with no elements,
+# then grown): these are looked at like any other op.
+_ALLOCATING_ALIASES = frozenset({"aten::resize_", "aten::resize_as_", "aten::set_", "aten::_resize_output_"})
 
 
 def sites_requested() -> bool:
@@ -31,47 +51,109 @@ def sites_requested() -> bool:
     return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+class _Entry(weakref.ref[torch.UntypedStorage]):
+    """A weak reference to a storage's Python object, with its key and creation site."""
+
+    __slots__ = ("key", "site")
+
+    # ``weakref.ref.__new__`` takes two positional arguments and ignores keywords: the key and
+    # the site must come as keywords.
+    def __init__(
+        self, storage: torch.UntypedStorage, forget: Callable[[_Entry], None], *, key: int, site: str | None
+    ) -> None:
+        super().__init__(storage, forget)
+        self.key = key
+        self.site = site
+
+
 class SiteRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Remembers, for each storage first seen as an op's output, the user frame that ran it."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self._sites: dict[int, tuple[StorageWeakRef, str | None]] = {}
-        self._added = 0
+        self._sites: dict[int, _Entry] = {}
+        sites = self._sites
+
+        def forget(entry: _Entry) -> None:
+            # The storage was freed: its address may be reused from now on.
+            if sites.get(entry.key) is entry:
+                del sites[entry.key]
+
+        # One callback shared by every entry (a bound method would be a new object per entry).
+        # It holds the table, not the recorder; ``clear()`` empties that same dict.
+        self._forget = forget
+        # id(op) -> (op, "its outputs never have a new storage"). Keyed by id: OpOverload hashes
+        # in Python, an int in C; the op is kept in the value so its id cannot be reused.
+        self._aliasing: dict[int, tuple[Any, bool]] = {}
+        # (file, function, line) -> the site's text, so each distinct site is one string.
+        self._locations: dict[tuple[str, str, int], str] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        tensor = torch.Tensor
-        for leaf in tree_leaves(out):
-            if not issubclass(type(leaf), tensor):
-                continue
-            try:
-                storage = leaf.untyped_storage()
-                key = storage._cdata
-            except Exception:
-                continue
-            if key in self._sites or storage.data_ptr() == 0:
-                continue
-            self._sites[key] = (StorageWeakRef(storage), _user_location())
-            self._added += 1
-            if self._added % _PRUNE_EVERY == 0:
-                self._prune()
+        known = self._aliasing.get(id(func))
+        if known is None:
+            known = self._aliasing[id(func)] = (func, _only_aliases(func))
+        if known[1]:
+            return out
+        if issubclass(type(out), torch.Tensor):
+            self._note(out)
+        elif type(out) in (tuple, list):
+            self._note_all(out)
         return out
 
-    def _prune(self) -> None:
-        """Forget storages already freed, so a long block does not grow the table forever."""
-        self._sites = {k: v for k, v in self._sites.items() if not v[0].expired()}
+    def _note_all(self, outputs: tuple[Any, ...] | list[Any]) -> None:
+        for leaf in outputs:
+            if issubclass(type(leaf), torch.Tensor):
+                self._note(leaf)
+            elif type(leaf) in (tuple, list):
+                self._note_all(leaf)
+
+    def _note(self, tensor: torch.Tensor) -> None:
+        key = storage_key(tensor)
+        if key is None or key[0] in self._sites:
+            return
+        self._sites[key[0]] = _Entry(key[1], self._forget, key=key[0], site=self._user_location())
+
+    def _user_location(self) -> str | None:
+        """``file:line in function`` of the innermost user frame, from the op outwards."""
+        frame: Any = sys._getframe(1)
+        while frame is not None and is_library(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is None:
+            return None
+        code = frame.f_code
+        place = (code.co_filename, getattr(code, "co_qualname", code.co_name), frame.f_lineno)
+        del frame  # hold no frame past this point
+        text = self._locations.get(place)
+        if text is None:
+            # short_path (os.path.relpath) is the costly part: once per distinct site.
+            text = self._locations[place] = f"{short_path(place[0])}:{place[2]} in {place[1]}"
+        return text
 
     def site_of(self, key: int) -> str | None:
+        """Where the storage with this key (see :func:`storage_key`) was created, if recorded."""
         entry = self._sites.get(key)
-        return None if entry is None else entry[1]
+        return None if entry is None else entry.site
 
     def clear(self) -> None:
-        self._sites = {}
+        """Drop every entry (and so every weak reference) and the caches."""
+        self._sites.clear()  # the same dict: ``forget`` holds it
+        self._aliasing = {}
+        self._locations = {}
+
+    def entries(self) -> int:
+        """Entries held now: one per recorded storage still alive. (Not ``__len__``: a mode
+        that is falsy when empty would read as "no mode" to ``if mode:`` checks.)"""
+        return len(self._sites)
 
 
-def _user_location() -> str | None:
-    frame = sys._getframe(2)
-    while frame is not None and is_library(frame.f_code.co_filename):
-        frame = frame.f_back  # type: ignore[assignment]
-    return None if frame is None else location(frame)
+def _only_aliases(func: Any) -> bool:
+    """True for an op whose outputs all alias its inputs (views, in-place ops, ``out=`` ops,
+    ops returning nothing), unless it can allocate a storage's memory."""
+    try:
+        schema = func._schema
+        if schema.name in _ALLOCATING_ALIASES or any(arg.is_out for arg in schema.arguments):
+            return False
+        return all(ret.alias_info is not None for ret in schema.returns)
+    except Exception:  # not an OpOverload with a schema: look at its outputs
+        return False

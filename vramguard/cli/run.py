@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="warn",
         help="what a leak does: print a warning (default), exit 1 (raise), or nothing",
     )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="list each leaked tensor under the module or container holding it"
+    )
     parser.add_argument("-m", dest="as_module", action="store_true", help="run TARGET as a module, like python -m")
     parser.add_argument("target", metavar="TARGET", help="the script to run (or the module, with -m)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(failure[0], file=sys.stderr, end="")
     report = session.report
     assert report is not None
-    render(report, console=console)
+    render(report, console=console, verbose=args.verbose)
     if args.json:
         console.print(f"report saved to {save_report(report, args.json)}", markup=False, soft_wrap=True)
     if args.plot:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,24 +37,155 @@ class ReleaseStep:
         return asdict(self)
 
 
+NO_HOLDER = "holder not found"
+"""The group of leaks whose holders the census could not name."""
+
+
 @dataclass(frozen=True)
 class Leak:
-    """A tensor storage allocated inside a session that survived its release."""
+    """A tensor storage allocated inside a session that survived its release.
+
+    ``holders``: the paths that still reach it. ``group``: the holder path of the module or
+    container that holds it (``"global __main__.PIPE.model"`` for a tensor held by
+    ``"global __main__.PIPE.model.encoder.layers[0].fc1.weight"``); ``None`` when not known, and
+    then the leak is grouped by its first holder path (see :class:`LeakGroup`).
+    """
 
     nbytes: int
     description: str
     created_at: str | None
     holders: tuple[str, ...]
+    group: str | None = None
+
+    @property
+    def group_holder(self) -> str:
+        """The holder path this leak is grouped under: ``group``, else its first holder, else
+        ``"holder not found"``."""
+        if self.group:
+            return self.group
+        return self.holders[0] if self.holders else NO_HOLDER
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["holders"] = list(self.holders)
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Leak:
+        """Rebuild a leak written by :meth:`to_dict` (files written before ``group`` read as ``None``)."""
+        return cls(
+            nbytes=int(data["nbytes"]),
+            description=str(data["description"]),
+            created_at=data.get("created_at"),
+            holders=tuple(str(h) for h in data.get("holders", ())),
+            group=data.get("group"),
+        )
+
     def __str__(self) -> str:
         where = f" created at {self.created_at}" if self.created_at else ""
-        held = "; ".join(self.holders) if self.holders else "holder not found"
+        held = "; ".join(self.holders) if self.holders else NO_HOLDER
         return f"{format_size(self.nbytes)} {self.description}{where} — held by {held}"
+
+
+def _within(path: str, group: str) -> bool:
+    """Whether holder ``path`` names ``group`` or something inside it (``group.attr``,
+    ``group[0]``, ``group (dict)``, ``... of group``)."""
+    start = path.find(group)
+    while start >= 0:
+        end = start + len(group)
+        before_ok = start == 0 or path[start - 1] == " "
+        after_ok = end == len(path) or path[end] in ".[ ("
+        if before_ok and after_ok:
+            return True
+        start = path.find(group, start + 1)
+    return False
+
+
+@dataclass(frozen=True)
+class LeakGroup:
+    """The leaks one module or container holds: ``holder`` its path, ``nbytes`` their total,
+    ``count`` how many tensor storages, ``leaks`` them, largest first.
+
+    Built by :attr:`Leaks.groups` (``SessionReport.leak_groups``) from each leak's
+    :attr:`Leak.group_holder`.
+    """
+
+    holder: str
+    nbytes: int
+    count: int
+    leaks: tuple[Leak, ...]
+
+    @classmethod
+    def of(cls, holder: str, leaks: Iterable[Leak]) -> LeakGroup:
+        """The group of ``leaks`` under ``holder``: totals counted, leaks sorted largest first."""
+        ordered = tuple(sorted(leaks, key=lambda leak: -leak.nbytes))
+        return cls(holder, sum(leak.nbytes for leak in ordered), len(ordered), ordered)
+
+    @property
+    def other_holders(self) -> tuple[str, ...]:
+        """Holder paths of the group's leaks outside ``holder`` (someone else holds them too), in order."""
+        seen: dict[str, None] = {}
+        for leak in self.leaks:
+            for path in leak.holders:
+                if not _within(path, self.holder):
+                    seen.setdefault(path, None)
+        return tuple(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "nbytes": self.nbytes,
+            "count": self.count,
+            "tensors": [leak.to_dict() for leak in self.leaks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LeakGroup:
+        """Rebuild a group written by :meth:`to_dict`."""
+        return cls(
+            holder=str(data["holder"]),
+            nbytes=int(data["nbytes"]),
+            count=int(data["count"]),
+            leaks=tuple(Leak.from_dict(x) for x in data.get("tensors", ())),
+        )
+
+    def lines(self, *, verbose: bool = False) -> list[str]:
+        """The group as text: one line (a lone tensor keeps :class:`Leak`'s line), the other
+        holders under it, and with ``verbose`` each tensor under it."""
+        if self.count == 1:
+            return [f"leak: {self.leaks[0]}"]
+        held = f"— {NO_HOLDER}" if self.holder == NO_HOLDER else f"held by {self.holder}"
+        lines = [f"leak: {format_size(self.nbytes)} in {self.count} tensors {held}"]
+        lines += [f"    also held by {path}" for path in self.other_holders]
+        if verbose:
+            lines += [f"    {leak}" for leak in self.leaks]
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines(verbose=True))
+
+
+class Leaks(tuple[Leak, ...]):
+    """``SessionReport.leaks``: a tuple of :class:`Leak` (it compares equal to a plain tuple of
+    the same leaks) whose ``str()`` lists the leaks grouped by holder, each tensor under its group."""
+
+    __slots__ = ()
+
+    @property
+    def groups(self) -> tuple[LeakGroup, ...]:
+        """The leaks grouped by :attr:`Leak.group_holder`: largest total first, ties by holder."""
+        by_holder: dict[str, list[Leak]] = {}
+        for leak in self:
+            by_holder.setdefault(leak.group_holder, []).append(leak)
+        groups = (LeakGroup.of(holder, leaks) for holder, leaks in by_holder.items())
+        return tuple(sorted(groups, key=lambda group: (-group.nbytes, group.holder)))
+
+    def lines(self, *, verbose: bool = False) -> list[str]:
+        """One line per group (see :meth:`LeakGroup.lines`), largest first."""
+        return [line for group in self.groups for line in group.lines(verbose=verbose)]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines(verbose=True))
 
 
 @dataclass(frozen=True)
@@ -225,7 +357,9 @@ class SessionReport:
     released: bool = True
     concurrent: bool = False
     evicted: tuple[str, ...] = ()
-    leaks: tuple[Leak, ...] = ()
+    leaks: tuple[Leak, ...] = Leaks()
+    """A :class:`Leaks` tuple (a plain tuple passed in is converted), largest first; ``str()``
+    of it lists the leaks grouped by holder with their tensors."""
     order_violations: tuple[OrderViolation, ...] = ()
     timeline: Timeline | None = None
     raised: str | None = None
@@ -236,6 +370,15 @@ class SessionReport:
     cycles: tuple[str, ...] = ()
     """With the census on: one line per tensor storage created in the block that only a
     reference cycle held, freed by the release's ``gc.collect()``, naming the cycle's types."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.leaks, Leaks):
+            object.__setattr__(self, "leaks", Leaks(self.leaks))
+
+    @property
+    def leak_groups(self) -> tuple[LeakGroup, ...]:
+        """The leaks grouped by the module or container that holds them, largest first."""
+        return Leaks(self.leaks).groups
 
     @property
     def peak_increase_bytes(self) -> int | None:
@@ -293,6 +436,7 @@ class SessionReport:
             "concurrent": self.concurrent,
             "evicted": list(self.evicted),
             "leaks": [leak.to_dict() for leak in self.leaks],
+            "leak_groups": [group.to_dict() for group in self.leak_groups],
             "order_violations": [v.to_dict() for v in self.order_violations],
             "timeline": None if self.timeline is None else self.timeline.to_dict(),
             "raised": self.raised,
@@ -318,10 +462,7 @@ class SessionReport:
             released=data.get("released", True),
             concurrent=data.get("concurrent", False),
             evicted=tuple(data.get("evicted", ())),
-            leaks=tuple(
-                Leak(x["nbytes"], x["description"], x["created_at"], tuple(x["holders"]))
-                for x in data.get("leaks", ())
-            ),
+            leaks=Leaks(Leak.from_dict(x) for x in data.get("leaks", ())),
             order_violations=tuple(OrderViolation(**v) for v in data.get("order_violations", ())),
             timeline=None if data.get("timeline") is None else Timeline.from_dict(data["timeline"]),
             raised=data.get("raised"),
@@ -345,8 +486,7 @@ class SessionReport:
             lines.append("  release was off (release=False)")
         lines += _steps_text(self.release_steps)
         lines += [f"  evicted: {e}" for e in self.evicted]
-        for leak in self.leaks:
-            lines.append(f"  leak: {leak}")
+        lines += [f"  {line}" for line in Leaks(self.leaks).lines()]
         for violation in self.order_violations:
             lines.append(f"  order: {violation}")
         if self.raised:

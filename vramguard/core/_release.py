@@ -72,25 +72,28 @@ def _raw_empty_cache() -> None:
     _original_empty_cache()
 
 
+def full_collect() -> str:
+    """The collection for a release nobody can judge more cheaply: every generation."""
+    found = gc.collect()
+    return f"full collection: {found} unreachable objects" if found else "full collection"
+
+
 def run_release(
     dev: torch.device,
     drop: Callable[[], str],
     *,
     start: MemorySnapshot | None = None,
     mark: Mark | None = None,
+    collect: Callable[[], str] = full_collect,
 ) -> tuple[tuple[ReleaseStep, ...], MemorySnapshot]:
     """Run the four steps on ``dev``, timing each and measuring what it freed.
 
-    ``drop`` performs step 1 and returns a detail for the report. Returns the steps and the
-    final snapshot (with NVML).
+    ``drop`` performs step 1 and returns a detail for the report; ``collect`` performs step 2
+    (a session passes a policy that pays for a full collection only when it must) and says
+    which collections ran. Returns the steps and the final snapshot (with NVML).
     """
     steps: list[ReleaseStep] = []
     current = start if start is not None else take(dev, nvml=False)
-
-    def collect() -> str:
-        found = gc.collect()
-        return f"{found} unreachable objects" if found else ""
-
     actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
     actions += _sync_and_empty(dev)
     for name, action in actions:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -21,7 +22,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import torch
 
-from vramguard.core import _hooks, _release
+from vramguard.core import _collect, _hooks, _release
 from vramguard.core._errors import (
     InvalidArgument,
     LeakError,
@@ -36,7 +37,17 @@ from vramguard.core._records import Leak, OrderViolation, SessionReport, Timelin
 from vramguard.core._sampler import HOST_SAMPLE_INTERVAL_S, SAMPLER, Subscription
 from vramguard.core._sizes import SizeLike, format_size, parse_size
 from vramguard.core._tensors import storage_bytes
-from vramguard.probes import DeviceLike, MemorySnapshot, reset_peak, resolve_device, take
+from vramguard.probes import (
+    DeviceLike,
+    MemorySnapshot,
+    read_resident_peak,
+    reset_peak,
+    reset_resident_peak,
+    resident_bytes,
+    resident_peak_reset_unavailable,
+    resolve_device,
+    take,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -66,6 +77,10 @@ class _Run:
     kept: list[object] = field(default_factory=list)
     peak_floor_allocated: int | None = None
     peak_floor_reserved: int | None = None
+    # Host only: the resident set when the entry reset VmHWM (None: no reset, peaks are sampled),
+    # and the highest VmHWM read before a later session's reset wiped it.
+    host_rss_entry_bytes: int | None = None
+    host_hwm_floor_bytes: int | None = None
     concurrent: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
     listener: _hooks.EmptyCacheListener | None = None
@@ -129,6 +144,9 @@ class GpuSession:
         strict: bool = False,
         sample_every: float | None = None,
         record_history: bool = False,
+        holder_levels: int = 24,
+        holder_width: int = 64,
+        holder_leaks: int = 256,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name", name, "a str, or None for the decorated function's name")
@@ -152,6 +170,16 @@ class GpuSession:
         self.strict = strict
         self.sample_every = None if sample_every is None else float(sample_every)
         self.record_history = record_history
+        for bound, value in (
+            ("holder_levels", holder_levels),
+            ("holder_width", holder_width),
+            ("holder_leaks", holder_leaks),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+                raise InvalidArgument(
+                    bound, value, "an int from 1 to 100000 (a count: the holder search is bounded by work)"
+                )
+        self.holder_bounds = (holder_levels, holder_width, holder_leaks)
         if record_history and self.device.type != "cuda":
             accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
             raise InvalidArgument("device", device, accepted)
@@ -161,7 +189,10 @@ class GpuSession:
 
     # -- the block's API ------------------------------------------------------------------
     def own(self, obj: T, *, evict: bool = False) -> T:
-        """Hold ``obj`` for the block and drop it at exit; ``evict=True`` also moves an
+        """Hold ``obj`` for the block and drop the session's reference at exit, before the
+        collection, so nothing the session holds keeps it alive. Only that reference is dropped:
+        a name of yours (``model = s.own(...)``) still holds it, and the report then says who
+        (``owned Linear still held by local 'model' in main()``). ``evict=True`` also moves an
         ``nn.Module``'s parameters and buffers to the meta device, freeing them even if someone
         else still holds the module."""
         run = self._require_run("own")
@@ -261,6 +292,9 @@ class GpuSession:
             "strict": self.strict,
             "sample_every": self.sample_every,
             "record_history": self.record_history,
+            "holder_levels": self.holder_bounds[0],
+            "holder_width": self.holder_bounds[1],
+            "holder_leaks": self.holder_bounds[2],
         }
 
     # -- entry and exit ---------------------------------------------------------------------
@@ -288,7 +322,8 @@ class GpuSession:
             reset_peak(dev)
             run.fold_peak(before.allocated_bytes, before.reserved_bytes)
             if self.census:
-                run.census = _start_census(dev, self.strict)
+                run.census = _start_census(dev, self.strict, self.holder_bounds)
+            _enter_host_peak(run)  # after the census's heap scan: its lists are not the block's
             if subscription is not None:
                 SAMPLER.subscribe(subscription)
             if record:
@@ -364,10 +399,13 @@ class GpuSession:
             _hooks.empty_cache_listeners.remove(run.listener)
             run.listener = None
         at_exit = take(dev, nvml=False)
+        _fold_host_hwm([run])  # the block's resident peak, before the census and the release run
         census = run.census
         if census is not None:
             census.stop(run.kept)
         evicted: list[str] = []
+
+        owned_refs: list[tuple[str, weakref.ref[Any]]] = []
 
         def drop() -> str:
             count = len(run.owned)
@@ -375,11 +413,20 @@ class GpuSession:
                 if evict:
                     assert isinstance(obj, torch.nn.Module)
                     evicted.append(_release.evict_module(obj, dev))
+                try:
+                    owned_refs.append((type(obj).__name__, weakref.ref(obj)))
+                except TypeError:
+                    pass  # not weak-referenceable (a list, a dict): cannot be checked afterwards
             run.owned.clear()
             return f"{count} owned reference(s) dropped" if count else ""
 
         if self.release:
-            steps, after = _release.run_release(dev, drop, start=at_exit, mark=run.mark)
+            if census is not None:
+                collect = _collect.census_policy(census, run.kept)
+            else:
+                floor = HOST_NOISE_FLOOR_BYTES if dev.type == "cpu" else 0
+                collect = _collect.allocator_policy(dev, run.before, run.kept, floor)
+            steps, after = _release.run_release(dev, drop, start=at_exit, mark=run.mark, collect=collect)
         else:
             drop()
             # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).
@@ -398,16 +445,22 @@ class GpuSession:
             at_exit.reserved_bytes,
             subscription.peak_reserved_bytes if subscription else None,
         )
+        peak_allocated, peak_reserved, host_note = _exit_host_peak(
+            run, peak_allocated, peak_reserved, self.sample_interval_s
+        )
         with _active_lock:
             for other in _active.get(str(dev), []):
                 other.fold_peak(peak_allocated, peak_reserved)
         kept_bytes = storage_bytes(run.kept, dev)
         notes: list[str] = list(after.notes)
+        if host_note is not None:
+            notes.append(host_note)
         leaks: tuple[Leak, ...] = ()
         violations: tuple[OrderViolation, ...] = ()
         leaked: int | None
         cycles: tuple[str, ...] = ()
         if census is not None:
+            notes += _owned_notes(census, owned_refs, run.kept)
             leaks, violations = census.finish(run.kept)
             cycles = census.cycles
             leaked = sum(leak.nbytes for leak in leaks)
@@ -473,6 +526,79 @@ class GpuSession:
             warnings.warn(LeakWarning(message), stacklevel=_user_stacklevel())
 
 
+def _fold_host_hwm(runs: list[_Run]) -> None:
+    """Fold the kernel's resident high-water mark (VmHWM) now into host runs that reset it."""
+    runs = [run for run in runs if run.host_rss_entry_bytes is not None]
+    if runs:
+        hwm = read_resident_peak().hwm_bytes
+        for run in runs:
+            run.host_hwm_floor_bytes = _max(run.host_hwm_floor_bytes, hwm)
+
+
+def _enter_host_peak(run: _Run) -> None:
+    """A host session's entry: reset VmHWM, so that at exit it holds the block's exact resident
+    peak however short the spike (malloc keeps no peak; the sampler looks every few ms).
+
+    The reset is process-wide: it wipes the mark for every host session active now, so the mark
+    read just before it folds into theirs first (as torch's peaks do in ``_start``). Under the
+    registry's lock, so that no other entry resets between that read and this reset.
+    """
+    if run.device.type != "cpu":
+        return
+    with _active_lock:
+        _fold_host_hwm([other for other in _active.get(str(run.device), []) if other is not run])
+        if reset_resident_peak():
+            # The entry's resident set, on VmHWM's basis: statm's resident figure is the same
+            # kernel counter as VmRSS (file + anonymous + shmem pages), read in 1 µs, not 8.
+            statm = resident_bytes()
+            run.host_rss_entry_bytes = statm[0] if statm is not None else read_resident_peak().rss_bytes
+
+
+def _exit_host_peak(
+    run: _Run, allocated: int | None, reserved: int | None, interval_s: float
+) -> tuple[int | None, int | None, str | None]:
+    """A host session's (peak allocated, peak reserved) with its resident spike folded in, and
+    a note where there is no spike to fold (the peaks are then only sampled).
+
+    VmHWM counts every resident page, the entry's ``reserved_bytes`` only anonymous ones, so the
+    spike is VmHWM − the resident set at entry, on VmHWM's basis, added to each entry figure.
+    Adding it to malloc's in-use figure too makes ``peak_increase_bytes`` (what ``max_peak``
+    limits) cover memory touched and freed between two samples; that figure then also counts
+    memory malloc does not see (pymalloc arenas), which is the host memory the block took.
+    """
+    if run.device.type != "cpu":
+        return allocated, reserved, None
+    entry, hwm = run.host_rss_entry_bytes, run.host_hwm_floor_bytes
+    if entry is None or hwm is None:
+        reason = resident_peak_reset_unavailable() or "VmHWM not readable from /proc/self/status"
+        every = f"{interval_s * 1000:g} ms" if interval_s < 1 else f"{interval_s:g} s"
+        note = f"host peak sampled every {every}: {reason}, short spikes may be missed"
+        return allocated, reserved, note
+    spike = max(0, hwm - entry)
+    before = run.before
+    if before.allocated_bytes is not None:
+        allocated = _max(allocated, before.allocated_bytes + spike)
+    if before.reserved_bytes is not None:
+        reserved = _max(reserved, before.reserved_bytes + spike)
+    return allocated, reserved, None
+
+
+def _owned_notes(census: Any, refs: list[tuple[str, weakref.ref[Any]]], kept: list[object]) -> list[str]:
+    """A line per owned object still alive after the release, naming who holds it: the session
+    dropped only its own reference."""
+    alive = [(name, obj) for name, ref in refs if (obj := ref()) is not None]
+    if not alive:
+        return []
+    holders = census.holders_of([obj for _, obj in alive], kept)
+    notes = []
+    for (name, _), paths in zip(alive, holders, strict=True):
+        where = f"held by {paths[0]}" if paths else "still referenced"
+        fix = "del it, or own(..., evict=True)" if name != "Tensor" else "del it"
+        notes.append(f"owned {name} still {where}: {fix}")
+    del alive
+    return notes
+
+
 def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
     if before.allocated_bytes is None or after.allocated_bytes is None:
         return None
@@ -486,12 +612,14 @@ def _add_note(exc: BaseException, note: str) -> None:
         exc.__notes__ = [*getattr(exc, "__notes__", []), note]
 
 
-def _start_census(device: torch.device, strict: bool) -> Any:
+def _start_census(device: torch.device, strict: bool, bounds: tuple[int, int, int]) -> Any:
     """Start the census of tensors created in the block. Imported here, not at the top: the
     census sits beside the core, and a session with ``census=False`` never loads it."""
     from vramguard.census import Census
+    from vramguard.census._holders import SearchBounds
 
-    census = Census(device, strict=strict)
+    levels, width, leaks = bounds
+    census = Census(device, strict=strict, bounds=SearchBounds(levels=levels, width=width, leaks=leaks))
     census.start()
     return census
 
@@ -513,6 +641,9 @@ def gpu_session(
     strict: bool = False,
     sample_every: float | None = None,
     record_history: bool = False,
+    holder_levels: int = 24,
+    holder_width: int = 64,
+    holder_leaks: int = 256,
 ) -> GpuSession: ...
 
 
@@ -525,7 +656,9 @@ def gpu_session(name: Any = None, /, **options: Any) -> Any:
     (a size), ``max_peak`` (a size: the most the block may add at its peak), ``census``
     (track tensors created in the block to name leaks and their holders), ``strict``
     (raise on release-order violations), ``sample_every`` (seconds: record a timeline),
-    ``record_history`` (CUDA: torch's memory history for the block).
+    ``record_history`` (CUDA: torch's memory history for the block), ``holder_levels`` /
+    ``holder_width`` / ``holder_leaks`` (the holder search's bounds: steps up from a leak,
+    objects per level, leaks walked; a report that reached one says so).
     """
     if callable(name) and not isinstance(name, str):
         return GpuSession(None, **options)(name)

@@ -53,18 +53,57 @@ def storage_key(tensor: torch.Tensor) -> tuple[int, torch.UntypedStorage] | None
         return None
 
 
+_SPARSE_PARTS = {
+    torch.sparse_coo: ("_values", "_indices"),
+    torch.sparse_csr: ("values", "crow_indices", "col_indices"),
+    torch.sparse_csc: ("values", "ccol_indices", "row_indices"),
+    torch.sparse_bsr: ("values", "crow_indices", "col_indices"),
+    torch.sparse_bsc: ("values", "ccol_indices", "row_indices"),
+}
+
+
+def storages_of(tensor: torch.Tensor) -> list[tuple[int, torch.UntypedStorage]]:
+    """Every storage a tensor holds: its one storage, or a sparse tensor's values and indices
+    (values first). Empty for fake, nested and empty tensors."""
+    key = storage_key(tensor)
+    if key is not None:
+        return [key]
+    try:
+        parts = _SPARSE_PARTS.get(tensor.layout)
+    except Exception:
+        return []
+    found: list[tuple[int, torch.UntypedStorage]] = []
+    for part in parts or ():
+        try:
+            component = getattr(tensor, part)()
+        except Exception:  # an uncoalesced COO tensor answers values() only through _values()
+            continue
+        inner = storage_key(component)
+        if inner is not None and all(inner[0] != k for k, _ in found):
+            found.append(inner)
+    return found
+
+
+def tensor_key(tensor: torch.Tensor) -> tuple[int, int, torch.UntypedStorage] | None:
+    """(key, bytes, storage) the census counts a tensor by: its storage, or for a sparse tensor
+    its values' storage with the bytes of values and indices together."""
+    parts = storages_of(tensor)
+    if not parts:
+        return None
+    return parts[0][0], sum(storage.nbytes() for _, storage in parts), parts[0][1]
+
+
 def storage_bytes(objects: Iterable[object], device: torch.device) -> int:
     """Storage bytes on ``device`` of the tensors reachable from ``objects``, each storage once
-    (views and tied weights share storage); meta, sparse and nested tensors count nothing."""
+    (views and tied weights share storage); sparse tensors count values and indices; meta and nested tensors count nothing."""
     seen: set[int] = set()
     total = 0
     for obj in objects:
         for tensor in tensors_in(obj):
             if not on_device(tensor, device):
                 continue
-            key = storage_key(tensor)
-            if key is None or key[0] in seen:
-                continue
-            seen.add(key[0])
-            total += key[1].nbytes()
+            for key, storage in storages_of(tensor):
+                if key not in seen:
+                    seen.add(key)
+                    total += storage.nbytes()
     return total

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
-from vramguard.probes._host import heap_in_use_bytes, malloc_trim, read_heap, resident_bytes
+from vramguard.probes._host import (
+    ResidentPeak,
+    heap_in_use_bytes,
+    malloc_trim,
+    read_heap,
+    read_resident_peak,
+    reset_resident_peak,
+    resident_bytes,
+    resident_peak_reset_unavailable,
+)
 from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
 from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
 from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
@@ -12,6 +21,7 @@ __all__ = [
     "ACCEPTED_DEVICES",
     "DeviceLike",
     "MemorySnapshot",
+    "ResidentPeak",
     "cuda_initialized",
     "heap_in_use_bytes",
     "list_devices",
@@ -19,8 +29,11 @@ __all__ = [
     "read_allocator",
     "read_heap",
     "read_nvml",
+    "read_resident_peak",
     "reset_peak",
+    "reset_resident_peak",
     "resident_bytes",
+    "resident_peak_reset_unavailable",
     "resolve_device",
     "snapshot",
     "take",

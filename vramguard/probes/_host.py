@@ -7,12 +7,17 @@ What the figures mean (see docs/memory-model.md and shared facts measured here):
 - Resident anonymous memory (``/proc/self/statm`` resident − shared pages, the kernel's
   RssAnon + RssShmem counters) is what the process holds from the OS that no file backs; it is
   O(1) to read. It includes Python's pymalloc arenas and thread stacks, which malloc does not see.
+- ``VmHWM`` in ``/proc/self/status`` is the kernel's resident high-water mark: the most the resident
+  set (``VmRSS``, the statm resident figure) has been. Writing "5" to ``/proc/self/clear_refs``
+  resets it to the resident set now, which turns it into an exact peak for a block of code, where
+  the kernel allows the write.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import threading
 from dataclasses import dataclass
@@ -145,3 +150,141 @@ def malloc_trim() -> bool:
     if trim is None:
         return False
     return bool(trim(0))
+
+
+_STATUS_PATH = "/proc/self/status"
+_CLEAR_REFS_PATH = "/proc/self/clear_refs"
+_RESET_CHECK_SPIKE_BYTES = 4 * 1024 * 1024
+"""How far the reset check raises the high-water mark above the resident set before resetting it,
+so that a reset which does nothing shows (see :func:`_check_reset`)."""
+
+
+@dataclass(frozen=True)
+class ResidentPeak:
+    """The kernel's resident high-water mark and the resident set, read together from
+    ``/proc/self/status`` (both file-backed + anonymous + shared memory pages); ``None`` where
+    unreadable (not Linux, no /proc)."""
+
+    hwm_bytes: int | None
+    rss_bytes: int | None
+
+
+# (pid, path, fd): /proc/self is resolved at open, so reopen after a fork (as for statm). A child
+# writing to its parent's clear_refs would reset the parent's mark.
+_status_fd: tuple[int, str, int] | None = None
+_clear_refs_fd: tuple[int, str, int] | None = None
+_reset_verified = False  # the reset was seen to work in this process
+_reset_unavailable: str | None = None  # why it cannot work here; cached, never retried
+_reset_lock = threading.Lock()
+
+
+def _close(opened: tuple[int, str, int] | None) -> None:
+    """Close a cached /proc fd that no longer fits (a fork's copy, or another path)."""
+    if opened is not None:
+        try:
+            os.close(opened[2])
+        except OSError:
+            pass
+
+
+def _kb_field(status: bytes, name: bytes) -> int | None:
+    start = status.find(name)
+    if start < 0:
+        return None
+    end = status.find(b"kB", start)
+    try:
+        return int(status[start + len(name) : end]) * 1024
+    except ValueError:
+        return None
+
+
+def read_resident_peak() -> ResidentPeak:
+    """VmHWM and VmRSS in bytes (one pread of an open /proc/self/status, about 8 µs); never raises."""
+    global _status_fd
+    pid = os.getpid()
+    try:
+        if _status_fd is None or _status_fd[:2] != (pid, _STATUS_PATH):
+            _close(_status_fd)
+            _status_fd = None
+            _status_fd = (pid, _STATUS_PATH, os.open(_STATUS_PATH, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        status = os.pread(_status_fd[2], 4096, 0)
+    except OSError:
+        return ResidentPeak(None, None)
+    return ResidentPeak(_kb_field(status, b"VmHWM:"), _kb_field(status, b"VmRSS:"))
+
+
+def _write_clear_refs() -> None:
+    """Write "5" (reset the resident high-water mark) to clear_refs; raises OSError."""
+    global _clear_refs_fd
+    pid = os.getpid()
+    if _clear_refs_fd is None or _clear_refs_fd[:2] != (pid, _CLEAR_REFS_PATH):
+        _close(_clear_refs_fd)
+        _clear_refs_fd = None
+        _clear_refs_fd = (pid, _CLEAR_REFS_PATH, os.open(_CLEAR_REFS_PATH, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
+    # The kernel parses each write on its own, whatever the file offset.
+    os.write(_clear_refs_fd[2], b"5")
+
+
+def _not_writable(error: OSError) -> str:
+    return f"{_CLEAR_REFS_PATH} not writable ({type(error).__name__}: {error.strerror or error})"
+
+
+def _check_reset() -> str | None:
+    """Reset the mark once and see that it dropped; None when it works, else why not.
+
+    A reset can be accepted and do nothing (an emulated /proc), and a mark already at the
+    resident set cannot show a drop, so the check first raises it: it touches and unmaps
+    ``_RESET_CHECK_SPIKE_BYTES`` of anonymous memory (about 0.2 ms, once per process).
+    """
+    reading = read_resident_peak()
+    high, rss = reading.hwm_bytes, reading.rss_bytes
+    if high is None or rss is None:
+        return f"VmHWM not readable from {_STATUS_PATH}"
+    if high - rss < _RESET_CHECK_SPIKE_BYTES:
+        try:
+            spike = mmap.mmap(-1, _RESET_CHECK_SPIKE_BYTES)
+            for offset in range(0, _RESET_CHECK_SPIKE_BYTES, _PAGE):
+                spike[offset] = 1
+            spike.close()
+        except OSError as error:
+            return f"could not map memory to check the VmHWM reset ({error})"
+        high = max(high, read_resident_peak().hwm_bytes or 0)
+    try:
+        _write_clear_refs()
+    except OSError as error:
+        return _not_writable(error)
+    after = read_resident_peak().hwm_bytes
+    # A reset sets the mark to the resident set: the spike above it must be gone.
+    if after is None or after > high - _RESET_CHECK_SPIKE_BYTES // 2:
+        return f"VmHWM did not drop after writing 5 to {_CLEAR_REFS_PATH}"
+    return None
+
+
+def reset_resident_peak() -> bool:
+    """Reset the kernel's resident high-water mark (VmHWM) to the resident set now; process-wide.
+
+    False where the kernel does not allow it (no /proc, clear_refs not writable, or a write that
+    does not lower the mark): found out at the first call and cached. Never raises.
+    """
+    global _reset_verified, _reset_unavailable
+    if not _reset_verified:
+        with _reset_lock:
+            if _reset_unavailable is not None:
+                return False
+            if not _reset_verified:
+                _reset_unavailable = _check_reset()  # the check's own reset is this call's
+                _reset_verified = _reset_unavailable is None
+                return _reset_verified
+    try:
+        _write_clear_refs()
+    except OSError as error:  # the file went away after it worked (a sandbox closing /proc)
+        with _reset_lock:
+            _reset_verified = False
+            _reset_unavailable = _not_writable(error)
+        return False
+    return True
+
+
+def resident_peak_reset_unavailable() -> str | None:
+    """Why :func:`reset_resident_peak` cannot work here, or None (it works, or was not tried yet)."""
+    return _reset_unavailable

@@ -3,6 +3,10 @@
 The ``"kind"`` key says which record a file holds ("session" or "release"). torch's memory
 history (``SessionReport.memory_history``) is not JSON and is not saved; use
 ``SessionReport.dump_snapshot`` for it.
+
+A session's ``"leaks"`` is the flat list of leaked tensors (each with the ``"group"`` that holds
+it); ``"leak_groups"`` lists them again by group, largest first (``holder``, ``nbytes``, ``count``,
+``tensors``). Loading rebuilds the groups from ``"leaks"``; files written before groups existed load.
 """
 
 from __future__ import annotations
@@ -53,4 +57,3 @@ def report_from_dict(data: Any) -> Report:
     if kind == "release":
         return ReleaseReport.from_dict(data)
     raise InvalidArgument("kind", kind, '"session" or "release" (the "kind" key of a saved report)')
-

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from vramguard.core._errors import MissingDependency
-from vramguard.core._records import ReleaseReport, ReleaseStep, SessionReport
+from vramguard.core._records import NO_HOLDER, Leak, ReleaseReport, ReleaseStep, SessionReport
 from vramguard.core._sizes import format_size
 
 if TYPE_CHECKING:
@@ -120,17 +120,30 @@ def steps_table(steps: Sequence[ReleaseStep]) -> Table:
     return table
 
 
-def leaks_table(report: SessionReport) -> Table:
-    """Each leaked tensor storage: its size, what it is, where it was made and who holds it."""
+def leaks_table(report: SessionReport, *, verbose: bool = False) -> Table:
+    """The leaks grouped by the module or container that holds them, largest first: one row per
+    group (its total, how many tensors, the holder and any other holders), a lone tensor as its
+    own row; with ``verbose`` each tensor of a group as a row under it."""
     table = _table(f"[bold red]leaks: {format_size(report.leaked_bytes)}[/]")
     table.add_column("size", justify="right")
     table.add_column("tensor")
     table.add_column("created at")
     table.add_column("held by")
-    for leak in report.leaks:
-        holders = "\n".join(leak.holders) if leak.holders else "holder not found"
-        table.add_row(format_size(leak.nbytes), _e(leak.description), _e(leak.created_at or ""), _e(holders))
+    for group in report.leak_groups:
+        if group.count == 1:
+            _leak_row(table, group.leaks[0])
+            continue
+        holders = "\n".join((group.holder, *(f"also {path}" for path in group.other_holders)))
+        table.add_row(format_size(group.nbytes), f"{group.count} tensors", "", _e(holders), style="bold")
+        if verbose:
+            for leak in group.leaks:
+                _leak_row(table, leak, indent="  ")
     return table
+
+
+def _leak_row(table: Table, leak: Leak, indent: str = "") -> None:
+    holders = "\n".join(leak.holders) if leak.holders else NO_HOLDER
+    table.add_row(format_size(leak.nbytes), indent + _e(leak.description), _e(leak.created_at or ""), _e(holders))
 
 
 def release_table(report: ReleaseReport) -> Table:
@@ -149,8 +162,9 @@ def release_table(report: ReleaseReport) -> Table:
     return table
 
 
-def renderables(report: Report) -> list[RenderableType]:
-    """Everything :func:`render` prints for ``report``, in order."""
+def renderables(report: Report, *, verbose: bool = False) -> list[RenderableType]:
+    """Everything :func:`render` prints for ``report``, in order (``verbose``: each leaked tensor
+    under its group)."""
     require_rich()
     if isinstance(report, ReleaseReport):
         header = f"[bold]vramguard release[/] on {_e(report.device)}: {report.duration_s * 1000:.1f} ms"
@@ -167,7 +181,7 @@ def renderables(report: Report) -> list[RenderableType]:
     elif not report.released:
         parts.append("release was off (release=False)")
     if report.leaks:
-        parts.append(leaks_table(report))
+        parts.append(leaks_table(report, verbose=verbose))
     parts += [f"evicted: {_e(e)}" for e in report.evicted]
     parts += [f"[yellow]order: {_e(str(v))}[/]" for v in report.order_violations]
     if report.raised:
@@ -183,10 +197,14 @@ def render(
     file: IO[str] | None = None,
     width: int | None = None,
     console: Console | None = None,
+    verbose: bool = False,
 ) -> None:
-    """Print ``report`` as rich tables to ``console``, or to ``file`` (default stdout)."""
+    """Print ``report`` as rich tables to ``console``, or to ``file`` (default stdout).
+
+    Leaks show one row per module or container that holds them; ``verbose`` adds a row per tensor.
+    """
     console = console or make_console(file, width=width)
-    parts = renderables(report)
+    parts = renderables(report, verbose=verbose)
     for index, part in enumerate(parts):
         console.print(part)
         if not isinstance(part, str) and index + 1 < len(parts):
