@@ -47,7 +47,7 @@ class Failure:
 
 def _leak_lines(report: SessionReport) -> list[str]:
     if report.leaks:
-        return [f"  {leak}" for leak in report.leaks]
+        return [f"  {line}" for group in report.leak_groups for line in group.lines(verbose=True)]
     return ["  (no tensor census here: allocated bytes after the release minus before)"]
 
 
@@ -115,6 +115,7 @@ class _State:
 
 
 _STATE = pytest.StashKey[_State]()
+_FIXTURE = pytest.StashKey["GpuSession"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -161,18 +162,27 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     from vramguard.probes import resolve_device
 
     devices: dict[str, GpuSession] = {}
+    # The gpu_session fixture's session, when the test uses it, is the session of its device:
+    # exited here, before the markers judge, so what the test gave it to own() is dropped
+    # first and its registry entry never shows up as a holder in another session's report.
+    fixture = item.stash.get(_FIXTURE, None)
     wanted: list[pytest.Mark | None] = [*marks] or [None]
     for mark in wanted:
         device = resolve_device(_device_of(mark, state.device))
-        if str(device) not in devices:
+        if str(device) in devices:
+            continue
+        if fixture is not None and fixture.device == device:
+            devices[str(device)] = fixture
+        else:
             devices[str(device)] = GpuSession(item.nodeid, device=device, leaks="ignore")
     gc.collect()  # garbage from earlier tests is not this test's
-    entered: list[GpuSession] = []
+    entered: list[GpuSession] = [s for s in devices.values() if s is fixture]
     raised = True
     try:
         for session in devices.values():
-            session.__enter__()
-            entered.append(session)
+            if session is not fixture:
+                session.__enter__()
+                entered.append(session)
         yield
         raised = False
     finally:
@@ -253,8 +263,14 @@ def gpu_session(request: pytest.FixtureRequest) -> Generator[GpuSession, None, N
     device = _device_of(marks[0] if marks else None, default)
     session = GpuSession(request.node.name, device=device, leaks="ignore")
     gc.collect()
-    with session:
+    session.__enter__()
+    request.node.stash[_FIXTURE] = session
+    try:
         yield session
+    finally:
+        del request.node.stash[_FIXTURE]
+        if session.active:  # not exited by the call phase (markers and --vram off)
+            session.__exit__(None, None, None)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

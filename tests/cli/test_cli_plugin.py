@@ -61,6 +61,27 @@ def test_big():
     )
 
 
+def test_limit_fails_a_spike_shorter_than_the_sampling_interval(pytester: pytest.Pytester) -> None:
+    """The host peak is the kernel's resident high-water mark, reset at the test's entry: a block
+    touched and freed between two samples still counts."""
+    from vramguard.probes import reset_resident_peak, resident_peak_reset_unavailable
+
+    if not reset_resident_peak():
+        pytest.skip(f"VmHWM cannot be reset here: {resident_peak_reset_unavailable()}")
+    make(
+        pytester,
+        """
+@pytest.mark.vram_limit(max_peak="1 MiB", device="cpu")
+def test_spike():
+    x = torch.ones(8 * MIB)  # 32 MiB, touched and freed at once
+    del x
+""",
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["Test was limited to 1.00 MiB but peaked at 3?.? MiB"])
+
+
 def test_leaks_fail_with_the_leak_listed(pytester: pytest.Pytester) -> None:
     make(
         pytester,
@@ -154,6 +175,32 @@ def test_report_after():
     )
     result = run(pytester, "--vram-device", "cpu")
     result.assert_outcomes(passed=2)
+
+
+def test_what_the_fixture_owns_is_no_leak_and_vramguard_is_never_a_holder(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        """
+SESSIONS = []
+
+@pytest.mark.vram_leaks
+def test_owns_under_the_marker(gpu_session):
+    SESSIONS.append(gpu_session)
+    gpu_session.own(torch.nn.Linear(512, 512))
+
+def test_owns_without_a_marker(gpu_session):
+    SESSIONS.append(gpu_session)
+    gpu_session.own(torch.nn.Linear(512, 512))
+
+def test_reports_after():
+    for session in SESSIONS:
+        report = session.report
+        assert report is not None and report.leaked_bytes == 0, str(report)
+        assert "vramguard.core" not in str(report) and "_measure_and_release" not in str(report), str(report)
+""",
+    )
+    result = run(pytester, "--vram-device", "cpu")
+    result.assert_outcomes(passed=3)
 
 
 def test_vram_option_prints_a_table(pytester: pytest.Pytester) -> None:

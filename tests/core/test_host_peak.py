@@ -26,6 +26,11 @@ from vramguard.probes import (
 
 MIB = 2**20
 HAS_PROC_STATUS = os.path.exists("/proc/self/status")
+_CPUS = os.cpu_count() or 1
+SLACK = min(8 * MIB, _CPUS * max(32, 2 * _CPUS) * 4096)
+"""How far under the true peak VmHWM may read: the kernel sets it from its RSS counter without
+the per-CPU parts not yet folded in (at most a batch of max(32, 2 × CPUs) pages per CPU; 120–250
+KiB measured on a 2-CPU machine)."""
 
 
 def _spike(mib: int) -> None:
@@ -95,11 +100,11 @@ def test_reset_on_this_machine_lowers_vmhwm_or_says_why() -> None:
     _spike(32)
     high = read_resident_peak()
     assert high.hwm_bytes is not None and high.rss_bytes is not None
-    assert high.hwm_bytes - high.rss_bytes >= 31 * MIB
+    assert high.hwm_bytes - high.rss_bytes >= 32 * MIB - SLACK
     assert reset_resident_peak()
     low = read_resident_peak()
     assert low.hwm_bytes is not None and low.rss_bytes is not None
-    assert low.hwm_bytes - low.rss_bytes < MIB
+    assert low.hwm_bytes - low.rss_bytes < SLACK + MIB
 
 
 def test_unwritable_clear_refs_is_unavailable_and_cached(tmp_path: Path, fresh_reset_state: pytest.MonkeyPatch) -> None:
@@ -136,20 +141,20 @@ def test_a_spike_between_samples_is_the_session_peak() -> None:
     report = s.report
     assert report is not None and report.timeline is not None
     assert report.timeline.samples == (), "no sample was taken: the peak is VmHWM's"
-    assert report.peak_increase_bytes is not None and report.peak_increase_bytes >= 32 * MIB
+    assert report.peak_increase_bytes is not None and report.peak_increase_bytes >= 32 * MIB - SLACK
     assert report.peak_reserved_bytes is not None and report.before.reserved_bytes is not None
-    assert report.peak_reserved_bytes - report.before.reserved_bytes >= 32 * MIB
+    assert report.peak_reserved_bytes - report.before.reserved_bytes >= 32 * MIB - SLACK
     assert _sampled_note(report) == [], "where the reset works, the report says nothing extra"
 
 
 @pytest.mark.usefixtures("exact")
 def test_max_peak_raises_for_a_spike_freed_before_exit() -> None:
     with (
-        pytest.raises(PeakExceeded, match=r"limited to 1\.0 MiB but peaked at") as info,
+        pytest.raises(PeakExceeded, match=r"limited to 1\.00 MiB but peaked at") as info,
         gpu_session("short", device="cpu", max_peak="1 MiB"),
     ):
         _spike(32)
-    assert info.value.report.peak_increase_bytes >= 32 * MIB
+    assert info.value.report.peak_increase_bytes >= 32 * MIB - SLACK
 
 
 @pytest.mark.usefixtures("exact")
@@ -159,9 +164,9 @@ def test_outer_peak_keeps_a_spike_that_the_inner_reset_wiped() -> None:
         with gpu_session("inner", device="cpu", sample_every=60) as inner:
             _spike(16)
     assert outer.report is not None and inner.report is not None
-    assert outer.report.peak_increase_bytes is not None and outer.report.peak_increase_bytes >= 48 * MIB
+    assert outer.report.peak_increase_bytes is not None and outer.report.peak_increase_bytes >= 48 * MIB - SLACK
     assert inner.report.peak_increase_bytes is not None
-    assert 16 * MIB <= inner.report.peak_increase_bytes < 48 * MIB, "the inner peak starts at its own entry"
+    assert 16 * MIB - SLACK <= inner.report.peak_increase_bytes < 40 * MIB, "the inner peak starts at its own entry"
 
 
 @pytest.mark.usefixtures("exact")
@@ -173,11 +178,11 @@ def test_outer_peak_covers_its_inner_sessions_spikes() -> None:
         with gpu_session("second", device="cpu", sample_every=60) as second:
             _spike(8)
     assert outer.report is not None and first.report is not None and second.report is not None
-    assert first.report.peak_increase_bytes is not None and first.report.peak_increase_bytes >= 64 * MIB
-    assert second.report.peak_increase_bytes is not None and second.report.peak_increase_bytes < 40 * MIB
+    assert first.report.peak_increase_bytes is not None and first.report.peak_increase_bytes >= 64 * MIB - SLACK
+    assert second.report.peak_increase_bytes is not None and second.report.peak_increase_bytes < 32 * MIB
     assert outer.report.peak_allocated_bytes is not None and first.report.peak_allocated_bytes is not None
     assert outer.report.peak_allocated_bytes >= first.report.peak_allocated_bytes
-    assert outer.report.peak_increase_bytes is not None and outer.report.peak_increase_bytes >= 64 * MIB
+    assert outer.report.peak_increase_bytes is not None and outer.report.peak_increase_bytes >= 64 * MIB - SLACK
 
 
 def test_without_the_reset_the_report_says_the_peak_is_sampled(

@@ -56,12 +56,11 @@ class _Entry(weakref.ref[torch.UntypedStorage]):
 
     __slots__ = ("key", "site")
 
-    # ``weakref.ref.__new__`` takes two positional arguments and ignores keywords: the key and
-    # the site must come as keywords.
     def __init__(
         self, storage: torch.UntypedStorage, forget: Callable[[_Entry], None], *, key: int, site: str | None
     ) -> None:
-        super().__init__(storage, forget)
+        # ``weakref.ref.__new__`` already made the reference from the two positional arguments
+        # (it ignores keywords, hence key and site as keywords); its ``__init__`` does nothing.
         self.key = key
         self.site = site
 

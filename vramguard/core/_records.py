@@ -123,10 +123,12 @@ class LeakGroup:
 
     @property
     def other_holders(self) -> tuple[str, ...]:
-        """Holder paths of the group's leaks outside ``holder`` (someone else holds them too), in order."""
+        """Holder paths of the group's leaks beyond the one the group is named by (someone else
+        holds them too, e.g. a live output's graph), in order. A leak's first path is the one its
+        group came from, so it is never repeated here."""
         seen: dict[str, None] = {}
         for leak in self.leaks:
-            for path in leak.holders:
+            for path in leak.holders[1:] if leak.group else leak.holders:
                 if not _within(path, self.holder):
                     seen.setdefault(path, None)
         return tuple(seen)

@@ -212,6 +212,11 @@ class GpuSession:
         self._require_run("keep").kept.append(obj)
         return obj
 
+    @property
+    def active(self) -> bool:
+        """True between entry and exit."""
+        return self._run is not None
+
     def _require_run(self, what: str) -> _Run:
         if self._run is None:
             raise SessionError(f"{what}() is only valid inside the session's block")
