@@ -1,0 +1,189 @@
+"""The heap epoch and the release's collection policy: cheap when nothing survived, complete when
+something did, and never in the way of the program's own collections and freezes."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from vramguard import SessionReport, gpu_session
+from vramguard.census._epoch import EPOCH
+
+KIB = 1024
+HELD: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    assert gc.get_freeze_count() == 0
+    yield
+    HELD.clear()
+    gc.collect()
+    assert gc.get_freeze_count() == 0, "a session left objects frozen"
+    assert not EPOCH.open
+
+
+def _gc_detail(report: SessionReport | None) -> str:
+    assert report is not None
+    return next(step.detail for step in report.release_steps if step.name == "gc")
+
+
+def test_a_block_that_keeps_nothing_pays_no_full_collection() -> None:
+    with gpu_session(device="cpu", leaks="raise") as s:
+        x = torch.ones(64 * KIB)
+        del x
+    detail = _gc_detail(s.report)
+    assert "no full collection: nothing the block created survived" in detail
+
+
+def test_a_leak_held_by_a_global_needs_no_full_collection_and_is_named() -> None:
+    with gpu_session(device="cpu", leaks="ignore") as s:
+        HELD.append(torch.ones(16 * KIB // 4))
+    assert s.report is not None and s.report.leaked_bytes == 16 * KIB
+    assert "held from a global" in _gc_detail(s.report)
+    assert s.report.leaks[0].holders[0].endswith("HELD[0]")
+
+
+def test_a_cycle_the_block_made_is_freed_by_collecting_the_blocks_objects_alone() -> None:
+    class Node:
+        pass
+
+    with gpu_session(device="cpu", leaks="raise") as s:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # type: ignore[attr-defined]
+        a.t = torch.ones(32 * KIB // 4)  # type: ignore[attr-defined]
+        ref = weakref.ref(a.t)  # type: ignore[attr-defined]
+        del a, b
+    assert ref() is None
+    report = s.report
+    assert report is not None and report.leaked_bytes == 0
+    detail = _gc_detail(report)
+    assert "collected the block's objects (" in detail and "no full collection" in detail
+    assert any("reference cycle" in line for line in report.cycles), report.cycles
+
+
+def test_a_new_tensor_in_an_older_garbage_cycle_gets_the_full_collection() -> None:
+    class Node:
+        pass
+
+    old = Node()
+    old.me = old  # type: ignore[attr-defined]
+    with gpu_session(device="cpu", leaks="raise") as s:
+        old.t = torch.ones(32 * KIB // 4)  # type: ignore[attr-defined]
+        ref = weakref.ref(old.t)  # type: ignore[attr-defined]
+        del old  # garbage now, but older than the block: its collection alone cannot free it
+    assert ref() is None
+    report = s.report
+    assert report is not None and report.leaked_bytes == 0, str(report)
+    assert "full collection (" in _gc_detail(report)
+
+
+def test_the_programs_own_collection_in_a_block_frees_an_older_cycle() -> None:
+    class Node:
+        pass
+
+    old = Node()
+    old.me = old  # type: ignore[attr-defined]
+    old.t = torch.ones(KIB)  # type: ignore[attr-defined]
+    ref = weakref.ref(old)
+    with gpu_session(device="cpu", leaks="raise"):
+        del old
+        gc.collect()  # the epoch thaws for a full collection: old cycles are freed as always
+        assert ref() is None
+        assert gc.get_freeze_count() > 0, "frozen again after the collection"
+
+
+def test_nested_sessions_each_judge_their_own_block() -> None:
+    with gpu_session("outer", device="cpu", leaks="ignore") as outer:
+        HELD.append(torch.ones(KIB))
+        with gpu_session("inner", device="cpu", leaks="ignore") as inner:
+            HELD.append(torch.ones(2 * KIB))
+        assert EPOCH.open
+    assert inner.report is not None and [leak.nbytes for leak in inner.report.leaks] == [8 * KIB]
+    assert outer.report is not None and sorted(leak.nbytes for leak in outer.report.leaks) == [4 * KIB, 8 * KIB]
+
+
+def test_a_program_that_froze_its_heap_keeps_its_freeze_and_still_gets_the_census() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gpu_session(device="cpu", leaks="ignore") as s:
+            HELD.append(torch.ones(KIB))
+        # (objects freed meanwhile leave the permanent generation: the count may drop a little)
+        assert gc.get_freeze_count() > frozen * 0.9, "the program's own freeze was undone"
+        assert s.report is not None and s.report.leaked_bytes == 4 * KIB
+        assert not EPOCH.open
+    finally:
+        gc.unfreeze()
+
+
+def test_a_new_view_of_an_older_tensor_is_no_new_memory() -> None:
+    weight = torch.ones(4 * KIB)
+    with gpu_session(device="cpu", leaks="raise") as s:
+        HELD.append(weight[: KIB])
+    assert s.report is not None and s.report.leaked_bytes == 0
+
+
+def test_a_session_that_raised_still_leaves_the_epoch() -> None:
+    with pytest.raises(ValueError, match="boom"), gpu_session(device="cpu", leaks="ignore"):
+        HELD.append(torch.ones(KIB))
+        raise ValueError("boom")
+    assert not EPOCH.open
+
+
+def test_keep_keeps_the_output_and_its_activations_not_a_model_someone_still_holds() -> None:
+    def run() -> SessionReport | None:
+        with gpu_session(device="cpu", leaks="ignore") as s:
+            model = s.own(torch.nn.Linear(256, 256))
+            out = model(torch.ones(4, 256))
+            s.keep(out)
+        del out
+        return s.report
+
+    report = run()
+    assert report is not None
+    params = 256 * 256 * 4 + 256 * 4
+    assert report.leaked_bytes == params, str(report)
+    assert [group.holder for group in report.leak_groups] == [report.leaks[0].group]
+    assert report.leak_groups[0].holder.startswith("local 'model' in ")
+    assert any(note.startswith("owned Linear still held by local 'model'") for note in report.notes), report.notes
+
+
+def test_keep_of_an_output_whose_model_is_gone_is_no_leak() -> None:
+    with gpu_session(device="cpu", leaks="raise") as s:
+        model = s.own(torch.nn.Linear(256, 256))
+        out = s.keep(model(torch.ones(4, 256)))
+        del model
+    assert s.report is not None and s.report.leaked_bytes == 0
+    assert not any("owned" in note for note in s.report.notes)
+    del out
+
+
+def test_holder_bounds_are_arguments_and_a_reached_bound_says_how_to_raise_it() -> None:
+    class Link:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+    with gpu_session(device="cpu", leaks="ignore", holder_levels=2) as s:
+        chain: object = torch.ones(KIB)
+        for _ in range(6):
+            chain = Link(chain)
+        HELD.append(chain)
+        del chain
+    assert s.report is not None and s.report.leaked_bytes == 4 * KIB
+    holder = s.report.leaks[0].holders[0]
+    assert "the levels bound (2 levels; raise it with gpu_session(holder_levels=...))" in holder
+    assert "Link" in holder
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "24"])
+def test_holder_bounds_are_checked(value: object) -> None:
+    from vramguard import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="holder_levels"):
+        gpu_session(device="cpu", holder_levels=value)  # type: ignore[arg-type]
