@@ -223,9 +223,9 @@ class Census:
                     self._add_saved(search, groups, hard, out_index, holder, saved)
         for key, members in list(groups.items()):
             for index in list(members):
-                tensor = search.objs[index]
-                if issubclass(type(tensor), torch.nn.Parameter):
-                    grad = _grad(tensor)  # type: ignore[arg-type]
+                member = search.objs[index]
+                if issubclass(type(member), torch.nn.Parameter):
+                    grad = _grad(member)
                     grad_key = None if grad is None else tensor_key(grad)
                     if grad_key is not None and grad_key[0] in groups and grad_key[0] != key:
                         for g in groups[grad_key[0]]:
@@ -330,7 +330,7 @@ class Census:
 
     def _leaks(self, holders: dict[int, Holders]) -> list[Leak]:
         described: dict[int, tuple[int, str, int]] = {}
-        for key, nbytes, ref, storage in self._survivors:
+        for key, _, ref, storage in self._survivors:
             tensor = ref()
             if tensor is None or storage.expired() or key not in holders:
                 continue

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from vramguard.census._frames import user_site
 from vramguard.census._epoch import EPOCH
+from vramguard.census._frames import user_site
 from vramguard.census._scan import StorageWeakRef, live_storages
 from vramguard.core import _hooks
 from vramguard.core._records import OrderViolation

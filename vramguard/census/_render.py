@@ -60,7 +60,7 @@ def _short(value: object, name_of: NameOf | None = None) -> str:
         if name is not None:
             return f"<{name}>"
         try:
-            return f"<{type(value).__name__} {list(value.shape)}>"
+            return f"<{type(value).__name__} {list(value.shape)}>"  # type: ignore[attr-defined]
         except Exception:
             return f"<{type(value).__name__}>"
     try:

@@ -26,8 +26,8 @@ _T = TypeVar("_T")
 __all__ = [
     "StorageWeakRef",
     "describe",
-    "heap_tensors",
     "heap_modules",
+    "heap_tensors",
     "heap_tensors_slow",
     "is_a",
     "live_storages",

@@ -66,7 +66,22 @@ class _Entry(weakref.ref[torch.UntypedStorage]):
 
 
 class SiteRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
-    """Remembers, for each storage first seen as an op's output, the user frame that ran it."""
+    """Remembers, for each storage first seen as an op's output, the user frame that ran it.
+
+    ``SiteRecorder()`` gives this class when ``torch._dynamo`` is not loaded, else
+    :class:`_DynamoSafeSiteRecorder` (see the module doc).
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Read by TorchDispatchMode.__init_subclass__: True would wrap __torch_dispatch__ in
+        # torch._disable_dynamo, whose first call imports torch._dynamo (seconds, tens of MiB).
+        return False
+
+    def __new__(cls) -> SiteRecorder:
+        if cls is SiteRecorder and "torch._dynamo" in sys.modules:
+            cls = _DynamoSafeSiteRecorder
+        return super().__new__(cls)
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -144,6 +159,19 @@ class SiteRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         """Entries held now: one per recorded storage still alive. (Not ``__len__``: a mode
         that is falsy when empty would read as "no mode" to ``if mode:`` checks.)"""
         return len(self._sites)
+
+
+class _DynamoSafeSiteRecorder(SiteRecorder):  # type: ignore[no-untyped-call]
+    """The recorder for a process that loaded ``torch._dynamo``: ``__torch_dispatch__`` runs
+    with dynamo off, so code compiled under the mode never traces into the recorder."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return True
+
+    # Defined here, not inherited, so that __init_subclass__ wraps it.
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        return super().__torch_dispatch__(func, types, args, kwargs)
 
 
 def _only_aliases(func: Any) -> bool:

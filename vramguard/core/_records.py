@@ -336,8 +336,10 @@ class SessionReport:
 
     ``before``: at entry. ``at_exit``: when the block ended, before the release. ``after``: after
     the release. ``peak_allocated_bytes``/``peak_reserved_bytes``: the allocator's peak over the
-    block on CUDA (reset at entry; nested sessions fold theirs into the outer's), the highest
-    sampled figure on the host (see ``GpuSession.sample_interval_s``). ``peak_increase_bytes``:
+    block on CUDA (reset at entry; nested sessions fold theirs into the outer's); on the host the
+    highest sampled figure, raised by the kernel's resident high-water mark (``VmHWM``, reset per
+    session; its rise above the entry's resident set is added to both entry figures, so a spike
+    between two samples counts; see docs/memory-model.md). ``peak_increase_bytes``:
     the peak above ``before.allocated_bytes`` — what ``max_peak`` limits.
     ``reclaimed_bytes``: the drop in reserved bytes across the release. ``cached_bytes_after``:
     reserved − allocated after the release. ``leaked_bytes``: allocated after − allocated

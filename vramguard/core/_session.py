@@ -170,14 +170,14 @@ class GpuSession:
         self.strict = strict
         self.sample_every = None if sample_every is None else float(sample_every)
         self.record_history = record_history
-        for bound, value in (
+        for bound, count in (
             ("holder_levels", holder_levels),
             ("holder_width", holder_width),
             ("holder_leaks", holder_leaks),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
                 raise InvalidArgument(
-                    bound, value, "an int from 1 to 100000 (a count: the holder search is bounded by work)"
+                    bound, count, "an int from 1 to 100000 (a count: the holder search is bounded by work)"
                 )
         self.holder_bounds = (holder_levels, holder_width, holder_leaks)
         if record_history and self.device.type != "cuda":
@@ -541,8 +541,8 @@ def _fold_host_hwm(runs: list[_Run]) -> None:
 
 
 def _enter_host_peak(run: _Run) -> None:
-    """A host session's entry: reset VmHWM, so that at exit it holds the block's exact resident
-    peak however short the spike (malloc keeps no peak; the sampler looks every few ms).
+    """A host session's entry: reset VmHWM, so that at exit it holds the block's resident peak
+    however short the spike (malloc keeps no peak; the sampler looks every few ms).
 
     The reset is process-wide: it wipes the mark for every host session active now, so the mark
     read just before it folds into theirs first (as torch's peaks do in ``_start``). Under the

@@ -95,7 +95,8 @@ def tensor_key(tensor: torch.Tensor) -> tuple[int, int, torch.UntypedStorage] | 
 
 def storage_bytes(objects: Iterable[object], device: torch.device) -> int:
     """Storage bytes on ``device`` of the tensors reachable from ``objects``, each storage once
-    (views and tied weights share storage); sparse tensors count values and indices; meta and nested tensors count nothing."""
+    (views and tied weights share storage); sparse tensors count values and indices; meta and
+    nested tensors count nothing."""
     seen: set[int] = set()
     total = 0
     for obj in objects:
