@@ -1,34 +1,78 @@
-"""What the census costs, side by side in one run: per op, and at a session's exit.
+"""What the census costs, side by side in one run: per op, and per session against the heap's size.
 
-    .venv/bin/python benchmarks/census.py [--objects 0,250000,1000000] [--steps 20] [--repeats 5]
+    .venv/bin/python benchmarks/census.py [--objects 300000,1000000,3000000] [--steps 20] [--repeats 5]
+    .venv/bin/python benchmarks/census.py --objects 1000000 --profile attr   # cProfile of one session
+
+Every time is CPU time of the process (``time.process_time()``, all its threads), not wall-clock
+time, so a loaded machine's waiting does not count; torch runs one thread.
 
 1. A small ``nn.TransformerEncoder`` (2 layers, d_model 64) runs a loop of forward passes
-   (inference) and of training steps inside a host session with the census off, on (the
-   default heap diff), and on with creation sites (``VRAMGUARD_CENSUS_SITES=1``, a dispatch
+   (inference) and of training steps inside a host session (release off) with the census off,
+   on (the heap epoch), and on with creation sites (``VRAMGUARD_CENSUS_SITES=1``, a dispatch
    mode). Runs alternate between variants; the medians' ratios to "off" are printed. The
-   budget: census on costs at most 10 % more.
-2. With extra live Python objects in the process, the census's entry (``start``) and exit
-   (``stop`` + ``finish``) with no leak, and with one leak held four levels down a global; as
-   ms per 100k live objects and as a ratio to one ``gc.get_objects()`` of the same heap. The
-   budget: exit at most 50 ms per 100k live objects.
+   budget: census on costs at most 10 % more per op.
+2. With 0.3 M, 1 M and 3 M extra live gc-tracked objects (lists of one-element lists, made once
+   per size), a bare ``gc.get_objects()`` and a bare full ``gc.collect()``, then default host
+   sessions (``gpu_session(device="cpu", leaks="ignore")``, census and release on): an empty one,
+   one whose block creates and drops tensors, and four that leak a tensor each — into a global
+   dict, down an attribute chain of plain instances held by a global (``ROOT.a.b.c.t``), into a
+   closure kept in a global, and as the cached return value of an ``lru_cache``d function. Each
+   leak must be found with a holder path that names the global. Entry is timed from before the
+   ``with`` to the block's first statement, exit from the block's last statement to after the
+   ``with``. Every figure: the median of ``--repeats`` runs and the spread (min–max).
+   The goals, at 1 M extra objects: empty session ≤ 2 ms; the tensor block's session (entry +
+   exit) ≤ 100 ms; each leak session's exit ≤ 20 ms per 100k live objects (at every size).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import functools
 import gc
+import io
 import os
+import pstats
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 import vramguard
-from vramguard.census import Census
+from vramguard.core._records import SessionReport
 
-LEAKS: dict[str, Any] = {}
+GOAL_OBJECTS = 1_000_000
+GOAL_EMPTY_MS = 2.0
+GOAL_TENSORS_MS = 100.0
+GOAL_LEAK_EXIT_MS_PER_100K = 20.0
+LEAK_NUMEL = 1024
+
+# The holders of the leaks (module globals, as an application's caches are).
+CACHE: dict[str, torch.Tensor] = {}
+
+
+class Node:
+    """A plain instance: one level of the attribute chain."""
+
+    a: Node
+    b: Node
+    c: Node
+    t: torch.Tensor
+
+
+ROOT = Node()
+CLOSURE: Callable[[], torch.Tensor] | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def cached_weights(numel: int) -> torch.Tensor:
+    return torch.ones(numel)
+
+
+# -- 1. per op ------------------------------------------------------------------------------
 
 
 def _model() -> torch.nn.Module:
@@ -51,17 +95,17 @@ def _loops(model: torch.nn.Module, x: torch.Tensor, steps: int) -> dict[str, Cal
 
 
 def _timed_block(loop: Callable[[], None], variant: str) -> tuple[float, float]:
-    """(seconds of the whole with-block including entry and exit, seconds of the loop)."""
+    """(CPU seconds of the whole with-block including entry and exit, CPU seconds of the loop)."""
     os.environ.pop("VRAMGUARD_CENSUS_SITES", None)
     if variant == "on + sites":
         os.environ["VRAMGUARD_CENSUS_SITES"] = "1"
-    began = time.perf_counter()
+    began = time.process_time()
     with vramguard.gpu_session(device="cpu", census=variant != "off", release=False, leaks="ignore"):
-        inner = time.perf_counter()
+        inner = time.process_time()
         loop()
-        loop_s = time.perf_counter() - inner
+        loop_s = time.process_time() - inner
     os.environ.pop("VRAMGUARD_CENSUS_SITES", None)
-    return time.perf_counter() - began, loop_s
+    return time.process_time() - began, loop_s
 
 
 def bench_loops(steps: int, repeats: int) -> None:
@@ -70,8 +114,8 @@ def bench_loops(steps: int, repeats: int) -> None:
     x = torch.randn(8, 32, 64)
     variants = ("off", "on", "on + sites")
     print(
-        f"\n1. census cost per op: {steps} iterations per block, median of {repeats} blocks, "
-        f"{len(gc.get_objects())} live objects"
+        f"\n1. census cost per op: {steps} iterations per block, release off, median of {repeats} blocks, "
+        f"{len(gc.get_objects())} live objects (CPU ms)"
     )
     print(f"  {'loop':<22} {'variant':<12} {'loop ms':>9} {'ratio':>7} {'block ms':>9} {'ratio':>7}")
     for name, loop in _loops(model, x, steps).items():
@@ -91,67 +135,285 @@ def bench_loops(steps: int, repeats: int) -> None:
             )
 
 
+# -- 2. per session, against the heap's size ------------------------------------------------
+
+
+def _nothing() -> None:
+    pass
+
+
+def _churn() -> None:
+    """Creates and drops some tensors (and their autograd graphs); leaks nothing."""
+    w = torch.randn(64, 64, requires_grad=True)
+    for _ in range(20):
+        x = torch.randn(32, 64)
+        y = (x @ w).relu().sum()
+        del x, y
+    del w
+
+
+def _leak_dict() -> None:
+    CACHE["t"] = torch.ones(LEAK_NUMEL)
+
+
+def _leak_attributes() -> None:
+    ROOT.a = Node()
+    ROOT.a.b = Node()
+    ROOT.a.b.c = Node()
+    ROOT.a.b.c.t = torch.ones(LEAK_NUMEL)
+
+
+def _leak_closure() -> None:
+    global CLOSURE
+    weights = torch.ones(LEAK_NUMEL)
+
+    def closure() -> torch.Tensor:
+        return weights
+
+    CLOSURE = closure
+
+
+def _leak_lru_cache() -> None:
+    cached_weights(LEAK_NUMEL)
+
+
+def _forget_leaks() -> None:
+    global CLOSURE
+    CACHE.clear()
+    ROOT.__dict__.clear()
+    CLOSURE = None
+    cached_weights.cache_clear()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A session's block, and the text its first leak's first holder path must contain (None: no leak)."""
+
+    name: str
+    block: Callable[[], None]
+    holder: str | None
+
+
+SHAPES = (
+    Shape("empty", _nothing, None),
+    Shape("tensors", _churn, None),
+    Shape("dict", _leak_dict, "CACHE['t']"),
+    Shape("attr", _leak_attributes, "ROOT.a.b.c.t"),
+    Shape("closure", _leak_closure, "CLOSURE"),
+    Shape("lru_cache", _leak_lru_cache, "cached_weights"),
+)
+LEAK_SHAPES = tuple(s for s in SHAPES if s.holder is not None)
+
+
+def _session(shape: Shape) -> tuple[float, float, float, SessionReport]:
+    """(entry, exit, whole) CPU seconds of one default host session, and its report."""
+    began = time.process_time()
+    with vramguard.gpu_session(device="cpu", leaks="ignore") as session:
+        entered = time.process_time()
+        shape.block()
+        last = time.process_time()
+    ended = time.process_time()
+    report = session.report
+    assert report is not None
+    _check(shape, report)
+    _forget_leaks()
+    return entered - began, ended - last, ended - began, report
+
+
+def _check(shape: Shape, report: SessionReport) -> None:
+    if shape.holder is None:
+        if report.leaks:
+            raise SystemExit(f"{shape.name}: the block leaked nothing, yet the census reported {report.leaks}")
+        return
+    if not report.leaks:
+        raise SystemExit(f"{shape.name}: the leak was not found")
+    holder = report.leaks[0].holders[0] if report.leaks[0].holders else ""
+    if shape.holder not in holder:
+        raise SystemExit(f"{shape.name}: holder {holder!r} does not name {shape.holder!r}")
+
+
+def _cpu(fn: Callable[[], object]) -> float:
+    began = time.process_time()
+    fn()
+    return time.process_time() - began
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Spread:
+        return cls(statistics.median(seconds) * 1e3, min(seconds) * 1e3, max(seconds) * 1e3)
+
+    def text(self, per: float = 1.0) -> str:
+        return f"{self.median / per:8.2f} ({self.low / per:.2f}–{self.high / per:.2f})"
+
+
+@dataclass
+class SizeResult:
+    extra: int
+    live: int
+    rows: dict[str, Spread]
+    details: dict[str, tuple[str, ...]]
+    holders: dict[str, str]
+
+    @property
+    def per(self) -> float:
+        """Hundreds of thousands of live objects."""
+        return self.live / 1e5
+
+
 def _ballast(count: int) -> list[Any]:
-    """``count`` gc-tracked objects: small lists, as a large program's heap has."""
+    """``count`` cheap gc-tracked objects: one-element lists, as a large program's heap has."""
     return [[i] for i in range(count)]
 
 
-def _census_costs(leak: bool) -> tuple[float, float, float, int]:
-    census = Census(torch.device("cpu"))
-    began = time.perf_counter()
-    census.start()
-    started = time.perf_counter()
-    if leak:
-        LEAKS["cache"] = {"k": [None, torch.ones(1024)]}
-    census.stop([])
-    stopped = time.perf_counter()
-    leaks, _ = census.finish([])
-    finished = time.perf_counter()
-    LEAKS.clear()
-    assert len(leaks) == int(leak), leaks
-    if leak:
-        assert leaks[0].holders[0].endswith("LEAKS['cache']['k'][1]"), leaks[0]
-    return started - began, stopped - started, finished - stopped, len(leaks)
+def bench_size(extra: int, repeats: int) -> SizeResult:
+    ballast = _ballast(extra)
+    gc.collect()
+    live = len(gc.get_objects())
+    rows: dict[str, Spread] = {
+        "gc.get_objects()": Spread.of([_cpu(gc.get_objects) for _ in range(repeats)]),
+        "gc.collect() (full)": Spread.of([_cpu(gc.collect) for _ in range(repeats)]),
+    }
+    details: dict[str, tuple[str, ...]] = {}
+    holders: dict[str, str] = {}
+    for shape in SHAPES:
+        runs = [_session(shape) for _ in range(repeats)]
+        report = runs[-1][3]
+        details[shape.name] = tuple(f"{s.name}: {s.detail}" for s in report.release_steps if s.detail)
+        if report.leaks:
+            holders[shape.name] = report.leaks[0].holders[0]
+        rows[f"{shape.name}: entry"] = Spread.of([r[0] for r in runs])
+        rows[f"{shape.name}: exit"] = Spread.of([r[1] for r in runs])
+        rows[f"{shape.name}: entry + exit"] = Spread.of([r[0] + r[1] for r in runs])
+        rows[f"{shape.name}: whole session"] = Spread.of([r[2] for r in runs])
+        del runs, report
+    del ballast
+    gc.collect()
+    return SizeResult(extra, live, rows, details, holders)
 
 
-def bench_exit(object_counts: list[int], repeats: int) -> None:
-    print(f"\n2. census cost at entry and exit, median of {repeats}")
-    print(f"  {'live objects':>12} {'get_objects ms':>14} {'what':<18} {'ms':>8} {'ms/100k':>8} {'x get_objects':>13}")
-    for extra in object_counts:
-        ballast = _ballast(extra)
-        gc.collect()
-        live = len(gc.get_objects())
-        reference = statistics.median(_time(gc.get_objects) for _ in range(repeats))
-        for leak in (False, True):
-            runs = [_census_costs(leak) for _ in range(repeats)]
-            start = statistics.median(r[0] for r in runs)
-            exit_s = statistics.median(r[1] + r[2] for r in runs)
-            rows = [("entry", start), ("exit, one leak" if leak else "exit, no leak", exit_s)]
-            for what, seconds in rows if not leak else rows[1:]:
-                print(
-                    f"  {live:>12} {reference * 1e3:>14.1f} {what:<18} {seconds * 1e3:8.1f} "
-                    f"{seconds * 1e3 / (live / 1e5):8.1f} {seconds / reference:13.2f}"
-                )
-        del ballast
-        gc.collect()
+def print_size(result: SizeResult) -> None:
+    reference = result.rows["gc.get_objects()"].median
+    print(f"\n  +{result.extra} objects: {result.live} live gc-tracked objects")
+    print(f"  {'what':<26} {'CPU ms, median (min–max)':>30} {'ms/100k (min–max)':>26} {'x get_objects':>13}")
+    for what, spread in result.rows.items():
+        if what.endswith("whole session") and not what.startswith("empty"):
+            continue
+        print(f"  {what:<26} {spread.text():>30} {spread.text(result.per):>26} {spread.median / reference:13.2f}")
+    for name, holder in result.holders.items():
+        print(f"  holder found, {name}: {holder}")
 
 
-def _time(fn: Callable[[], object]) -> float:
-    began = time.perf_counter()
-    fn()
-    return time.perf_counter() - began
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    measured: float
+    limit: float
+    unit: str
+
+    @property
+    def passed(self) -> bool:
+        return self.measured <= self.limit
+
+
+def goals(results: list[SizeResult]) -> list[Goal]:
+    found: list[Goal] = []
+    at = next((r for r in results if r.extra == GOAL_OBJECTS), None)
+    if at is not None:
+        where = f"+{at.extra // 1000}k ({at.live} live)"
+        empty = at.rows["empty: whole session"].median
+        found.append(Goal(f"empty session at {where}", empty, GOAL_EMPTY_MS, "ms"))
+        tensors = at.rows["tensors: entry + exit"].median
+        found.append(Goal(f"tensor block's session (entry + exit) at {where}", tensors, GOAL_TENSORS_MS, "ms"))
+    for result in results:
+        for shape in LEAK_SHAPES:
+            per = result.rows[f"{shape.name}: exit"].median / result.per
+            where = f"+{result.extra // 1000}k"
+            found.append(Goal(f"{shape.name} leak's exit at {where}", per, GOAL_LEAK_EXIT_MS_PER_100K, "ms/100k"))
+    return found
+
+
+def print_summary(results: list[SizeResult]) -> None:
+    shapes = [s.name for s in LEAK_SHAPES]
+    print("\n3. summary: CPU ms, medians (leak exits in ms per 100k live objects)")
+    head = f"  {'live objects':>12} {'get_objects':>11} {'gc.collect':>10} {'empty':>7} {'tensors':>8}"
+    print(head + "".join(f" {name + ' exit':>15}" for name in shapes))
+    for r in results:
+        line = (
+            f"  {r.live:>12} {r.rows['gc.get_objects()'].median:11.1f} {r.rows['gc.collect() (full)'].median:10.1f} "
+            f"{r.rows['empty: whole session'].median:7.2f} {r.rows['tensors: entry + exit'].median:8.2f}"
+        )
+        print(line + "".join(f" {r.rows[f'{name}: exit'].median / r.per:15.2f}" for name in shapes))
+    print("\n  goals")
+    for goal in goals(results):
+        verdict = "PASS" if goal.passed else "FAIL"
+        print(f"  {verdict}  {goal.text}: {goal.measured:.2f} {goal.unit} (goal ≤ {goal.limit:g} {goal.unit})")
+
+
+def print_details(results: list[SizeResult]) -> None:
+    result = next((r for r in results if r.extra == GOAL_OBJECTS), results[0])
+    print(f"\n  release steps' detail at {result.live} live objects (which collections ran)")
+    for name in ("tensors", "dict"):
+        print(f"  {name} session:")
+        for line in result.details[name]:
+            print(f"    {line}")
+
+
+def bench_sizes(extras: list[int], repeats: int) -> None:
+    print(f"\n2. default host sessions against the heap's size: median of {repeats} (CPU ms)")
+    for shape in SHAPES:  # warm-up: the census's imports and first-call caches
+        _session(shape)
+    results = []
+    for extra in extras:
+        result = bench_size(extra, repeats)
+        print_size(result)
+        results.append(result)
+    print_details(results)
+    print_summary(results)
+
+
+def profile(extra: int, name: str) -> None:
+    """One session of a shape under cProfile, with ``extra`` live objects: vramguard's functions
+    by cumulative time."""
+    shape = next(s for s in SHAPES if s.name == name)
+    ballast = _ballast(extra)
+    gc.collect()
+    _session(shape)  # warm-up
+    print(f"\ncProfile of one '{name}' session, {len(gc.get_objects())} live objects")
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    _session(shape)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
+    print(out.getvalue())
+    del ballast
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--objects", default="0,250000,1000000", help="extra live objects, comma-separated")
+    parser.add_argument("--objects", default="300000,1000000,3000000", help="extra live objects, comma-separated")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-loops", action="store_true", help="skip section 1")
+    parser.add_argument("--profile", choices=[s.name for s in SHAPES], help="profile one session of this shape")
     args = parser.parse_args(argv)
+    if args.repeats < 3:
+        parser.error("--repeats: at least 3")
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, one thread, host")
-    bench_loops(args.steps, args.repeats)
-    bench_exit([int(n) for n in args.objects.split(",") if n], args.repeats)
+    extras = [int(n) for n in args.objects.split(",") if n]
+    print(f"torch {torch.__version__}, one thread, host; CPU time (time.process_time)")
+    if args.profile:
+        profile(max(extras, default=0), args.profile)
+        return 0
+    if not args.skip_loops:
+        bench_loops(args.steps, args.repeats)
+    bench_sizes(extras, args.repeats)
     return 0
 
 

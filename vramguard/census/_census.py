@@ -38,7 +38,9 @@ from vramguard.census._order import OrderRecorder
 from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, on_device
 from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.core._records import Leak, OrderViolation
+from vramguard.core._sizes import format_size
 from vramguard.core._tensors import tensor_key, tensors_in
+from vramguard.probes import Block, live_blocks, new_blocks, uncovered
 
 _Survivor = tuple[int, int, "weakref.ref[torch.Tensor]", StorageWeakRef]
 
@@ -78,6 +80,10 @@ class Census:
         self._settled: dict[int, Holders] | None = None
         self._bytes: dict[int, int] = {}
         self._old: set[int] = set()
+        self._blocks: dict[int, Block] | None = None
+        self._ptrs: dict[int, int] = {}
+        self._sites_blocks: dict[int, Block] = {}
+        self.unattributed: tuple[str, ...] = ()
         self._state = "new"
 
     # -- entry and the block's end ----------------------------------------------------------
@@ -86,6 +92,7 @@ class Census:
         ``empty_cache`` calls from here on."""
         self._in_epoch = EPOCH.enter()
         try:
+            self._blocks = live_blocks(self.device)
             self._entry = self._inventory()
             self._order.start()
         except BaseException:
@@ -137,6 +144,7 @@ class Census:
         if key is None or key[0] in self._entry or key[0] in hard:
             return
         self._survivors.append((key[0], key[1], weakref.ref(tensor), StorageWeakRef(key[2])))
+        self._ptrs.setdefault(key[0], key[2].data_ptr())
         if key[0] not in seen:
             seen.add(key[0])
             self._watch.watch(key[0], key[2], tensor)
@@ -312,6 +320,8 @@ class Census:
             self.cycles = self._watch.stop()
             violations, self._violations = self._violations, ()
             leaks: list[Leak] = []
+            if self._blocks is not None:
+                self._from_allocator(kept)
             if self.survivors():
                 if self._settled is None:  # no release ran: judge now
                     self.settle(kept)
@@ -322,11 +332,77 @@ class Census:
             self._state = "finished"
             self._leave()
             self._survivors, self._entry, self._settled, self._old = [], {}, None, set()
+            self._blocks, self._ptrs, self._sites_blocks = None, {}, {}
             if self._sites is not None:
                 self._sites.clear()
                 self._sites = None
         leaks.sort(key=lambda leak: -leak.nbytes)
         return tuple(leaks), violations
+
+    def _site_of(self, key: int) -> str | None:
+        """Where the storage was made: the site recorder's, else the allocator block's stack
+        (CUDA with the memory history on)."""
+        site = None if self._sites is None else self._sites.site_of(key)
+        if site is None and self._sites_blocks:
+            block = self._sites_blocks.get(self._ptrs.get(key, -1))
+            site = None if block is None else block.site
+        return site
+
+    def _from_allocator(self, kept: list[object]) -> None:
+        """CUDA: the allocator's blocks allocated in the block and still live, which no tensor
+        the census saw accounts for, are looked for among every tensor on the heap (old Python
+        objects given new storage, gradients written into an old model); what is still not
+        found is held from C++ only and noted, not reported as a leak."""
+        entry, self._blocks = self._blocks or {}, None
+        now = live_blocks(self.device)
+        if now is None:
+            return
+        self._sites_blocks = now
+        fresh = new_blocks(entry, now)
+        if not fresh:
+            return
+        pointers = set(self._alive_pointers())
+        for tensor in tensors_in(kept):
+            key = tensor_key(tensor) if on_device(tensor, self.device) else None
+            if key is not None:
+                pointers.add(key[2].data_ptr())
+        left = uncovered(fresh, pointers)
+        if not left:
+            return
+        hard, _ = _kept_keys(kept, self.device)
+        found_before = len(self._survivors)
+        with EPOCH.thawed():
+            seen: set[int] = set()
+            parameter = torch.nn.Parameter
+            for tensor in heap_tensors():
+                if not on_device(tensor, self.device):
+                    continue
+                candidates = [tensor]
+                if issubclass(type(tensor), parameter):
+                    grad = _grad(tensor)
+                    if grad is not None:
+                        candidates.append(grad)
+                    del grad
+                for candidate in candidates:
+                    key = tensor_key(candidate)
+                    if key is not None and not uncovered(left, [key[2].data_ptr()]):
+                        self._note(candidate, hard, seen)
+                del candidates
+        if len(self._survivors) > found_before:
+            self._settled = None  # judge again, with the tensors found in the blocks
+        left = uncovered(left, self._alive_pointers())
+        if left:
+            total = sum(b.size_bytes for b in left)
+            self.unattributed = (
+                f"{format_size(total)} in {len(left)} allocator block(s) allocated in the block are still "
+                "live with no Python tensor using them (held from C++: an autograd graph, a library's "
+                "workspace such as cuBLAS's)",
+            )
+
+    def _alive_pointers(self) -> list[int]:
+        return [
+            self._ptrs[key] for key, _, _, storage in self._survivors if not storage.expired() and key in self._ptrs
+        ]
 
     def _leaks(self, holders: dict[int, Holders]) -> list[Leak]:
         described: dict[int, tuple[int, str, int]] = {}
@@ -350,7 +426,7 @@ class Census:
                 Leak(
                     nbytes=self._bytes.get(key, 0),
                     description=description + (f" (+{views - 1} views)" if views > 1 else ""),
-                    created_at=None if self._sites is None else self._sites.site_of(key),
+                    created_at=self._site_of(key),
                     holders=found.paths,
                     group=found.group,
                 )

@@ -246,7 +246,9 @@ class HolderSearch:
         start: Edge = ("", "")
         came = [{i: (-1, start) for i in self._groups[g]} for g in searched]
         frontier = [list(self._groups[g]) for g in searched]
-        roots: list[list[int]] = [[] for _ in searched]
+        # A root is (root, child, edge), not a node of ``came``: one root (a module's globals, a
+        # frame) reached through two children is two holders (``global m.MODEL`` and ``global m.OUT``).
+        roots: list[list[tuple[int, int, Edge]]] = [[] for _ in searched]
         first_root: list[int | None] = [None for _ in searched]
         revisits = [False for _ in searched]
         cut: list[str | None] = [None for _ in searched]
@@ -272,15 +274,17 @@ class HolderSearch:
                         cut[g] = "width"
                         continue
                     for parent, kind, label in self._parents(node):
+                        if kind == "local" or self._is_root(parent):
+                            if all(r != parent or c != node for r, c, _ in roots[g]):
+                                roots[g].append((parent, node, (kind, label)))
+                            if first_root[g] is None:
+                                first_root[g] = level
+                            continue
                         if parent in came[g]:
                             revisits[g] = True
                             continue
                         came[g][parent] = (node, (kind, label))
-                        if kind == "local" or self._is_root(parent):
-                            roots[g].append(parent)
-                            if first_root[g] is None:
-                                first_root[g] = level
-                        elif len(following) < bounds.width:
+                        if len(following) < bounds.width:
                             following.append(parent)
                         else:
                             cut[g] = "width"
@@ -301,9 +305,9 @@ class HolderSearch:
         )
         return results + [skipped] * (len(self._groups) - len(results))
 
-    def _chain(self, came: dict[int, tuple[int, Edge]], root: int) -> tuple[list[int], list[Edge]]:
-        chain, edges = [root], []
-        node = root
+    def _chain(self, came: dict[int, tuple[int, Edge]], root: tuple[int, int, Edge]) -> tuple[list[int], list[Edge]]:
+        chain, edges = [root[0], root[1]], [root[2]]
+        node = root[1]
         while True:
             child, edge = came[node]
             if child < 0:
@@ -327,9 +331,14 @@ class HolderSearch:
         return None
 
     def _result(
-        self, group: int, came: dict[int, tuple[int, Edge]], roots: list[int], cut: str | None, revisit: bool
+        self,
+        group: int,
+        came: dict[int, tuple[int, Edge]],
+        roots: list[tuple[int, int, Edge]],
+        cut: str | None,
+        revisit: bool,
     ) -> Holders:
-        if any(id(self.objs[r]) == self._kept_id for r in roots):
+        if any(id(self.objs[r]) == self._kept_id for r, _, _ in roots):
             return Holders((), kept=True)
         found: list[tuple[int, str, str | None]] = []
         for root in roots:

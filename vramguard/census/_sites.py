@@ -7,6 +7,15 @@ the innermost user frame (outside torch, vramguard and installed packages) — f
 parameters built by ``nn.Module`` constructors and intermediates saved by autograd included.
 Measured in docs/benchmarks.md ("Creation sites").
 
+No ``torch._dynamo`` import. ``TorchDispatchMode`` wraps a subclass's ``__torch_dispatch__`` in
+``torch._disable_dynamo``, whose first call imports ``torch._dynamo``: measured here, +72 MiB
+of host memory and +2 s inside the first block that records sites, which the session then
+reported as the block's own peak. The recorder opts out of that wrapper; only where
+``torch._dynamo`` is loaded already (the program uses ``torch.compile``) does ``SiteRecorder()``
+give the wrapped variant, so that compiled code never traces into the recorder. (A program that
+first imports dynamo inside a recording block gets, for that block, dynamo tracing into the
+recorder: a warning and a graph break, not a wrong result.)
+
 What it keeps, and why it stays small:
 
 - One entry per storage, keyed like the census (:func:`storage_key`, the ``StorageImpl``
@@ -20,10 +29,9 @@ What it keeps, and why it stays small:
 - Entries leave with their storage. Since torch 2.1 a storage's Python object, once made, lives
   exactly as long as its ``StorageImpl`` (PyObject preservation, as for tensors), so the weak
   reference's callback runs when the storage is freed, before its address can be reused: the
-  table only ever holds storages alive now. An earlier version held a ``StorageWeakRef`` per
-  entry and swept every 4096 entries: each freed storage's ``StorageImpl`` (a small C++ object,
-  not its memory) then stayed allocated between the tensors' buffers until the sweep, and the
-  block ran ~40 % slower in its loop for it (see docs/benchmarks.md, "Creation sites").
+  table holds only storages alive now. (The earlier table held a ``StorageWeakRef`` per entry
+  and swept every 4096 entries: freed storages' entries, each pinning its ``StorageImpl``, piled
+  up until then.)
 """
 
 from __future__ import annotations

@@ -468,6 +468,7 @@ class GpuSession:
             notes += _owned_notes(census, owned_refs, run.kept)
             leaks, violations = census.finish(run.kept)
             cycles = census.cycles
+            notes += census.unattributed
             leaked = sum(leak.nbytes for leak in leaks)
         else:
             leaked = _allocator_leak(run.before, after, kept_bytes)

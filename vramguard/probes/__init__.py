@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vramguard.probes._blocks import Block, live_blocks, new_blocks, parse_snapshot, uncovered
 from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
 from vramguard.probes._host import (
     ResidentPeak,
@@ -19,13 +20,17 @@ from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
 
 __all__ = [
     "ACCEPTED_DEVICES",
+    "Block",
     "DeviceLike",
     "MemorySnapshot",
     "ResidentPeak",
     "cuda_initialized",
     "heap_in_use_bytes",
     "list_devices",
+    "live_blocks",
     "malloc_trim",
+    "new_blocks",
+    "parse_snapshot",
     "read_allocator",
     "read_heap",
     "read_nvml",
@@ -38,4 +43,5 @@ __all__ = [
     "snapshot",
     "take",
     "unavailable_reason",
+    "uncovered",
 ]

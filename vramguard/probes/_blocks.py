@@ -1,0 +1,93 @@
+"""The CUDA allocator's live blocks: what is allocated now, block by block, without the Python heap.
+
+``torch.cuda.memory_snapshot()`` lists every segment the caching allocator holds and the blocks
+in it; an ``active_allocated`` block is memory some storage uses now. Two readings, at a
+session's entry and after its release, tell which memory the block allocated and still holds,
+at the cost of the allocator's block count (never of the Python heap): a session that leaked
+nothing is judged without looking at a single Python object, and one that did learns where
+(the census then looks for the tensors whose storages lie in the new blocks, old Python objects
+given new storage included: ``model.to("cuda")`` on a model loaded earlier, gradients written
+into an old model). With the memory history on (``record_history=True``), each block carries
+the stack that allocated it: the first frame outside torch names the creation site.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vramguard.probes._torch import cuda_initialized
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+@dataclass(frozen=True)
+class Block:
+    """One live allocator block: its address, its size, and where it was allocated (with the
+    memory history on; else None)."""
+
+    address: int
+    size_bytes: int
+    site: str | None = None
+
+
+def parse_snapshot(segments: Iterable[Mapping[str, Any]], device_index: int) -> dict[int, Block]:
+    """The ``active_allocated`` blocks of one device from ``torch.cuda.memory_snapshot()``'s
+    segments, by address (each segment's blocks are contiguous from its address)."""
+    found: dict[int, Block] = {}
+    for segment in segments:
+        if segment.get("device") != device_index:
+            continue
+        address = int(segment.get("address", 0))
+        for block in segment.get("blocks", ()):
+            size = int(block.get("size", 0))
+            if block.get("state") == "active_allocated":
+                found[address] = Block(address, size, _site(block.get("frames") or ()))
+            address += size
+    return found
+
+
+def _site(frames: Iterable[Mapping[str, Any]]) -> str | None:
+    for frame in frames:
+        filename = str(frame.get("filename", ""))
+        if filename and not filename.startswith((_TORCH_DIR, _OWN_DIR)) and not filename.startswith("<"):
+            return f"{os.path.basename(filename)}:{frame.get('line')} in {frame.get('name')}"
+    return None
+
+
+def live_blocks(device: torch.device) -> dict[int, Block] | None:
+    """The live blocks of a CUDA device; None off CUDA, before CUDA is initialised (nothing was
+    allocated, and asking would create a context), or where the allocator cannot list them."""
+    if device.type != "cuda" or not cuda_initialized():
+        return None
+    try:
+        if torch.cuda.get_allocator_backend() != "native":
+            return None  # cudaMallocAsync keeps no block list torch can read
+        segments = torch.cuda.memory_snapshot()  # type: ignore[no-untyped-call]
+    except Exception:
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return parse_snapshot(segments, index)
+
+
+def new_blocks(entry: Mapping[int, Block], now: Mapping[int, Block]) -> list[Block]:
+    """Blocks live now that were not live at entry (a block at an address with another size is new)."""
+    return [b for a, b in now.items() if a not in entry or entry[a].size_bytes != b.size_bytes]
+
+
+def uncovered(blocks: Iterable[Block], pointers: Iterable[int]) -> list[Block]:
+    """The blocks that none of ``pointers`` (storages' data pointers) falls into."""
+    starts = sorted(pointers)
+    left = []
+    for block in blocks:
+        i = bisect.bisect_left(starts, block.address)
+        if i < len(starts) and starts[i] < block.address + block.size_bytes:
+            continue
+        left.append(block)
+    return left
