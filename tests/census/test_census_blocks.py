@@ -18,7 +18,11 @@ SEGMENTS = [
         "device": 0,
         "address": 1000,
         "blocks": [
-            {"size": 512, "state": "active_allocated", "frames": [{"filename": "/app/train.py", "line": 7, "name": "step"}]},
+            {
+                "size": 512,
+                "state": "active_allocated",
+                "frames": [{"filename": "/app/train.py", "line": 7, "name": "step"}],
+            },
             {"size": 512, "state": "inactive"},
             {"size": 1024, "state": "active_allocated"},
         ],

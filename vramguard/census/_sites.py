@@ -49,9 +49,11 @@ from vramguard.census._frames import is_library, short_path
 from vramguard.census._scan import storage_key
 
 ENV_VAR = "VRAMGUARD_CENSUS_SITES"
-# Aliasing ops that can still give a storage its first memory (a tensor made with no elements,
-# then grown): these are looked at like any other op.
-_ALLOCATING_ALIASES = frozenset({"aten::resize_", "aten::resize_as_", "aten::set_", "aten::_resize_output_"})
+# What an op's outputs can be, decided once per op from its schema.
+_FRESH = 0  # new tensors (most ops): look at every output
+_ALIASES = 1  # views, in-place ops, ops returning nothing: never a new storage, skipped
+_GROWS = 2  # aliasing ops that can give a storage its first memory: resize_, set_, out= ops
+_GROWING_OPS = frozenset({"aten::resize_", "aten::resize_as_", "aten::set_", "aten::_resize_output_"})
 
 
 def sites_requested() -> bool:
@@ -104,23 +106,41 @@ class SiteRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         # One callback shared by every entry (a bound method would be a new object per entry).
         # It holds the table, not the recorder; ``clear()`` empties that same dict.
         self._forget = forget
-        # id(op) -> (op, "its outputs never have a new storage"). Keyed by id: OpOverload hashes
-        # in Python, an int in C; the op is kept in the value so its id cannot be reused.
-        self._aliasing: dict[int, tuple[Any, bool]] = {}
+        # id(op) -> (op, its kind). Keyed by id: OpOverload hashes in Python, an int in C; the
+        # op is kept in the value so that its id cannot be reused.
+        self._kinds: dict[int, tuple[Any, int]] = {}
         # (file, function, line) -> the site's text, so each distinct site is one string.
         self._locations: dict[tuple[str, str, int], str] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        known = self._aliasing.get(id(func))
+        known = self._kinds.get(id(func))
         if known is None:
-            known = self._aliasing[id(func)] = (func, _only_aliases(func))
-        if known[1]:
+            known = self._kinds[id(func)] = (func, _kind(func))
+        kind = known[1]
+        if kind == _GROWS:
+            return self._grow(func, args, kwargs or {})
+        out = func(*args, **(kwargs or {}))
+        if kind == _ALIASES:
             return out
         if issubclass(type(out), torch.Tensor):
             self._note(out)
         elif type(out) in (tuple, list):
             self._note_all(out)
+        return out
+
+    def _grow(self, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        """An aliasing op that may allocate: only a storage with no memory before it (a tensor
+        made empty, then ``resize_``d or written with ``out=``) is new here; a buffer from before
+        the block, written in place, is not."""
+        empty = _memoryless(args, kwargs)
+        out = func(*args, **kwargs)
+        if empty:
+            leaves = out if type(out) in (tuple, list) else (out,)
+            for leaf in leaves:
+                if issubclass(type(leaf), torch.Tensor):
+                    key = storage_key(leaf)
+                    if key is not None and key[0] in empty:
+                        self._note(leaf)
         return out
 
     def _note_all(self, outputs: tuple[Any, ...] | list[Any]) -> None:
@@ -160,7 +180,7 @@ class SiteRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def clear(self) -> None:
         """Drop every entry (and so every weak reference) and the caches."""
         self._sites.clear()  # the same dict: ``forget`` holds it
-        self._aliasing = {}
+        self._kinds = {}
         self._locations = {}
 
     def entries(self) -> int:
@@ -182,13 +202,28 @@ class _DynamoSafeSiteRecorder(SiteRecorder):  # type: ignore[no-untyped-call]
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 
-def _only_aliases(func: Any) -> bool:
-    """True for an op whose outputs all alias its inputs (views, in-place ops, ``out=`` ops,
-    ops returning nothing), unless it can allocate a storage's memory."""
+def _kind(func: Any) -> int:
+    """:data:`_FRESH`, :data:`_ALIASES` or :data:`_GROWS`, from the op's schema: an output whose
+    schema names an alias (``Tensor(a)``, ``Tensor(a!)``) shares an input's storage."""
     try:
         schema = func._schema
-        if schema.name in _ALLOCATING_ALIASES or any(arg.is_out for arg in schema.arguments):
-            return False
-        return all(ret.alias_info is not None for ret in schema.returns)
+        if schema.name in _GROWING_OPS or any(arg.is_out for arg in schema.arguments):
+            return _GROWS
+        return _ALIASES if all(ret.alias_info is not None for ret in schema.returns) else _FRESH
     except Exception:  # not an OpOverload with a schema: look at its outputs
-        return False
+        return _FRESH
+
+
+def _memoryless(args: Any, kwargs: dict[str, Any]) -> set[int]:
+    """Keys of the argument tensors' storages that have no memory yet."""
+    found: set[int] = set()
+    for arg in (*args, *kwargs.values()):
+        for leaf in arg if type(arg) in (tuple, list) else (arg,):
+            if issubclass(type(leaf), torch.Tensor):
+                try:
+                    storage = leaf.untyped_storage()
+                    if storage.data_ptr() == 0:
+                        found.add(storage._cdata)
+                except Exception:  # sparse, nested or fake: no single storage
+                    continue
+    return found
