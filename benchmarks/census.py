@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 import vramguard
-from vramguard.core._records import SessionReport
+from vramguard import SessionReport
 
 GOAL_OBJECTS = 1_000_000
 GOAL_EMPTY_MS = 2.0

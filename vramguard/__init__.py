@@ -34,6 +34,7 @@ from vramguard.core._errors import (
 from vramguard.core._sizes import format_size, parse_size
 
 if typing.TYPE_CHECKING:
+    from vramguard.core._lifecycle import HOST_NOISE_FLOOR_BYTES
     from vramguard.core._records import (
         Leak,
         LeakGroup,
@@ -45,7 +46,7 @@ if typing.TYPE_CHECKING:
         Timeline,
     )
     from vramguard.core._release import empty_cache, release
-    from vramguard.core._session import HOST_NOISE_FLOOR_BYTES, GpuSession, gpu_session
+    from vramguard.core._session import GpuSession, gpu_session
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
     from vramguard.report.plot import plot_reports
 
@@ -63,7 +64,7 @@ _LAZY = {
     "Timeline": "vramguard.core._records",
     "empty_cache": "vramguard.core._release",
     "release": "vramguard.core._release",
-    "HOST_NOISE_FLOOR_BYTES": "vramguard.core._session",
+    "HOST_NOISE_FLOOR_BYTES": "vramguard.core._lifecycle",
     "GpuSession": "vramguard.core._session",
     "gpu_session": "vramguard.core._session",
     "MemorySnapshot": "vramguard.probes",

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from vramguard import InvalidArgument, LeakWarning, SessionReport, gpu_session
-from vramguard.core import _hooks, _release, _session
+from vramguard.core import _hooks, _lifecycle, _release, _run
 from vramguard.core._sampler import SAMPLER
 
 MIB = 2**20
 
 
 def _registry_is_clean() -> bool:
-    return all(not runs for runs in _session._active.values()) and not _hooks.empty_cache_listeners
+    return all(not runs for runs in _run._active.values()) and not _hooks.empty_cache_listeners
 
 
 def _failing_release(*args: Any, **kwargs: Any) -> Any:
@@ -52,7 +52,7 @@ def test_a_failed_entry_leaves_nothing_registered(monkeypatch: pytest.MonkeyPatc
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise Interrupted
 
-    monkeypatch.setattr(_session, "_start_census", interrupted)
+    monkeypatch.setattr(_lifecycle, "_start_census", interrupted)
     session = gpu_session(device="cpu", sample_every=0.01)
     with pytest.raises(Interrupted), session:
         pass

@@ -62,7 +62,7 @@ def test_probes_know_nothing_of_sessions_or_anything_above() -> None:
 
 def test_the_core_never_imports_the_faces_or_the_consumer() -> None:
     assert _violations(CORE, (*UPPER, "vramguard.report", "vramguard.census"), {
-        "_session.py": ("vramguard.census",),
+        "_lifecycle.py": ("vramguard.census",),
         "_records.py": ("vramguard.report.plot",),
     }) == []
 

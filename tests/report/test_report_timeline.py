@@ -20,7 +20,7 @@ SAMPLER_THREAD = "vramguard-sampler"
 
 def session_listeners() -> list[object]:
     """The empty_cache listeners recording sessions add (the census may have its own)."""
-    return [f for f in _hooks.empty_cache_listeners if "GpuSession" in getattr(f, "__qualname__", "")]
+    return [f for f in _hooks.empty_cache_listeners if getattr(f, "__module__", "") == "vramguard.core._lifecycle"]
 
 
 def sampler_threads() -> list[threading.Thread]:

@@ -30,7 +30,7 @@ import torch
 
 from vramguard.census._frames import frame_locals, is_census_frame, is_optimized
 from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, render_path
-from vramguard.census._scan import heap_modules, is_a
+from vramguard.census._scan import heap_modules, heap_tensors, is_a
 
 MAX_HOLDERS = 3
 EXTRA_LEVELS = 2
@@ -92,6 +92,7 @@ class HolderSearch:
         self._locals: dict[int, list[tuple[int, str]]] = {}
         self._want_modules = False
         self._modules_indexed = False
+        self._grads_indexed = False
         self.scans = 0
 
     # -- building ---------------------------------------------------------------------------
@@ -130,6 +131,27 @@ class HolderSearch:
             self._index_module(module)
         del modules
 
+    def _index_grads(self) -> None:
+        """Link each gradient the walk holds to its leaf: ``.grad`` lives in the leaf's C++
+        autograd metadata, so no scan finds it (the gradient of a parameter older than the
+        census, which an optimizer's step read). One heap pass, when a tensor has no referrer."""
+        self._grads_indexed = True
+        parameter = torch.nn.Parameter
+        for tensor in heap_tensors():
+            try:
+                grad = tensor.grad if tensor.requires_grad and tensor.is_leaf else None
+            except Exception:  # exotic subclasses; a warning raised as an error
+                continue
+            if grad is not None and grad is not tensor and id(grad) in self._index:
+                entry = (self.add(tensor), "module", ".grad")
+                held = self._members.setdefault(id(grad), [])
+                if entry not in held:
+                    held.append(entry)
+                if issubclass(type(tensor), parameter) and not self._modules_indexed:
+                    self._want_modules = True  # name the parameter from its module next level
+            del grad
+        del tensor
+
     def _index_frames(self) -> None:
         for top in list(sys._current_frames().values()):
             frame: types.FrameType | None = top
@@ -163,7 +185,11 @@ class HolderSearch:
 
     def parameter_name(self, obj: object) -> str | None:
         """``encoder.layers.0.fc1.weight`` for a parameter or buffer, from the module index
-        (relative to the outermost module that holds it); None when it is no module's member."""
+        (relative to the outermost module that holds it); None when it is no module's member.
+        Indexes the modules first if the walk did not (an optimizer's state keyed by parameters
+        of a model older than the census)."""
+        if not self._modules_indexed:
+            self._index_modules()
         parts: list[str] = []
         current: object = obj
         for _ in range(64):
@@ -192,9 +218,14 @@ class HolderSearch:
         found += [(frame, "local", name) for frame, name in self._locals.get(id(obj), ())]
         members = self._members.get(id(obj))
         if members is not None:
-            # A parameter, buffer or submodule: its module is the holder, no scan needed.
-            return found + members
-        return found + self._referrers.get(index, [])
+            # A parameter, buffer or submodule: its module is the holder, no scan needed (a
+            # gradient: its leaf, which the census may also have linked).
+            return found + [m for m in members if m not in found]
+        parents = found + self._referrers.get(index, [])
+        if not parents and not self._grads_indexed and is_a(obj, torch.Tensor):
+            self._index_grads()
+            return self._members.get(id(obj), [])
+        return parents
 
     def _needs_scan(self, index: int) -> bool:
         return index not in self._referrers and id(self.objs[index]) not in self._members

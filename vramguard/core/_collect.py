@@ -44,8 +44,7 @@ def census_policy(census: Any, kept: list[object]) -> Callable[[], str]:
             )
         found = gc.collect()
         return (
-            f"{young}; full collection ({found} unreachable): {alive} surviving storage(s), "
-            "some reachable from no root"
+            f"{young}; full collection ({found} unreachable): {alive} surviving storage(s), some reachable from no root"
         )
 
     return collect

@@ -120,7 +120,7 @@ def _normalise_attrs(attrs: str | Sequence[str]) -> tuple[str, ...]:
     names = (attrs,) if isinstance(attrs, str) else tuple(attrs)
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
-            raise InvalidArgument("attrs", attrs, "attribute names (str), e.g. attrs=(\"asr_pipeline\", \"model\")")
+            raise InvalidArgument("attrs", attrs, 'attribute names (str), e.g. attrs=("asr_pipeline", "model")')
     return names
 
 

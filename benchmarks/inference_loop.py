@@ -1,0 +1,125 @@
+"""A session per inference step: its CPU cost beside the plain step, side by side in one run.
+
+    .venv/bin/python benchmarks/inference_loop.py [--steps 100] [--rounds 7] [--objects 171000]
+
+A small ``nn.TransformerEncoder`` (d_model 256, 4 layers, batch 8×64, under
+``torch.inference_mode()``) runs ``--steps`` steps per round. The process holds ``--objects``
+gc-tracked objects in all (the torch import's own, topped up with one-element lists), as a
+small application's heap. Variants, alternated within every round so drift hits them alike:
+
+- plain: the step function, undecorated;
+- session: the same function decorated with ``@vramguard.gpu_session(device="cpu",
+  leaks="ignore")``, the defaults (census and release on): one session per step, its output
+  kept (the decorator keeps the return value);
+- census off, release off: the same decorator with ``census=False`` or ``release=False``.
+
+Times are CPU time of the process (``time.process_time()``, all its threads), not wall-clock
+time; torch runs one thread. Printed: the median over rounds of the CPU time per step, and its
+ratio to plain. The goal: the default session costs at most 1.10× the plain step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import vramguard
+
+GOAL_RATIO = 1.10
+
+
+def _model(d_model: int, layers: int) -> torch.nn.Module:
+    layer = torch.nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, batch_first=True)
+    return torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
+
+
+def _variants(model: torch.nn.Module) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    def step(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)  # type: ignore[no-any-return]
+
+    def session(**options: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        decorate = vramguard.gpu_session(device="cpu", leaks="ignore", **options)
+        return decorate(step)  # type: ignore[no-any-return]
+
+    return {
+        "plain": step,
+        "session (defaults)": session(),
+        "session, census off": session(census=False),
+        "session, release off": session(release=False),
+    }
+
+
+def _round(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int) -> float:
+    """CPU seconds per step over ``steps`` steps."""
+    began = time.process_time()
+    for _ in range(steps):
+        out = fn(x)
+        del out
+    return (time.process_time() - began) / steps
+
+
+def _ballast(target: int) -> list[Any]:
+    """One-element lists up to ``target`` gc-tracked objects in the process."""
+    gc.collect()
+    return [[i] for i in range(max(0, target - len(gc.get_objects())))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--objects", type=int, default=171_000, help="gc-tracked objects in the process")
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--batch", default="8x64", help="batch × sequence length")
+    args = parser.parse_args(argv)
+    if args.rounds < 5:
+        parser.error("--rounds: at least 5")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    batch, length = (int(n) for n in args.batch.split("x"))
+    model = _model(args.d_model, args.layers)
+    x = torch.randn(batch, length, args.d_model)
+    variants = _variants(model)
+    for fn in variants.values():  # warm-up: kernels, the census's imports, the sampler thread
+        _round(fn, x, 3)
+    ballast = _ballast(args.objects)
+    gc.collect()
+    live = len(gc.get_objects())
+    print(
+        f"torch {torch.__version__}, one thread, host; CPU time (time.process_time)\n"
+        f"TransformerEncoder d_model {args.d_model}, {args.layers} layers, batch {batch}×{length}, "
+        f"inference_mode; {live} gc-tracked objects ({len(ballast)} of them added lists); "
+        f"{args.steps} steps per round, median of {args.rounds} rounds"
+    )
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():  # alternate within each round
+            samples[name].append(_round(fn, x, args.steps))
+    base = statistics.median(samples["plain"])
+    print(f"\n  {'variant':<22} {'CPU ms/step, median (min–max)':>30} {'× plain':>8} {'+ms/step':>9}")
+    for name, seconds in samples.items():
+        median = statistics.median(seconds)
+        spread = f"{median * 1e3:7.2f} ({min(seconds) * 1e3:.2f}–{max(seconds) * 1e3:.2f})"
+        print(f"  {name:<22} {spread:>30} {median / base:8.3f} {(median - base) * 1e3:9.2f}")
+    ratio = statistics.median(samples["session (defaults)"]) / base
+    verdict = "PASS" if ratio <= GOAL_RATIO else "FAIL"
+    print(f"\n  {verdict}  default session per step: {ratio:.3f}× the plain step (goal ≤ {GOAL_RATIO:.2f}×)")
+    report = variants["session (defaults)"].vram_report  # type: ignore[attr-defined]
+    if report is not None:
+        for step in report.release_steps:
+            if step.detail:
+                print(f"  last session's release, {step.name}: {step.detail}")
+    del ballast
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""A session's entry and exit: registering the run, the census, the ordered release, the report.
+
+The session object (:mod:`vramguard.core._session`) is the API; these are its mechanics."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from vramguard.core import _collect, _hooks, _release
+from vramguard.core._history import record_history as _history
+from vramguard.core._policy import add_note, enforce
+from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
+from vramguard.core._run import (
+    _active,
+    _active_lock,
+    _enter_host_peak,
+    _exit_host_peak,
+    _fold_host_hwm,
+    _max,
+    _owner,
+    _Run,
+)
+from vramguard.core._sampler import SAMPLER, Subscription
+from vramguard.core._sizes import format_size
+from vramguard.core._tensors import storage_bytes
+from vramguard.probes import (
+    MemorySnapshot,
+    reset_peak,
+    take,
+)
+
+if TYPE_CHECKING:
+    from vramguard.core._session import GpuSession
+
+HOST_NOISE_FLOOR_BYTES = 256 * 1024
+"""Without the census, a host leak figure under this is interpreter noise (malloc deltas of
+1–42 KiB were measured for a block that kept nothing) and is reported as 0."""
+
+
+def start(session: GpuSession, name: str) -> _Run:
+    """Enter: register the run, reset the peaks, start the census and the sampler. A failed
+    entry leaves nothing behind."""
+    dev = session.device
+    key = str(dev)
+    me = _owner()
+    record = session.sample_every is not None
+    subscription = None
+    if dev.type == "cpu" or record:
+        subscription = Subscription(dev, session.sample_interval_s, record, nvml=record)
+    before = take(dev, nvml=True)
+    run = _Run(name, dev, me, time.monotonic(), before, subscription)
+    with _active_lock:
+        others = _active.setdefault(key, [])
+        for other in others:
+            # Fold everyone's peak so far before the reset below wipes it.
+            other.fold_peak(before.peak_allocated_bytes, before.peak_reserved_bytes)
+            if other.owner != me:
+                other.concurrent = run.concurrent = True
+        others.append(run)
+    try:
+        # torch's peak counters are process-wide: a session resets them at entry (and so
+        # does every nested one); max_memory_allocated() read elsewhere sees the reset.
+        reset_peak(dev)
+        run.fold_peak(before.allocated_bytes, before.reserved_bytes)
+        if session.census:
+            run.census = _start_census(dev, session.strict, session.holder_bounds)
+        _enter_host_peak(run)  # after the census's heap scan: its lists are not the block's
+        if subscription is not None:
+            SAMPLER.subscribe(subscription)
+        if record:
+            # Timeline marks for the block's empty_cache calls (the release's own are release:*).
+            def on_empty_cache(device: torch.device, depth: int) -> None:
+                if device == dev:
+                    run.mark("empty_cache")
+
+            run.listener = on_empty_cache
+            _hooks.empty_cache_listeners.append(on_empty_cache)
+        if session.record_history:
+            _history(True)
+            run.history_on = True
+        run.mark("enter")
+    except BaseException:
+        # A failed entry leaves nothing behind: no registry entry, listener, sampler or census.
+        detach(run)
+        if run.census is not None:
+            run.census.abort()
+        raise
+    return run
+
+
+def finish(session: GpuSession, run: _Run, exc: BaseException | None) -> None:
+    """Exit: measure, release, judge; the block's own exception is never replaced."""
+    try:
+        report = measure_and_release(session, run, exc)
+    except BaseException as failure:
+        # Whatever failed (a device error in synchronize, an interrupt), nothing stays
+        # registered, and the block's own exception is never replaced.
+        detach(run)
+        if run.census is not None:
+            run.census.abort()
+        if exc is None:
+            raise
+        problem = f"{type(failure).__name__}: {failure}"
+        add_note(exc, f"vramguard could not measure or release the failed block: {problem}")
+        return
+    session.report = report
+    if exc is not None:
+        # Never swallow or replace the block's exception: attach the report to it.
+        add_note(exc, f"vramguard report for the failed block:\n{report}")
+        return
+    enforce(session, report)
+
+
+def detach(run: _Run) -> tuple[bool, Any]:
+    """Take the run out of everything process-wide; idempotent. Returns whether another
+    owner was active on the device, and the memory history if this run had it on."""
+    if run.listener is not None:
+        if run.listener in _hooks.empty_cache_listeners:
+            _hooks.empty_cache_listeners.remove(run.listener)
+        run.listener = None
+    history = None
+    if run.history_on:
+        run.history_on = False
+        history = _history(False)
+    subscription = run.subscription
+    if subscription is not None:
+        SAMPLER.unsubscribe(subscription, join=subscription.record)
+    with _active_lock:
+        runs = _active.get(str(run.device), [])
+        if run in runs:
+            runs.remove(run)
+        concurrent = run.concurrent or any(other.owner != run.owner for other in runs)
+    return concurrent, history
+
+
+def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | None) -> SessionReport:
+    """The exit reading, the census's look, the ordered release and the report."""
+    dev = run.device
+    run.mark("exit")
+    if run.listener is not None:
+        _hooks.empty_cache_listeners.remove(run.listener)
+        run.listener = None
+    at_exit = take(dev, nvml=False)
+    _fold_host_hwm([run])  # the block's resident peak, before the census and the release run
+    census = run.census
+    if census is not None:
+        census.stop(run.kept)
+    evicted: list[str] = []
+
+    owned_refs: list[tuple[str, weakref.ref[Any]]] = []
+
+    def drop() -> str:
+        count = len(run.owned)
+        for obj, evict in run.owned:
+            if evict:
+                assert isinstance(obj, torch.nn.Module)
+                evicted.append(_release.evict_module(obj, dev))
+            try:
+                owned_refs.append((type(obj).__name__, weakref.ref(obj)))
+            except TypeError:
+                pass  # not weak-referenceable (a list, a dict): cannot be checked afterwards
+        run.owned.clear()
+        return f"{count} owned reference(s) dropped" if count else ""
+
+    if session.release:
+        if census is not None:
+            collect = _collect.census_policy(census, run.kept)
+        else:
+            floor = HOST_NOISE_FLOOR_BYTES if dev.type == "cpu" else 0
+            collect = _collect.allocator_policy(dev, run.before, run.kept, floor)
+        steps, after = _release.run_release(dev, drop, start=at_exit, mark=run.mark, collect=collect)
+    else:
+        drop()
+        # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).
+        steps, after = (), at_exit if dev.type == "cpu" else take(dev, nvml=True)
+    concurrent, history = detach(run)
+    subscription = run.subscription
+    peak_allocated = _max(
+        run.peak_floor_allocated,
+        at_exit.peak_allocated_bytes,
+        at_exit.allocated_bytes,
+        subscription.peak_allocated_bytes if subscription else None,
+    )
+    peak_reserved = _max(
+        run.peak_floor_reserved,
+        at_exit.peak_reserved_bytes,
+        at_exit.reserved_bytes,
+        subscription.peak_reserved_bytes if subscription else None,
+    )
+    peak_allocated, peak_reserved, host_note = _exit_host_peak(
+        run, peak_allocated, peak_reserved, session.sample_interval_s
+    )
+    with _active_lock:
+        for other in _active.get(str(dev), []):
+            other.fold_peak(peak_allocated, peak_reserved)
+    kept_bytes = storage_bytes(run.kept, dev)
+    notes: list[str] = list(after.notes)
+    if host_note is not None:
+        notes.append(host_note)
+    leaks: tuple[Leak, ...] = ()
+    violations: tuple[OrderViolation, ...] = ()
+    leaked: int | None
+    cycles: tuple[str, ...] = ()
+    if census is not None:
+        notes += _owned_notes(census, owned_refs, run.kept)
+        leaks, violations = census.finish(run.kept)
+        cycles = census.cycles
+        notes += census.unattributed
+        leaked = sum(leak.nbytes for leak in leaks)
+    else:
+        leaked = _allocator_leak(run.before, after, kept_bytes)
+        if dev.type == "cpu" and leaked is not None and 0 < leaked < HOST_NOISE_FLOOR_BYTES:
+            notes.append(
+                f"host malloc grew by {format_size(leaked)}, under the noise floor of "
+                f"{format_size(HOST_NOISE_FLOOR_BYTES)}: counted as no leak"
+            )
+            leaked = 0
+    run.kept.clear()
+    timeline = None
+    if subscription is not None and subscription.record:
+        timeline = Timeline(subscription.interval_s, tuple(subscription.samples), tuple(run.marks))
+    return SessionReport(
+        name=run.name,
+        device=str(dev),
+        before=run.before,
+        at_exit=at_exit,
+        after=after,
+        peak_allocated_bytes=peak_allocated,
+        peak_reserved_bytes=peak_reserved,
+        kept_bytes=kept_bytes,
+        leaked_bytes=leaked,
+        release_steps=steps,
+        duration_s=time.monotonic() - run.started_s,
+        released=session.release,
+        concurrent=concurrent,
+        evicted=tuple(evicted),
+        leaks=leaks,
+        order_violations=violations,
+        timeline=timeline,
+        raised=None if exc is None else type(exc).__name__,
+        notes=tuple(notes),
+        memory_history=history,
+        cycles=cycles,
+    )
+
+
+def _owned_notes(census: Any, refs: list[tuple[str, weakref.ref[Any]]], kept: list[object]) -> list[str]:
+    """A line per owned object still alive after the release, naming who holds it: the session
+    dropped only its own reference."""
+    alive = [(name, obj) for name, ref in refs if (obj := ref()) is not None]
+    if not alive:
+        return []
+    holders = census.holders_of([obj for _, obj in alive], kept)
+    notes = []
+    for (name, _), paths in zip(alive, holders, strict=True):
+        where = f"held by {paths[0]}" if paths else "still referenced"
+        fix = "del it, or own(..., evict=True)" if name != "Tensor" else "del it"
+        notes.append(f"owned {name} still {where}: {fix}")
+    del alive
+    return notes
+
+
+def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
+    if before.allocated_bytes is None or after.allocated_bytes is None:
+        return None
+    return max(0, after.allocated_bytes - before.allocated_bytes - kept_bytes)
+
+
+def _start_census(device: torch.device, strict: bool, bounds: tuple[int, int, int]) -> Any:
+    """Start the census of tensors created in the block. Imported here, not at the top: the
+    census sits beside the core, and a session with ``census=False`` never loads it."""
+    from vramguard.census import Census
+    from vramguard.census._holders import SearchBounds
+
+    levels, width, leaks = bounds
+    census = Census(device, strict=strict, bounds=SearchBounds(levels=levels, width=width, leaks=leaks))
+    census.start()
+    return census

@@ -1,0 +1,70 @@
+"""What a finished session does with its report: the limits (``max_peak``, ``leaks``,
+``strict``) and the notes attached to a failed block's exception."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import TYPE_CHECKING
+
+from vramguard.core._errors import (
+    LeakError,
+    LeakWarning,
+    PeakExceeded,
+    ReleaseOrderError,
+    ReleaseOrderWarning,
+)
+from vramguard.core._records import SessionReport
+from vramguard.core._sizes import format_size
+
+if TYPE_CHECKING:
+    from vramguard.core._session import GpuSession
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside vramguard, so
+    warning filters by module and the printed location name the user's code."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def enforce(session: GpuSession, report: SessionReport) -> None:
+    """Raise or warn for what the report shows above the session's limits (a block that raised
+    is never judged: its own exception comes through)."""
+    if session.max_peak_bytes is not None:
+        increase = report.peak_increase_bytes
+        if increase is not None and increase > session.max_peak_bytes:
+            raise PeakExceeded(
+                f"session {report.name!r} was limited to {format_size(session.max_peak_bytes)} "
+                f"but peaked at {format_size(increase)} above its start\n{report}",
+                report,
+            )
+    if report.order_violations:
+        calls = "; ".join(str(v) for v in report.order_violations)
+        message = f"session {report.name!r}: {calls}. Drop the references before emptying the cache\n{report}"
+        if session.strict:
+            raise ReleaseOrderError(message, report)
+        warnings.warn(ReleaseOrderWarning(message), stacklevel=_user_stacklevel())
+    leaked = report.leaked_bytes or 0
+    if session.leaks != "ignore" and leaked > session.leak_tolerance_bytes:
+        message = (
+            f"session {report.name!r} leaked {format_size(leaked)} "
+            f"(tolerance {format_size(session.leak_tolerance_bytes)})\n{report}"
+        )
+        if session.leaks == "raise":
+            raise LeakError(message, report)
+        warnings.warn(LeakWarning(message), stacklevel=_user_stacklevel())
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]

@@ -1,0 +1,134 @@
+"""The state of one entry into a session, the registry of the active ones, and the folding of
+peaks between them (torch's counters and the host's resident high-water mark are process-wide)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vramguard.core import _hooks
+from vramguard.core._sampler import Subscription
+from vramguard.probes import (
+    MemorySnapshot,
+    read_resident_peak,
+    reset_resident_peak,
+    resident_bytes,
+    resident_peak_reset_unavailable,
+)
+
+# Sessions active now, per device: for nesting (peaks fold into the outer's) and concurrency.
+_active_lock = threading.Lock()
+_active: dict[str, list[_Run]] = {}
+
+
+@dataclass
+class _Run:
+    """The state of one entry into a session."""
+
+    name: str
+    device: torch.device
+    owner: tuple[int, int]
+    started_s: float
+    before: MemorySnapshot
+    subscription: Subscription | None
+    owned: list[tuple[object, bool]] = field(default_factory=list)
+    kept: list[object] = field(default_factory=list)
+    peak_floor_allocated: int | None = None
+    peak_floor_reserved: int | None = None
+    # Host only: the resident set when the entry reset VmHWM (None: no reset, peaks are sampled),
+    # and the highest VmHWM read before a later session's reset wiped it.
+    host_rss_entry_bytes: int | None = None
+    host_hwm_floor_bytes: int | None = None
+    concurrent: bool = False
+    marks: list[tuple[float, str]] = field(default_factory=list)
+    listener: _hooks.EmptyCacheListener | None = None
+    history_on: bool = False
+    census: Any = None
+
+    def fold_peak(self, allocated: int | None, reserved: int | None) -> None:
+        if allocated is not None:
+            self.peak_floor_allocated = max(self.peak_floor_allocated or 0, allocated)
+        if reserved is not None:
+            self.peak_floor_reserved = max(self.peak_floor_reserved or 0, reserved)
+
+    def mark(self, label: str) -> None:
+        self.marks.append((time.monotonic() - self.started_s, label))
+
+
+def _owner() -> tuple[int, int]:
+    """Who runs a block: the thread, and the asyncio task within it (0 outside a task).
+
+    Two tasks of one event loop interleave their blocks, so their figures mix like two threads'.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return threading.get_ident(), 0 if task is None else id(task)
+
+
+def _max(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _fold_host_hwm(runs: list[_Run]) -> None:
+    """Fold the kernel's resident high-water mark (VmHWM) now into host runs that reset it."""
+    runs = [run for run in runs if run.host_rss_entry_bytes is not None]
+    if runs:
+        hwm = read_resident_peak().hwm_bytes
+        for run in runs:
+            run.host_hwm_floor_bytes = _max(run.host_hwm_floor_bytes, hwm)
+
+
+def _enter_host_peak(run: _Run) -> None:
+    """A host session's entry: reset VmHWM, so that at exit it holds the block's resident peak
+    however short the spike (malloc keeps no peak; the sampler looks every few ms).
+
+    The reset is process-wide: it wipes the mark for every host session active now, so the mark
+    read just before it folds into theirs first (as torch's peaks do in ``_start``). Under the
+    registry's lock, so that no other entry resets between that read and this reset.
+    """
+    if run.device.type != "cpu":
+        return
+    with _active_lock:
+        _fold_host_hwm([other for other in _active.get(str(run.device), []) if other is not run])
+        if reset_resident_peak():
+            # The entry's resident set, on VmHWM's basis: statm's resident figure is the same
+            # kernel counter as VmRSS (file + anonymous + shmem pages), read in 1 µs, not 8.
+            statm = resident_bytes()
+            run.host_rss_entry_bytes = statm[0] if statm is not None else read_resident_peak().rss_bytes
+
+
+def _exit_host_peak(
+    run: _Run, allocated: int | None, reserved: int | None, interval_s: float
+) -> tuple[int | None, int | None, str | None]:
+    """A host session's (peak allocated, peak reserved) with its resident spike folded in, and
+    a note where there is no spike to fold (the peaks are then only sampled).
+
+    VmHWM counts every resident page, the entry's ``reserved_bytes`` only anonymous ones, so the
+    spike is VmHWM − the resident set at entry, on VmHWM's basis, added to each entry figure.
+    Adding it to malloc's in-use figure too makes ``peak_increase_bytes`` (what ``max_peak``
+    limits) cover memory touched and freed between two samples; that figure then also counts
+    memory malloc does not see (pymalloc arenas), which is the host memory the block took.
+    """
+    if run.device.type != "cpu":
+        return allocated, reserved, None
+    entry, hwm = run.host_rss_entry_bytes, run.host_hwm_floor_bytes
+    if entry is None or hwm is None:
+        reason = resident_peak_reset_unavailable() or "VmHWM not readable from /proc/self/status"
+        every = f"{interval_s * 1000:g} ms" if interval_s < 1 else f"{interval_s:g} s"
+        note = f"host peak sampled every {every}: {reason}, short spikes may be missed"
+        return allocated, reserved, note
+    spike = max(0, hwm - entry)
+    before = run.before
+    if before.allocated_bytes is not None:
+        allocated = _max(allocated, before.allocated_bytes + spike)
+    if before.reserved_bytes is not None:
+        reserved = _max(reserved, before.reserved_bytes + spike)
+    return allocated, reserved, None
