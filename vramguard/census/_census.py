@@ -35,7 +35,7 @@ from vramguard.census._cycles import GcWatch
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._order import OrderRecorder
-from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, on_device
+from vramguard.census._scan import StorageWeakRef, describe, heap_index, heap_tensors, on_device
 from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.core._records import Leak, OrderViolation
 from vramguard.core._sizes import format_size
@@ -245,13 +245,24 @@ class Census:
         """Survivors whose storage an older tensor also uses are no new memory (a new view of
         an old weight). The heap is thawed: every tensor is visible."""
         new = {id(search.objs[i]) for members in groups.values() for i in members}
-        for tensor in heap_tensors():
+        parameter = torch.nn.Parameter
+        if any(issubclass(type(search.objs[i]), parameter) for members in groups.values() for i in members):
+            # The walk will need the module tree: one pass gives the tensors and the modules.
+            tensors, modules = heap_index()
+            search.use_modules(modules)
+            del modules
+        else:
+            tensors = heap_tensors()
+        for tensor in tensors:
             if id(tensor) in new or not on_device(tensor, self.device):
                 continue
             key = tensor_key(tensor)
             if key is not None:
                 self._old.add(key[0])
                 groups.pop(key[0], None)
+        # The list holds every tensor, the survivors too: gone before the walk scans for referrers.
+        tensors.clear()
+        del tensors
 
     def _add_saved(
         self,

@@ -121,14 +121,19 @@ class HolderSearch:
             if is_a(namespace, dict):
                 self._module_names.setdefault(id(namespace), name)
         self._index_frames()
-        parameter = torch.nn.Parameter
-        self._want_modules = any(issubclass(type(o), (parameter, torch.nn.Module)) for o in self.objs)
+        if not self._modules_indexed:
+            kinds = (torch.nn.Parameter, torch.nn.Module)
+            self._want_modules = any(issubclass(type(o), kinds) for o in self.objs)
 
-    def _index_modules(self) -> None:
+    def use_modules(self, modules: list[torch.nn.Module]) -> None:
+        """Index the ``nn.Module`` tree from the census's own heap pass (no pass of its own)."""
         self._want_modules, self._modules_indexed = False, True
-        modules = heap_modules()
         for module in modules:
             self._index_module(module)
+
+    def _index_modules(self) -> None:
+        modules = heap_modules()
+        self.use_modules(modules)
         del modules
 
     def _index_grads(self) -> None:

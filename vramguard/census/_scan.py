@@ -26,6 +26,7 @@ _T = TypeVar("_T")
 __all__ = [
     "StorageWeakRef",
     "describe",
+    "heap_index",
     "heap_modules",
     "heap_tensors",
     "heap_tensors_slow",
@@ -100,6 +101,23 @@ def heap_modules() -> list[torch.nn.Module]:
     object (~6 ms per 100k objects here; ``issubclass`` per object costs twice that)."""
     kinds = module_types()
     return [obj for obj in gc.get_objects() if type(obj) in kinds]
+
+
+def heap_index() -> tuple[list[torch.Tensor], list[torch.nn.Module]]:
+    """Every tensor and every ``nn.Module`` on the heap in one ``gc.get_objects()`` pass (one
+    set lookup per object): the census's own pass when the holder search will need the module
+    tree, so that it never pays for a second one."""
+    tensors = set(tensor_types())
+    modules = module_types()
+    found_tensors: list[torch.Tensor] = []
+    found_modules: list[torch.nn.Module] = []
+    for obj in gc.get_objects():
+        kind = type(obj)
+        if kind in tensors:
+            found_tensors.append(obj)
+        elif kind in modules:
+            found_modules.append(obj)
+    return found_tensors, found_modules
 
 
 def heap_tensors_slow() -> list[torch.Tensor]:

@@ -29,9 +29,11 @@ What it keeps, and why it stays small:
 - Entries leave with their storage. Since torch 2.1 a storage's Python object, once made, lives
   exactly as long as its ``StorageImpl`` (PyObject preservation, as for tensors), so the weak
   reference's callback runs when the storage is freed, before its address can be reused: the
-  table holds only storages alive now. (The earlier table held a ``StorageWeakRef`` per entry
-  and swept every 4096 entries: freed storages' entries, each pinning its ``StorageImpl``, piled
-  up until then.)
+  table holds only storages alive now. Never a ``StorageWeakRef``: the earlier table held one
+  per entry and swept every 4096 entries, and each freed storage's pinned ``StorageImpl`` (a
+  small C++ object allocated beside the tensors' buffers) fragmented malloc's heap. Measured
+  here on 20 forward passes of a small transformer: +20–30 MiB of resident peak and ~+50 % CPU
+  time per block, from the pins alone (docs/benchmarks.md, "Creation sites").
 """
 
 from __future__ import annotations
