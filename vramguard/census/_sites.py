@@ -8,9 +8,9 @@ parameters built by ``nn.Module`` constructors and intermediates saved by autogr
 Measured in docs/benchmarks.md ("Creation sites").
 
 No ``torch._dynamo`` import. ``TorchDispatchMode`` wraps a subclass's ``__torch_dispatch__`` in
-``torch._disable_dynamo``, whose first call imports ``torch._dynamo``: measured here, +72 MiB
-of host memory and +2 s inside the first block that records sites, which the session then
-reported as the block's own peak. The recorder opts out of that wrapper; only where
+``torch._disable_dynamo``, whose first call imports ``torch._dynamo``: measured here, about
++100 MiB resident and 1–2 s inside the first block that records sites, which the session then
+reported as the block's own. The recorder opts out of that wrapper; only where
 ``torch._dynamo`` is loaded already (the program uses ``torch.compile``) does ``SiteRecorder()``
 give the wrapped variant, so that compiled code never traces into the recorder. (A program that
 first imports dynamo inside a recording block gets, for that block, dynamo tracing into the
@@ -21,7 +21,8 @@ What it keeps, and why it stays small:
 - One entry per storage, keyed like the census (:func:`storage_key`, the ``StorageImpl``
   address), never per op: an op whose outputs all alias its inputs (views, in-place and
   ``out=`` ops) creates no storage and is skipped before its outputs are even looked at — apart
-  from the few that can give a storage its first memory (``resize_``, ``set_``, ``out=``).
+  from the few that can give a storage its first memory (``resize_``, ``set_``, ``out=``), where
+  only a storage that had no memory before the op counts as new.
 - An entry is a Python weak reference to the storage's Python object carrying the key and a
   short ``file:line in function`` string. No tensor, storage, frame or traceback is held: the
   frame walk follows ``f_back`` from the op to the first user frame and keeps nothing, and the
@@ -31,9 +32,10 @@ What it keeps, and why it stays small:
   reference's callback runs when the storage is freed, before its address can be reused: the
   table holds only storages alive now. Never a ``StorageWeakRef``: the earlier table held one
   per entry and swept every 4096 entries, and each freed storage's pinned ``StorageImpl`` (a
-  small C++ object allocated beside the tensors' buffers) fragmented malloc's heap. Measured
+  small C++ object allocated beside the tensors' buffers) stayed until the sweep; measured
   here on 20 forward passes of a small transformer: +20–30 MiB of resident peak and ~+50 % CPU
-  time per block, from the pins alone (docs/benchmarks.md, "Creation sites").
+  time per block from the pins alone (under 100 KiB of them: by all signs a fragmented malloc
+  heap; docs/benchmarks.md, "Creation sites").
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ _FRESH = 0  # new tensors (most ops): look at every output
 _ALIASES = 1  # views, in-place ops, ops returning nothing: never a new storage, skipped
 _GROWS = 2  # aliasing ops that can give a storage its first memory: resize_, set_, out= ops
 _GROWING_OPS = frozenset({"aten::resize_", "aten::resize_as_", "aten::set_", "aten::_resize_output_"})
+# Views whose schema names no alias (the output shares the input's storage all the same).
+_UNMARKED_VIEWS = frozenset({"aten::_unsafe_view"})
 
 
 def sites_requested() -> bool:
@@ -211,6 +215,8 @@ def _kind(func: Any) -> int:
         schema = func._schema
         if schema.name in _GROWING_OPS or any(arg.is_out for arg in schema.arguments):
             return _GROWS
+        if schema.name in _UNMARKED_VIEWS:
+            return _ALIASES
         return _ALIASES if all(ret.alias_info is not None for ret in schema.returns) else _FRESH
     except Exception:  # not an OpOverload with a schema: look at its outputs
         return _FRESH
