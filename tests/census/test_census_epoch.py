@@ -187,3 +187,17 @@ def test_holder_bounds_are_checked(value: object) -> None:
 
     with pytest.raises(InvalidArgument, match="holder_levels"):
         gpu_session(device="cpu", holder_levels=value)  # type: ignore[arg-type]
+
+
+OLD_MODEL = torch.nn.Linear(512, 512)
+
+
+def test_gradients_written_into_an_older_model_on_the_host_are_noted_not_hidden() -> None:
+    OLD_MODEL(torch.ones(2, 512)).sum().backward()  # warm-up: autograd's first backward allocates
+    OLD_MODEL.zero_grad(set_to_none=True)
+    with gpu_session(device="cpu", leaks="ignore") as s:
+        OLD_MODEL(torch.ones(2, 512)).sum().backward()
+    assert s.report is not None
+    # The host has no allocator block list: the census cannot name them, the report says so.
+    assert any("more than at entry that no tensor created in the block accounts for" in n for n in s.report.notes)
+    OLD_MODEL.zero_grad(set_to_none=True)

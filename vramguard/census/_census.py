@@ -39,7 +39,7 @@ from vramguard.census._scan import StorageWeakRef, describe, heap_index, heap_te
 from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.core._records import Leak, OrderViolation
 from vramguard.core._sizes import format_size
-from vramguard.core._tensors import tensor_key, tensors_in
+from vramguard.core._tensors import storages_of, tensor_key, tensors_in
 from vramguard.probes import Block, live_blocks, new_blocks, uncovered
 
 _Survivor = tuple[int, int, "weakref.ref[torch.Tensor]", StorageWeakRef]
@@ -125,23 +125,25 @@ class Census:
         self._violations = self._order.stop()
         hard, self._soft = _kept_keys(kept or [], self.device)
         seen: set[int] = set()
-        tensors = EPOCH.new_tensors() if self._in_epoch else heap_tensors()
+        tensors = [t for t in (EPOCH.new_tensors() if self._in_epoch else heap_tensors()) if on_device(t, self.device)]
+        listed = {id(t) for t in tensors}
+        # A sparse tensor counts its indices with its values: tensors viewing those index
+        # storages (the components it was built from) are part of it, not leaks of their own.
+        parts = {key for t in tensors if t.layout != torch.strided for key, _ in storages_of(t)[1:]}
         parameter = torch.nn.Parameter
         for tensor in tensors:
-            if not on_device(tensor, self.device):
-                continue
-            self._note(tensor, hard, seen)
+            self._note(tensor, hard, seen, parts)
             if issubclass(type(tensor), parameter):
                 grad = _grad(tensor)  # written by backward() from C++: no Python object until read
-                if grad is not None and on_device(grad, self.device):
-                    self._note(grad, hard, seen)
+                if grad is not None and id(grad) not in listed and on_device(grad, self.device):
+                    self._note(grad, hard, seen, parts)
                 del grad
         del tensors
         self._watch.start()
 
-    def _note(self, tensor: torch.Tensor, hard: set[int], seen: set[int]) -> None:
+    def _note(self, tensor: torch.Tensor, hard: set[int], seen: set[int], parts: set[int] | None = None) -> None:
         key = tensor_key(tensor)
-        if key is None or key[0] in self._entry or key[0] in hard:
+        if key is None or key[0] in self._entry or key[0] in hard or (parts and key[0] in parts):
             return
         self._survivors.append((key[0], key[1], weakref.ref(tensor), StorageWeakRef(key[2])))
         self._ptrs.setdefault(key[0], key[2].data_ptr())
@@ -217,7 +219,8 @@ class Census:
             tensor = ref()
             if tensor is not None:
                 groups.setdefault(key, []).append(search.add(tensor))
-                self._bytes[key] = nbytes
+                self._bytes[key] = max(self._bytes.get(key, 0), nbytes)  # a sparse tensor's, not its values'
+
             del tensor
         if not groups:
             return groups

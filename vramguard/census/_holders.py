@@ -155,7 +155,6 @@ class HolderSearch:
                 if issubclass(type(tensor), parameter) and not self._modules_indexed:
                     self._want_modules = True  # name the parameter from its module next level
             del grad
-        del tensor
 
     def _index_frames(self) -> None:
         for top in list(sys._current_frames().values()):

@@ -144,6 +144,8 @@ def describe(tensor: torch.Tensor) -> str:
         dtype = str(tensor.dtype).removeprefix("torch.")
         shape = ", ".join(str(int(d)) for d in tensor.shape)
         text = f"{dtype}[{shape}] {tensor.device}"
+        if tensor.layout != torch.strided:
+            text = f"{str(tensor.layout).removeprefix('torch.')} {text}"
     except Exception:
         return type(tensor).__name__
     if issubclass(type(tensor), torch.nn.Parameter):
