@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/census.py [--objects 300000,1000000,3000000] [--steps 20] [--repeats 5]
     .venv/bin/python benchmarks/census.py --objects 1000000 --profile attr   # cProfile of one session
+    .venv/bin/python benchmarks/census.py --breakdown           # CPU time per census function, leak sessions
 
 Every time is CPU time of the process (``time.process_time()``, all its threads), not wall-clock
 time, so a loaded machine's waiting does not count; torch runs one thread.
@@ -395,6 +396,60 @@ def profile(extra: int, name: str) -> None:
     del ballast
 
 
+# The census's steps a leak session's exit goes through: (module, class, method).
+BREAKDOWN = (
+    ("vramguard.census._census", "Census", "stop"),
+    ("vramguard.census._census", "Census", "collect_block"),
+    ("vramguard.census._census", "Census", "settle"),
+    ("vramguard.census._census", "Census", "_drop_shared"),
+    ("vramguard.census._holders", "HolderSearch", "index_heap"),
+    ("vramguard.census._holders", "HolderSearch", "_scan"),
+    ("vramguard.census._census", "Census", "finish"),
+)
+
+
+def breakdown(extras: list[int], repeats: int) -> None:
+    """Each leak shape's exit, and the CPU time of the census's steps in it (each method wrapped
+    with ``process_time``; ``HolderSearch._scan`` is one ``gc.get_referrers`` per level)."""
+    import importlib
+
+    spent: dict[str, float] = {}
+    calls: dict[str, int] = {}
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - began
+                calls[label] = calls.get(label, 0) + 1
+
+        return wrapper
+
+    for module_name, cls_name, method in BREAKDOWN:
+        cls = getattr(importlib.import_module(module_name), cls_name, None)
+        if cls is not None and callable(getattr(cls, method, None)):
+            setattr(cls, method, timed(f"{cls_name}.{method}", getattr(cls, method)))
+    for shape in SHAPES:  # warm-up
+        _session(shape)
+    print(f"\nCPU time of the census's steps in a leak session's exit, mean of {repeats} sessions")
+    for extra in extras:
+        ballast = _ballast(extra)
+        gc.collect()
+        print(f"\n  +{extra} objects: {len(gc.get_objects())} live gc-tracked objects")
+        for shape in LEAK_SHAPES:
+            spent.clear()
+            calls.clear()
+            exits = [_session(shape)[1] for _ in range(repeats)]
+            print(f"  {shape.name}: exit {statistics.median(exits) * 1e3:.1f} ms (median)")
+            for label, seconds in spent.items():
+                print(f"    {label:<28} {seconds / repeats * 1e3:8.1f} ms  {calls[label] / repeats:5.1f} calls")
+        del ballast
+        gc.collect()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--objects", default="300000,1000000,3000000", help="extra live objects, comma-separated")
@@ -402,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-loops", action="store_true", help="skip section 1")
     parser.add_argument("--profile", choices=[s.name for s in SHAPES], help="profile one session of this shape")
+    parser.add_argument("--breakdown", action="store_true", help="CPU time per census step in leak sessions")
     args = parser.parse_args(argv)
     if args.repeats < 3:
         parser.error("--repeats: at least 3")
@@ -410,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, one thread, host; CPU time (time.process_time)")
     if args.profile:
         profile(max(extras, default=0), args.profile)
+        return 0
+    if args.breakdown:
+        breakdown(extras, args.repeats)
         return 0
     if not args.skip_loops:
         bench_loops(args.steps, args.repeats)
