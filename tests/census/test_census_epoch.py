@@ -201,3 +201,17 @@ def test_gradients_written_into_an_older_model_on_the_host_are_noted_not_hidden(
     # The host has no allocator block list: the census cannot name them, the report says so.
     assert any("more than at entry that no tensor created in the block accounts for" in n for n in s.report.notes)
     OLD_MODEL.zero_grad(set_to_none=True)
+
+
+OLD_WEIGHT = torch.nn.Linear(64, 64)
+
+
+def test_a_leaked_output_whose_graph_saved_an_older_weight_leaks_only_its_own_memory() -> None:
+    x = torch.ones(4, 64, requires_grad=True)
+    with gpu_session(device="cpu", leaks="ignore") as s:
+        HELD.append(OLD_WEIGHT(x * 2))  # its graph saves x*2 and views OLD_WEIGHT's weight
+    report = s.report
+    assert report is not None
+    descriptions = [leak.description for leak in report.leaks]
+    assert all("64, 64" not in d for d in descriptions), str(report)  # the old weight is no leak
+    assert report.leaked_bytes == 2 * 4 * 64 * 4, str(report)  # the output and the saved x*2

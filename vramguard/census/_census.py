@@ -249,7 +249,10 @@ class Census:
         an old weight). The heap is thawed: every tensor is visible."""
         new = {id(search.objs[i]) for members in groups.values() for i in members}
         parameter = torch.nn.Parameter
-        if any(issubclass(type(search.objs[i]), parameter) for members in groups.values() for i in members):
+        with_parameters = any(issubclass(type(search.objs[i]), parameter) for g in groups.values() for i in g)
+        if not with_parameters and _explained(search, groups):
+            return  # every user of every surviving storage is a new tensor: no older one to find
+        if with_parameters:
             # The walk will need the module tree: one pass gives the tensors and the modules.
             tensors, modules = heap_index()
             search.use_modules(modules)
@@ -446,6 +449,27 @@ class Census:
                 )
             )
         return leaks
+
+
+def _explained(search: HolderSearch, groups: dict[int, list[int]]) -> bool:
+    """True when each surviving storage is used by exactly the new tensors found for it: its
+    use count (one per tensor, plus the storage object read here) says no older tensor and no
+    C++ holder shares it, and no survivor has an autograd graph (which may save older tensors),
+    so the pass over every tensor of the heap can be skipped."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:
+        return False
+    for members in groups.values():
+        if any(getattr(search.objs[i], "grad_fn", None) is not None for i in members):
+            return False  # its graph may save older tensors (weights): the pass tells them apart
+        tensor: Any = search.objs[members[0]]
+        if tensor.layout != torch.strided:
+            return False
+        storage = tensor.untyped_storage()
+        if int(use_count(storage._cdata)) != len(members) + 1:
+            return False
+        del storage, tensor
+    return True
 
 
 def _grad(parameter: Any) -> torch.Tensor | None:

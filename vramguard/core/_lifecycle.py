@@ -172,7 +172,9 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         else:
             floor = HOST_NOISE_FLOOR_BYTES if dev.type == "cpu" else 0
             collect = _collect.allocator_policy(dev, run.before, run.kept, floor)
-        steps, after = _release.run_release(dev, drop, start=at_exit, mark=run.mark, collect=collect)
+        steps, after = _release.run_release(
+            dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=_release.HOST_TRIM_FLOOR_BYTES
+        )
     else:
         drop()
         # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).

@@ -26,7 +26,7 @@ from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import ReleaseReport, ReleaseStep, _diff
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
-from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, resolve_device, take
+from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, read_heap, resolve_device, take
 
 Mark = Callable[[str], None]
 
@@ -42,10 +42,33 @@ def evict_module(module: torch.nn.Module, device: torch.device) -> str:
     return f"{type(module).__name__}: {format_size(nbytes)} of parameters and buffers moved to the meta device"
 
 
-def _sync_and_empty(dev: torch.device) -> list[tuple[str, Callable[[], str]]]:
+HOST_TRIM_FLOOR_BYTES = 16 * 1024 * 1024
+"""A session's release trims the host heap only when malloc's free bytes grew by this much since
+the last trim. ``malloc_trim(0)`` hands freed pages back to the OS, and the next allocations
+fault them back in: at every step of an inference loop (a 19 ms step, 4 MiB freed per step) that
+cost 1.4–1.7 ms a step, most of a session's price (benchmarks/inference_loop.py). The explicit
+:func:`release` always trims."""
+
+_free_after_trim: int | None = None
+
+
+def _host_trim(floor_bytes: int) -> str:
+    global _free_after_trim
+    free = read_heap().free_in_arenas_bytes
+    last = _free_after_trim
+    if floor_bytes and free is not None and last is not None and free - last < floor_bytes:
+        grown = format_size(max(0, free - last))
+        return f"skipped: malloc's free bytes grew by {grown} since the last trim, under {format_size(floor_bytes)}"
+    if not malloc_trim():
+        return "malloc_trim unavailable (not glibc)"
+    _free_after_trim = read_heap().free_in_arenas_bytes
+    return ""
+
+
+def _sync_and_empty(dev: torch.device, trim_floor_bytes: int = 0) -> list[tuple[str, Callable[[], str]]]:
     """The device-specific steps after gc: (name, action returning a detail)."""
     if dev.type == "cpu":
-        return [("malloc_trim", lambda: "" if malloc_trim() else "malloc_trim unavailable (not glibc)")]
+        return [("malloc_trim", lambda: _host_trim(trim_floor_bytes))]
     if not cuda_initialized():
         # Nothing was ever allocated; touching CUDA now would create a context.
         skip = "skipped: CUDA not initialised in this process"
@@ -85,17 +108,19 @@ def run_release(
     start: MemorySnapshot | None = None,
     mark: Mark | None = None,
     collect: Callable[[], str] = full_collect,
+    trim_floor_bytes: int = 0,
 ) -> tuple[tuple[ReleaseStep, ...], MemorySnapshot]:
     """Run the four steps on ``dev``, timing each and measuring what it freed.
 
     ``drop`` performs step 1 and returns a detail for the report; ``collect`` performs step 2
     (a session passes a policy that pays for a full collection only when it must) and says
-    which collections ran. Returns the steps and the final snapshot (with NVML).
+    which collections ran; on the host the heap is trimmed only when malloc's free bytes grew by
+    ``trim_floor_bytes`` since the last trim. Returns the steps and the final snapshot (with NVML).
     """
     steps: list[ReleaseStep] = []
     current = start if start is not None else take(dev, nvml=False)
     actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
-    actions += _sync_and_empty(dev)
+    actions += _sync_and_empty(dev, trim_floor_bytes)
     for name, action in actions:
         if mark is not None:
             mark(f"release:{name}")
