@@ -176,6 +176,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         else:
             devices[str(device)] = GpuSession(item.nodeid, device=device, leaks="ignore")
     gc.collect()  # garbage from earlier tests is not this test's
+    if any(device.startswith("cpu") for device in devices):
+        from vramguard.probes import malloc_trim
+
+        # Free pages earlier tests left resident would take this test's allocations without
+        # raising the resident high-water mark that is the host's peak.
+        malloc_trim()
     entered: list[GpuSession] = [s for s in devices.values() if s is fixture]
     raised = True
     try:

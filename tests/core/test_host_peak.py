@@ -27,7 +27,7 @@ from vramguard.probes import (
 MIB = 2**20
 HAS_PROC_STATUS = os.path.exists("/proc/self/status")
 _CPUS = os.cpu_count() or 1
-SLACK = min(8 * MIB, _CPUS * max(32, 2 * _CPUS) * 4096)
+SLACK = min(8 * MIB, 2 * _CPUS * max(32, 2 * _CPUS) * 4096)  # the mark and the entry's RSS: both approximate
 """How far under the true peak VmHWM may read: the kernel sets it from its RSS counter without
 the per-CPU parts not yet folded in (at most a batch of max(32, 2 × CPUs) pages per CPU; 120–250
 KiB measured on a 2-CPU machine)."""

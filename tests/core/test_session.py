@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 import warnings
 from typing import Any
@@ -35,6 +36,16 @@ def _clear_retained() -> Any:
     gc.collect()
 
 
+def _slack(device: str) -> int:
+    """The host peak is the kernel's resident high-water mark, which it keeps from per-CPU
+    counters batched up to max(32, 2 × CPUs) pages each, as is the entry's resident set: the
+    spike may read twice that low."""
+    if not device.startswith("cpu"):
+        return 0
+    cpus = os.cpu_count() or 1
+    return 2 * cpus * max(32, 2 * cpus) * 4096
+
+
 @pytest.mark.parametrize("census", [True, False], ids=["census", "allocator"])
 def test_tensor_dropped_inside_the_block_is_no_leak(device: str, census: bool) -> None:
     with gpu_session("drop", device=device, leaks="raise", census=census) as s:
@@ -46,7 +57,7 @@ def test_tensor_dropped_inside_the_block_is_no_leak(device: str, census: bool) -
     assert report.leaked_bytes == 0
     assert report.name == "drop"
     assert report.peak_allocated_bytes is not None and report.before.allocated_bytes is not None
-    assert report.peak_increase_bytes is not None and report.peak_increase_bytes >= 64 * MIB
+    assert report.peak_increase_bytes is not None and report.peak_increase_bytes >= 64 * MIB - _slack(device)
 
 
 @pytest.mark.parametrize("census", [True, False], ids=["census", "allocator"])
@@ -180,7 +191,8 @@ def test_nested_sessions_each_report_and_outer_peak_covers_inner(device: str) ->
         y = torch.ones(MIB // 4, device=device)
         del y
     assert inner.report is not None and outer.report is not None
-    assert inner.report.peak_increase_bytes is not None and inner.report.peak_increase_bytes >= 128 * MIB
+    assert inner.report.peak_increase_bytes is not None
+    assert inner.report.peak_increase_bytes >= 128 * MIB - _slack(device)
     assert outer.report.peak_allocated_bytes is not None and inner.report.peak_allocated_bytes is not None
     assert outer.report.peak_allocated_bytes >= inner.report.peak_allocated_bytes
     assert not outer.report.concurrent and not inner.report.concurrent

@@ -27,11 +27,7 @@ from vramguard.core._run import (
 from vramguard.core._sampler import SAMPLER, Subscription
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
-from vramguard.probes import (
-    MemorySnapshot,
-    reset_peak,
-    take,
-)
+from vramguard.probes import MemorySnapshot, malloc_trim, reset_peak, resident_peak_resettable, take
 
 if TYPE_CHECKING:
     from vramguard.core._session import GpuSession
@@ -49,8 +45,16 @@ def start(session: GpuSession, name: str) -> _Run:
     me = _owner()
     record = session.sample_every is not None
     subscription = None
-    if dev.type == "cpu" or record:
+    # The host's peak is the kernel's resident high-water mark where it can be reset; the sampler
+    # (a thread reading malloc every 5 ms: 0.8 ms of a 19 ms inference step) then runs only for a
+    # timeline. Where the mark cannot be reset, the sampler is the peak.
+    if record or (dev.type == "cpu" and not resident_peak_resettable()):
         subscription = Subscription(dev, session.sample_interval_s, record, nvml=record)
+    if dev.type == "cpu" and session.max_peak_bytes is not None:
+        # A limit wants every byte the block touches: free pages the process still holds would
+        # take allocations without raising the resident mark. Trimmed only for limited sessions:
+        # at every step of a loop the page faults it causes cost more than the session.
+        malloc_trim()
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
     with _active_lock:

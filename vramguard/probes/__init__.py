@@ -13,6 +13,7 @@ from vramguard.probes._host import (
     reset_resident_peak,
     resident_bytes,
     resident_peak_reset_unavailable,
+    resident_peak_resettable,
 )
 from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
 from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
@@ -39,6 +40,7 @@ __all__ = [
     "reset_resident_peak",
     "resident_bytes",
     "resident_peak_reset_unavailable",
+    "resident_peak_resettable",
     "resolve_device",
     "snapshot",
     "take",

@@ -285,6 +285,17 @@ def reset_resident_peak() -> bool:
     return True
 
 
+def resident_peak_resettable() -> bool:
+    """True where :func:`reset_resident_peak` works (checked once, at the first call of either)."""
+    global _reset_verified, _reset_unavailable
+    if not _reset_verified:
+        with _reset_lock:
+            if _reset_unavailable is None and not _reset_verified:
+                _reset_unavailable = _check_reset()
+                _reset_verified = _reset_unavailable is None
+    return _reset_verified
+
+
 def resident_peak_reset_unavailable() -> str | None:
     """Why :func:`reset_resident_peak` cannot work here, or None (it works, or was not tried yet)."""
     return _reset_unavailable
