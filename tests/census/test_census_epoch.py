@@ -125,7 +125,7 @@ def test_a_program_that_froze_its_heap_keeps_its_freeze_and_still_gets_the_censu
 def test_a_new_view_of_an_older_tensor_is_no_new_memory() -> None:
     weight = torch.ones(4 * KIB)
     with gpu_session(device="cpu", leaks="raise") as s:
-        HELD.append(weight[: KIB])
+        HELD.append(weight[:KIB])
     assert s.report is not None and s.report.leaked_bytes == 0
 
 
@@ -215,3 +215,57 @@ def test_a_leaked_output_whose_graph_saved_an_older_weight_leaks_only_its_own_me
     descriptions = [leak.description for leak in report.leaks]
     assert all("64, 64" not in d for d in descriptions), str(report)  # the old weight is no leak
     assert report.leaked_bytes == 2 * 4 * 64 * 4, str(report)  # the output and the saved x*2
+
+
+class _Node:
+    pass
+
+
+OLD_HOLDER = _Node()
+
+
+def _walk_in_epoch(make: Any) -> tuple[tuple[str, ...], int, int]:
+    """Open an epoch, let ``make`` build the holders of a new tensor, walk them with the heap
+    frozen: (paths, full scans, young scans)."""
+    from vramguard.census._holders import HolderSearch
+
+    assert EPOCH.enter()
+    try:
+        tensor = make()
+        with EPOCH.lazily_thawed() as thaw:
+            search = HolderSearch(None, thaw=thaw)
+            search.add_group([search.add(tensor)])
+            del tensor
+            search.index_heap()
+            (found,) = search.run()
+            scans, young = search.scans, search.young_scans
+            search.close()
+    finally:
+        EPOCH.leave()
+    return found.paths, scans, young
+
+
+def test_holders_the_block_made_are_found_by_scanning_the_young_objects_alone() -> None:
+    def make() -> torch.Tensor:
+        HELD.append(_Node())
+        HELD[-1].inner = _Node()
+        HELD[-1].inner.t = torch.ones(8)
+        return HELD[-1].inner.t  # type: ignore[no-any-return]
+
+    paths, scans, young = _walk_in_epoch(make)
+    assert paths == (f"global {__name__}.HELD[0].inner.t",)
+    assert young >= 2  # the tensor's and the nodes' referrers came from the young objects
+    assert scans <= 2  # only the older list (HELD) and the module's globals needed the whole heap
+
+
+def test_an_older_holder_makes_the_search_scan_the_whole_heap() -> None:
+    def make() -> torch.Tensor:
+        OLD_HOLDER.t = torch.ones(8)  # type: ignore[attr-defined]
+        return OLD_HOLDER.t  # type: ignore[attr-defined, no-any-return]
+
+    try:
+        paths, scans, _ = _walk_in_epoch(make)
+        assert paths[0].startswith(f"global {__name__}.OLD_HOLDER")
+        assert scans >= 1
+    finally:
+        del OLD_HOLDER.t  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -189,16 +190,16 @@ class Census:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            with EPOCH.thawed():
-                holders = self._judge(kept)
+            with EPOCH.lazily_thawed() as thaw:
+                holders = self._judge(kept, thaw if self._in_epoch and EPOCH.frozen else None)
         finally:
             if collecting:
                 gc.enable()
         self._settled = holders
         self.needs_full_collection = any(not h.rooted and not h.kept for h in holders.values())
 
-    def _judge(self, kept: list[object]) -> dict[int, Holders]:
-        search = HolderSearch(kept, self.bounds)
+    def _judge(self, kept: list[object], thaw: Callable[[], None] | None) -> dict[int, Holders]:
+        search = HolderSearch(kept, self.bounds, thaw)
         try:
             groups = self._groups(search)
             if not groups:
@@ -252,6 +253,7 @@ class Census:
         with_parameters = any(issubclass(type(search.objs[i]), parameter) for g in groups.values() for i in g)
         if not with_parameters and _explained(search, groups):
             return  # every user of every surviving storage is a new tensor: no older one to find
+        search.whole_heap()  # the pass below needs every tensor, the older ones too
         if with_parameters:
             # The walk will need the module tree: one pass gives the tensors and the modules.
             tensors, modules = heap_index()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -119,6 +119,31 @@ class HeapEpoch:
                 yield
             finally:
                 if was_frozen and self._depth > 0 and not self._frozen:
+                    self._freeze_again()
+
+    @property
+    def frozen(self) -> bool:
+        """True while the objects older than the epoch are out of the collector's sight."""
+        return self._frozen
+
+    @contextmanager
+    def lazily_thawed(self) -> Iterator[Callable[[], None]]:
+        """Like :meth:`thawed`, but the heap stays frozen until the caller calls the function it
+        is given: a holder search scans the block's young objects cheaply first, and pays for
+        the whole heap only when an older object must hold what it walks."""
+        with self._lock:
+            thawed = False
+
+            def thaw() -> None:
+                nonlocal thawed
+                if self._frozen:
+                    self._thaw()
+                    thawed = True
+
+            try:
+                yield thaw
+            finally:
+                if thawed and self._depth > 0 and not self._frozen:
                     self._freeze_again()
 
     # -- internals --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import gc
 import sys
 import types
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,8 +76,14 @@ def _member_label(key: object) -> str:
 class HolderSearch:
     """One walk for all the leaks of a census; create, :meth:`add_group`, :meth:`run`, :meth:`close`."""
 
-    def __init__(self, kept: object, bounds: SearchBounds | None = None) -> None:
+    def __init__(
+        self, kept: object, bounds: SearchBounds | None = None, thaw: Callable[[], None] | None = None
+    ) -> None:
         self.bounds = bounds or SearchBounds()
+        # Given while the heap epoch is frozen: scans see the young objects only (cheap) until
+        # one finds a node that an older object must hold; then the heap is thawed for good.
+        self._thaw = thaw
+        self.young_scans = 0
         self.objs: list[object] = []
         self._index: dict[int, int] = {}
         self._own: set[int] = {id(self.objs), id(self._index)}
@@ -131,7 +137,14 @@ class HolderSearch:
         for module in modules:
             self._index_module(module)
 
+    def whole_heap(self) -> None:
+        """Thaw the heap epoch (when the search was given it frozen): every object in sight."""
+        if self._thaw is not None:
+            thaw, self._thaw = self._thaw, None
+            thaw()
+
     def _index_modules(self) -> None:
+        self.whole_heap()
         modules = heap_modules()
         self.use_modules(modules)
         del modules
@@ -141,6 +154,7 @@ class HolderSearch:
         autograd metadata, so no scan finds it (the gradient of a parameter older than the
         census, which an optimizer's step read). One heap pass, when a tensor has no referrer."""
         self._grads_indexed = True
+        self.whole_heap()
         parameter = torch.nn.Parameter
         for tensor in heap_tensors():
             try:
@@ -243,13 +257,44 @@ class HolderSearch:
             for i in chunk:
                 self._referrers[i] = []
             self._own.add(id(batch))
-            found = gc.get_referrers(*batch)
-            self.scans += 1
+            found = None if self._thaw is None else self._young_referrers(batch, chunk, by_id)
+            if found is None:
+                self.whole_heap()
+                found = gc.get_referrers(*batch)
+                self.scans += 1
             self._own.discard(id(batch))
             del batch
             for referrer in found:
                 self._classify(referrer, by_id)
             del found
+
+    def _young_referrers(
+        self, batch: tuple[object, ...], chunk: list[int], by_id: dict[int, int]
+    ) -> list[object] | None:
+        """The referrers of ``batch`` among the young objects (the heap is frozen), when they
+        hold every reference to each node: its reference count, less the call's argument and
+        the live frames' locals (which no scan sees), equals the references they make. A
+        reference from C++ or from an older object leaves a node unexplained: None, and the
+        caller scans the whole heap."""
+        # Less getrefcount's argument and ``batch`` (which the scan never reports: it is the
+        # very argument tuple of ``gc.get_referrers(*batch)``).
+        expected = {
+            i: sys.getrefcount(self.objs[i]) - 2 - len(self._locals.get(id(self.objs[i]), ())) for i in chunk
+        }
+        counts = dict.fromkeys(chunk, 0)
+        found = gc.get_referrers(*batch)
+        self.young_scans += 1
+        for referrer in found:
+            if referrer is batch:
+                continue
+            for x in gc.get_referents(referrer):
+                index = by_id.get(id(x))
+                if index is not None:
+                    counts[index] += 1
+        if all(counts[i] >= expected[i] for i in chunk):
+            return found
+        del found
+        return None
 
     def _classify(self, referrer: object, by_id: dict[int, int]) -> None:
         if id(referrer) in self._own or is_a(referrer, _WEAK):
