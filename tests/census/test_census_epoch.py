@@ -3,6 +3,7 @@ something did, and never in the way of the program's own collections and freezes
 
 from __future__ import annotations
 
+import functools
 import gc
 import weakref
 from collections.abc import Iterator
@@ -269,3 +270,18 @@ def test_an_older_holder_makes_the_search_scan_the_whole_heap() -> None:
         assert scans >= 1
     finally:
         del OLD_HOLDER.t  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_weights(n: int) -> torch.Tensor:
+    return torch.ones(n)
+
+
+def test_a_result_cached_by_lru_cache_is_named_by_the_cached_function() -> None:
+    try:
+        with gpu_session(device="cpu", leaks="ignore") as s:
+            _cached_weights(KIB)
+        assert s.report is not None and s.report.leaked_bytes == 4 * KIB
+        assert s.report.leaks[0].holders[0] == f"global {__name__}._cached_weights.<lru_cache entry>"
+    finally:
+        _cached_weights.cache_clear()

@@ -177,6 +177,8 @@ class _Renderer:
             expr.accessor += self._member(parent, child)
 
     def _member(self, parent: object, child: object) -> str:
+        if type(parent).__name__ == "_lru_cache_wrapper":
+            return ".<lru_cache entry>"  # functools' C cache holds results out of Python's sight
         if is_a(parent, types.MethodType):
             return ".__self__" if parent.__self__ is child else ".__func__"
         if is_a(parent, functools.partial):
