@@ -171,7 +171,7 @@ def test_max_peak_exceeded_raises_with_the_report(device: str) -> None:
         for _ in range(20):  # keep it alive across a few host samples
             x.add_(1)
         del x
-    assert info.value.report.peak_increase_bytes >= 64 * MIB
+    assert info.value.report.peak_increase_bytes >= 64 * MIB - _slack(device)
 
 
 def test_max_peak_not_exceeded(device: str) -> None:

@@ -37,7 +37,9 @@ def test_sampler_thread_is_joined_after_a_raising_block() -> None:
     assert sampler_threads() == []
     report = session.report
     assert report is not None and report.raised == "RuntimeError"
-    assert report.timeline is not None and len(report.timeline.samples) >= 1
+    # The timeline survives the raise; how many samples a 1 ms block gets is the clock's business.
+    assert report.timeline is not None
+    assert [label for _, label in report.timeline.marks][:2] == ["enter", "exit"]
 
 
 def test_sampler_thread_is_joined_after_a_plain_host_session_left_it_idle() -> None:

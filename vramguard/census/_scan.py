@@ -58,16 +58,22 @@ class StorageWeakRef:
         return bool(self._ref.expired())
 
 
-def tensor_types() -> tuple[type, ...]:
-    """``torch.Tensor`` and every subclass defined so far."""
-    found = [torch.Tensor]
-    seen = {torch.Tensor}
+def _with_subclasses(root: type) -> list[type]:
+    """``root`` and every subclass of it defined so far, breadth first."""
+    found: list[type] = [root]
+    seen: set[type] = {root}
     for cls in found:
-        for sub in cls.__subclasses__():
+        subclasses: list[type] = cls.__subclasses__()
+        for sub in subclasses:
             if sub not in seen:
                 seen.add(sub)
                 found.append(sub)
-    return tuple(found)
+    return found
+
+
+def tensor_types() -> tuple[type, ...]:
+    """``torch.Tensor`` and every subclass defined so far."""
+    return tuple(_with_subclasses(torch.Tensor))
 
 
 def heap_tensors() -> list[torch.Tensor]:
@@ -86,14 +92,7 @@ def heap_tensors() -> list[torch.Tensor]:
 
 def module_types() -> frozenset[type]:
     """``torch.nn.Module`` and every subclass defined so far."""
-    found = [torch.nn.Module]
-    seen = {torch.nn.Module}
-    for cls in found:
-        for sub in cls.__subclasses__():
-            if sub not in seen:
-                seen.add(sub)
-                found.append(sub)
-    return frozenset(found)
+    return frozenset(_with_subclasses(torch.nn.Module))
 
 
 def heap_modules() -> list[torch.nn.Module]:
