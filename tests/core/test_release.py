@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import vramguard
-from vramguard import InvalidArgument, ReleaseReport, gpu_session, release
+from vramguard import InvalidArgument, ReleaseReport, format_size, gpu_session, release
+from vramguard.core import _release
 
 MIB = 2**20
 
@@ -21,7 +22,9 @@ def _mlp_workload() -> None:
     del model
 
 
-def test_malloc_trim_returns_resident_memory_that_del_and_gc_kept() -> None:
+def test_malloc_trim_returns_resident_memory_that_del_and_gc_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trim itself, whatever earlier tests left: a session trims only past the floor (below).
+    monkeypatch.setattr(_release, "HOST_TRIM_FLOOR_BYTES", 0)
     with gpu_session("mlp", device="cpu", leaks="ignore", census=False) as s:
         _mlp_workload()
     report = s.report
@@ -35,6 +38,24 @@ def test_malloc_trim_returns_resident_memory_that_del_and_gc_kept() -> None:
     assert report.at_exit.rss_bytes is not None and report.after.rss_bytes is not None
     rss_drop = report.at_exit.rss_bytes - report.after.rss_bytes
     assert abs(rss_drop - report.reclaimed_bytes) <= max(0.1 * report.reclaimed_bytes, MIB)
+
+
+def test_a_session_that_freed_little_skips_the_trim_and_says_so() -> None:
+    with gpu_session("warm", device="cpu", leaks="ignore"):
+        _mlp_workload()  # whatever the free bytes were, this trim sets the baseline
+    with gpu_session("small", device="cpu", leaks="ignore") as s:
+        x = torch.ones(64 * 1024)
+        del x
+    assert s.report is not None
+    (trim,) = [step for step in s.report.release_steps if step.name == "malloc_trim"]
+    assert trim.detail.startswith("skipped: malloc's free bytes grew by "), trim.detail
+    assert trim.detail.endswith(f"since the last trim, under {format_size(_release.HOST_TRIM_FLOOR_BYTES)}")
+
+
+def test_release_always_trims() -> None:
+    report = release(device="cpu")
+    (trim,) = [step for step in report.steps if step.name == "malloc_trim"]
+    assert not trim.detail.startswith("skipped"), trim.detail
 
 
 class Holder:

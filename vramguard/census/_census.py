@@ -26,24 +26,21 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Callable
-from typing import Any
 
 import torch
 
+from vramguard.census._allocator import BlockDiff
 from vramguard.census._autograd import GraphBudget, graph_tensors, leaf_keys
 from vramguard.census._cycles import GcWatch
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
+from vramguard.census._judge import Judge, Survivor, grad_of
 from vramguard.census._order import OrderRecorder
-from vramguard.census._scan import StorageWeakRef, describe, heap_index, heap_tensors, on_device
+from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, on_device
 from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.core._records import Leak, OrderViolation
-from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storages_of, tensor_key, tensors_in
-from vramguard.probes import Block, live_blocks, new_blocks, uncovered
-
-_Survivor = tuple[int, int, "weakref.ref[torch.Tensor]", StorageWeakRef]
+from vramguard.probes import uncovered
 
 
 class Census:
@@ -75,15 +72,14 @@ class Census:
         self._entry: dict[int, StorageWeakRef] = {}
         self._order = OrderRecorder(device)
         self._violations: tuple[OrderViolation, ...] = ()
-        self._survivors: list[_Survivor] = []
+        self._survivors: list[Survivor] = []
         self._soft: set[int] = set()
         self._watch = GcWatch()
         self._settled: dict[int, Holders] | None = None
         self._bytes: dict[int, int] = {}
         self._old: set[int] = set()
-        self._blocks: dict[int, Block] | None = None
+        self._blocks: BlockDiff | None = None
         self._ptrs: dict[int, int] = {}
-        self._sites_blocks: dict[int, Block] = {}
         self.unattributed: tuple[str, ...] = ()
         self._state = "new"
 
@@ -93,7 +89,7 @@ class Census:
         ``empty_cache`` calls from here on."""
         self._in_epoch = EPOCH.enter()
         try:
-            self._blocks = live_blocks(self.device)
+            self._blocks = BlockDiff(self.device)
             self._entry = self._inventory()
             self._order.start()
         except BaseException:
@@ -135,7 +131,7 @@ class Census:
         for tensor in tensors:
             self._note(tensor, hard, seen, parts)
             if issubclass(type(tensor), parameter):
-                grad = _grad(tensor)  # written by backward() from C++: no Python object until read
+                grad = grad_of(tensor)  # written by backward() from C++: no Python object until read
                 if grad is not None and id(grad) not in listed and on_device(grad, self.device):
                     self._note(grad, hard, seen, parts)
                 del grad
@@ -191,122 +187,14 @@ class Census:
         gc.disable()
         try:
             with EPOCH.lazily_thawed() as thaw:
-                holders = self._judge(kept, thaw if self._in_epoch and EPOCH.frozen else None)
+                judge = Judge(self.device, self.bounds, self._entry, self._in_epoch)
+                holders = judge.run(self._survivors, kept, thaw if self._in_epoch and EPOCH.frozen else None)
+                self._bytes = judge.bytes
         finally:
             if collecting:
                 gc.enable()
         self._settled = holders
         self.needs_full_collection = any(not h.rooted and not h.kept for h in holders.values())
-
-    def _judge(self, kept: list[object], thaw: Callable[[], None] | None) -> dict[int, Holders]:
-        search = HolderSearch(kept, self.bounds, thaw)
-        try:
-            groups = self._groups(search)
-            if not groups:
-                return {}
-            order = sorted(groups, key=lambda k: -self._bytes.get(k, 0))
-            numbers = {key: search.add_group(groups[key]) for key in order}
-            search.index_heap()
-            found = search.run()
-            return {key: found[numbers[key]] for key in order}
-        finally:
-            search.close()
-
-    def _groups(self, search: HolderSearch) -> dict[int, list[int]]:
-        """Storage key -> the walk indexes of the surviving tensors using it."""
-        self._bytes, self._old = {}, set()
-        groups: dict[int, list[int]] = {}
-        for key, nbytes, ref, _ in self._survivors:
-            tensor = ref()
-            if tensor is not None:
-                groups.setdefault(key, []).append(search.add(tensor))
-                self._bytes[key] = max(self._bytes.get(key, 0), nbytes)  # a sparse tensor's, not its values'
-
-            del tensor
-        if not groups:
-            return groups
-        if self._in_epoch:
-            self._drop_shared(search, groups)
-        budget = GraphBudget()
-        hard = set(self._entry)
-        for outputs in list(groups.values()):
-            for out_index in list(outputs):
-                for holder, saved in graph_tensors(search.objs[out_index], budget):  # type: ignore[arg-type]
-                    self._add_saved(search, groups, hard, out_index, holder, saved)
-        for key, members in list(groups.items()):
-            for index in list(members):
-                member = search.objs[index]
-                if issubclass(type(member), torch.nn.Parameter):
-                    grad = _grad(member)
-                    grad_key = None if grad is None else tensor_key(grad)
-                    if grad_key is not None and grad_key[0] in groups and grad_key[0] != key:
-                        for g in groups[grad_key[0]]:
-                            search.add_edge(g, index, "module", ".grad")
-                    del grad
-        return groups
-
-    def _drop_shared(self, search: HolderSearch, groups: dict[int, list[int]]) -> None:
-        """Survivors whose storage an older tensor also uses are no new memory (a new view of
-        an old weight). The heap is thawed: every tensor is visible."""
-        new = {id(search.objs[i]) for members in groups.values() for i in members}
-        parameter = torch.nn.Parameter
-        with_parameters = any(issubclass(type(search.objs[i]), parameter) for g in groups.values() for i in g)
-        if not with_parameters and _explained(search, groups):
-            return  # every user of every surviving storage is a new tensor: no older one to find
-        search.whole_heap()  # the pass below needs every tensor, the older ones too
-        if with_parameters:
-            # The walk will need the module tree: one pass gives the tensors and the modules.
-            tensors, modules = heap_index()
-            search.use_modules(modules)
-            del modules
-        else:
-            tensors = heap_tensors()
-        for tensor in tensors:
-            if id(tensor) in new or not on_device(tensor, self.device):
-                continue
-            key = tensor_key(tensor)
-            if key is not None:
-                self._old.add(key[0])
-                groups.pop(key[0], None)
-        # The list holds every tensor, the survivors too: gone before the walk scans for referrers.
-        tensors.clear()
-        del tensors
-
-    def _add_saved(
-        self,
-        search: HolderSearch,
-        groups: dict[int, list[int]],
-        hard: set[int],
-        out_index: int,
-        holder: str,
-        saved: torch.Tensor,
-    ) -> None:
-        if not on_device(saved, self.device):
-            return
-        key = tensor_key(saved)
-        if key is None or key[0] in hard:
-            return
-        out_key = tensor_key(search.objs[out_index])  # type: ignore[arg-type]
-        if out_key is not None and out_key[0] == key[0]:
-            return  # the output saved itself (exp, sigmoid): no new holder
-        members = groups.get(key[0])
-        if members is None:
-            if not self._new_storage(key[0]):
-                return
-            members = groups[key[0]] = []
-            self._bytes[key[0]] = key[1]
-        objs = search.objs
-        same = next((i for i in members if objs[i] is saved), None)
-        if same is None:
-            same = search.add(saved)
-            members.append(same)
-        search.add_edge(same, out_index, "saved", holder)
-
-    def _new_storage(self, key: int) -> bool:
-        """A storage met only in an autograd graph: new unless it was alive at entry. In the
-        epoch, graphs of new outputs save activations the block made, and the weights (leaves,
-        reached as old tensors) were noted by :meth:`_drop_shared`'s pass before this one."""
-        return key not in self._entry and key not in self._old
 
     # -- the end ----------------------------------------------------------------------------
     def abort(self) -> None:
@@ -351,7 +239,7 @@ class Census:
             self._state = "finished"
             self._leave()
             self._survivors, self._entry, self._settled, self._old = [], {}, None, set()
-            self._blocks, self._ptrs, self._sites_blocks = None, {}, {}
+            self._blocks, self._ptrs = None, {}
             if self._sites is not None:
                 self._sites.clear()
                 self._sites = None
@@ -362,61 +250,33 @@ class Census:
         """Where the storage was made: the site recorder's, else the allocator block's stack
         (CUDA with the memory history on)."""
         site = None if self._sites is None else self._sites.site_of(key)
-        if site is None and self._sites_blocks:
-            block = self._sites_blocks.get(self._ptrs.get(key, -1))
-            site = None if block is None else block.site
+        if site is None and self._blocks is not None:
+            site = self._blocks.site_of(self._ptrs.get(key, -1))
         return site
 
     def _from_allocator(self, kept: list[object]) -> None:
-        """CUDA: the allocator's blocks allocated in the block and still live, which no tensor
-        the census saw accounts for, are looked for among every tensor on the heap (old Python
-        objects given new storage, gradients written into an old model); what is still not
-        found is held from C++ only and noted, not reported as a leak."""
-        entry, self._blocks = self._blocks or {}, None
-        now = live_blocks(self.device)
-        if now is None:
-            return
-        self._sites_blocks = now
-        fresh = new_blocks(entry, now)
-        if not fresh:
+        """CUDA: new memory no tensor the census saw accounts for (see :mod:`._allocator`)."""
+        blocks = self._blocks
+        if blocks is None or not blocks.active:
             return
         pointers = set(self._alive_pointers())
         for tensor in tensors_in(kept):
             key = tensor_key(tensor) if on_device(tensor, self.device) else None
             if key is not None:
                 pointers.add(key[2].data_ptr())
-        left = uncovered(fresh, pointers)
+        left = blocks.unaccounted(pointers)
         if not left:
             return
         hard, _ = _kept_keys(kept, self.device)
         found_before = len(self._survivors)
-        with EPOCH.thawed():
-            seen: set[int] = set()
-            parameter = torch.nn.Parameter
-            for tensor in heap_tensors():
-                if not on_device(tensor, self.device):
-                    continue
-                candidates = [tensor]
-                if issubclass(type(tensor), parameter):
-                    grad = _grad(tensor)
-                    if grad is not None:
-                        candidates.append(grad)
-                    del grad
-                for candidate in candidates:
-                    key = tensor_key(candidate)
-                    if key is not None and not uncovered(left, [key[2].data_ptr()]):
-                        self._note(candidate, hard, seen)
-                del candidates
+        seen: set[int] = set()
+        found = blocks.tensors_in(left)
+        for tensor in found:
+            self._note(tensor, hard, seen)
+        found.clear()
         if len(self._survivors) > found_before:
             self._settled = None  # judge again, with the tensors found in the blocks
-        left = uncovered(left, self._alive_pointers())
-        if left:
-            total = sum(b.size_bytes for b in left)
-            self.unattributed = (
-                f"{format_size(total)} in {len(left)} allocator block(s) allocated in the block are still "
-                "live with no Python tensor using them (held from C++: an autograd graph, a library's "
-                "workspace such as cuBLAS's)",
-            )
+        self.unattributed = blocks.note(uncovered(left, self._alive_pointers()))
 
     def _alive_pointers(self) -> list[int]:
         return [
@@ -451,35 +311,6 @@ class Census:
                 )
             )
         return leaks
-
-
-def _explained(search: HolderSearch, groups: dict[int, list[int]]) -> bool:
-    """True when each surviving storage is used by exactly the new tensors found for it: its
-    use count (one per tensor, plus the storage object read here) says no older tensor and no
-    C++ holder shares it, and no survivor has an autograd graph (which may save older tensors),
-    so the pass over every tensor of the heap can be skipped."""
-    use_count = getattr(torch._C, "_storage_Use_Count", None)
-    if use_count is None:
-        return False
-    for members in groups.values():
-        if any(getattr(search.objs[i], "grad_fn", None) is not None for i in members):
-            return False  # its graph may save older tensors (weights): the pass tells them apart
-        tensor: Any = search.objs[members[0]]
-        if tensor.layout != torch.strided:
-            return False
-        storage = tensor.untyped_storage()
-        if int(use_count(storage._cdata)) != len(members) + 1:
-            return False
-        del storage, tensor
-    return True
-
-
-def _grad(parameter: Any) -> torch.Tensor | None:
-    try:
-        grad = parameter.grad
-    except Exception:
-        return None
-    return grad if issubclass(type(grad), torch.Tensor) else None
 
 
 def _kept_keys(kept: list[object], device: torch.device) -> tuple[set[int], set[int]]:
