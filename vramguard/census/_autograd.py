@@ -14,10 +14,12 @@ from typing import Any
 import torch
 
 from vramguard.census._scan import is_a
-from vramguard.core._tensors import tensor_key
 
 MAX_GRAPH_NODES = 20_000
 """Nodes visited per census; a training step's graph has a few thousand."""
+
+LEAF = "the leaf accumulated by AccumulateGrad"
+"""What holds a tensor that a graph accumulates into (a parameter), in :func:`graph_tensors`."""
 
 _saved_names: dict[type, tuple[str, ...]] = {}
 
@@ -77,7 +79,7 @@ def graph_tensors(output: torch.Tensor, budget: GraphBudget) -> list[tuple[str, 
                 found += [(f"stored on the context of {name}", t) for t in _tensors(value)]
         variable = getattr(node, "variable", None) if name == "AccumulateGrad" else None
         if variable is not None and issubclass(type(variable), torch.Tensor):
-            found.append(("the leaf accumulated by AccumulateGrad", variable))
+            found.append((LEAF, variable))
         for entry in getattr(node, "next_functions", ()):
             following = entry[0]
             if following is not None and id(following) not in seen:
@@ -85,13 +87,3 @@ def graph_tensors(output: torch.Tensor, budget: GraphBudget) -> list[tuple[str, 
                 stack.append(following)
     return found
 
-
-def leaf_keys(output: torch.Tensor, budget: GraphBudget) -> set[int]:
-    """Storage keys of the leaves ``output``'s graph accumulates into (a model's parameters)."""
-    keys: set[int] = set()
-    for holder, tensor in graph_tensors(output, budget):
-        if holder.startswith("the leaf"):
-            key = tensor_key(tensor)
-            if key is not None:
-                keys.add(key[0])
-    return keys

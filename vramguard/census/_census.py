@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from vramguard.census._allocator import BlockDiff
-from vramguard.census._autograd import GraphBudget, graph_tensors, leaf_keys
+from vramguard.census._autograd import LEAF, GraphBudget, graph_tensors
 from vramguard.census._cycles import GcWatch
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
@@ -73,11 +75,11 @@ class Census:
         self._order = OrderRecorder(device)
         self._violations: tuple[OrderViolation, ...] = ()
         self._survivors: list[Survivor] = []
+        self._hard: set[int] = set()
         self._soft: set[int] = set()
         self._watch = GcWatch()
         self._settled: dict[int, Holders] | None = None
         self._bytes: dict[int, int] = {}
-        self._old: set[int] = set()
         self._blocks: BlockDiff | None = None
         self._ptrs: dict[int, int] = {}
         self.unattributed: tuple[str, ...] = ()
@@ -100,11 +102,15 @@ class Census:
             self._sites.__enter__()  # type: ignore[no-untyped-call]
         self._state = "running"
 
+    def _visible_tensors(self) -> list[torch.Tensor]:
+        """The tensors created since the epoch began, or every tensor where it is not used."""
+        return EPOCH.new_tensors() if self._in_epoch else heap_tensors()
+
     def _inventory(self) -> dict[int, StorageWeakRef]:
         """Storages alive now among the tensors this census can see (none, for the census that
         opened the epoch: nothing was created since)."""
         found: dict[int, StorageWeakRef] = {}
-        for tensor in EPOCH.new_tensors() if self._in_epoch else heap_tensors():
+        for tensor in self._visible_tensors():
             if on_device(tensor, self.device):
                 key = tensor_key(tensor)
                 if key is not None and key[0] not in found:
@@ -120,9 +126,10 @@ class Census:
         if self._sites is not None:
             self._sites.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         self._violations = self._order.stop()
-        hard, self._soft = _kept_keys(kept or [], self.device)
+        self._hard, self._soft = _kept_keys(kept or [], self.device)
+        hard = self._hard
         seen: set[int] = set()
-        tensors = [t for t in (EPOCH.new_tensors() if self._in_epoch else heap_tensors()) if on_device(t, self.device)]
+        tensors = [t for t in self._visible_tensors() if on_device(t, self.device)]
         listed = {id(t) for t in tensors}
         # A sparse tensor counts its indices with its values: tensors viewing those index
         # storages (the components it was built from) are part of it, not leaks of their own.
@@ -156,10 +163,8 @@ class Census:
 
     def holders_of(self, objects: list[object], kept: list[object]) -> list[tuple[str, ...]]:
         """Who holds each of ``objects`` (the owned objects still alive after the release)."""
-        with EPOCH.thawed():
+        with EPOCH.thawed(), _collector_paused():
             search = HolderSearch(kept, self.bounds)
-            collecting = gc.isenabled()
-            gc.disable()
             try:
                 for obj in objects:
                     search.add_group([search.add(obj)])
@@ -167,8 +172,6 @@ class Census:
                 found = search.run()
             finally:
                 search.close()
-                if collecting:
-                    gc.enable()
         return [h.paths if h.rooted else () for h in found]
 
     def survivors(self) -> int:
@@ -181,18 +184,10 @@ class Census:
         :attr:`needs_full_collection` when some are reachable from no root."""
         if self._state != "stopped" or self._settled is not None:
             return
-        # No automatic collection while the walk holds survivors: it would free the cycles
-        # that hold them (a leak when the release did not collect) and leave only the walk.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with EPOCH.lazily_thawed() as thaw:
-                judge = Judge(self.device, self.bounds, self._entry, self._in_epoch)
-                holders = judge.run(self._survivors, kept, thaw if self._in_epoch and EPOCH.frozen else None)
-                self._bytes = judge.bytes
-        finally:
-            if collecting:
-                gc.enable()
+        with _collector_paused(), EPOCH.lazily_thawed() as thaw:
+            judge = Judge(self.device, self.bounds, self._entry, self._in_epoch)
+            holders = judge.run(self._survivors, kept, thaw if self._in_epoch and EPOCH.frozen else None)
+            self._bytes = judge.bytes
         self._settled = holders
         self.needs_full_collection = any(not h.rooted and not h.kept for h in holders.values())
 
@@ -220,25 +215,22 @@ class Census:
     def finish(self, kept: list[object]) -> tuple[tuple[Leak, ...], tuple[OrderViolation, ...]]:
         """After the release: every storage the block created, still alive and not kept, is a
         leak (largest first). Drops everything the census held and leaves the epoch."""
-        collecting = gc.isenabled()
-        gc.disable()  # see settle(): judged as the release left them
         try:
-            self.stop(kept)
-            self.cycles = self._watch.stop()
-            violations, self._violations = self._violations, ()
-            leaks: list[Leak] = []
-            if self._blocks is not None:
-                self._from_allocator(kept)
-            if self.survivors():
-                if self._settled is None:  # no release ran: judge now
-                    self.settle(kept)
-                leaks = self._leaks(self._settled or {})
+            with _collector_paused():  # judged as the release left them
+                self.stop(kept)
+                self.cycles = self._watch.stop()
+                violations, self._violations = self._violations, ()
+                leaks: list[Leak] = []
+                if self._blocks is not None:
+                    self._from_allocator(kept)
+                if self.survivors():
+                    if self._settled is None:  # no release ran: judge now
+                        self.settle(kept)
+                    leaks = self._leaks(self._settled or {})
         finally:
-            if collecting:
-                gc.enable()
             self._state = "finished"
             self._leave()
-            self._survivors, self._entry, self._settled, self._old = [], {}, None, set()
+            self._survivors, self._entry, self._settled, self._hard = [], {}, None, set()
             self._blocks, self._ptrs = None, {}
             if self._sites is not None:
                 self._sites.clear()
@@ -267,7 +259,7 @@ class Census:
         left = blocks.unaccounted(pointers)
         if not left:
             return
-        hard, _ = _kept_keys(kept, self.device)
+        hard = self._hard  # the kept storages, as stop() found them
         found_before = len(self._survivors)
         seen: set[int] = set()
         found = blocks.tensors_in(left)
@@ -284,17 +276,15 @@ class Census:
         ]
 
     def _leaks(self, holders: dict[int, Holders]) -> list[Leak]:
-        described: dict[int, tuple[int, str, int]] = {}
+        described: dict[int, tuple[int, str, int]] = {}  # key -> (views, the widest's description, its width)
         for key, _, ref, storage in self._survivors:
             tensor = ref()
             if tensor is None or storage.expired() or key not in holders:
                 continue
-            width = tensor.numel()
-            views = described.get(key, (0, "", -1))[0] + 1
-            if width > described.get(key, (0, "", -1))[2]:
-                described[key] = (views, describe(tensor), width)
-            else:
-                described[key] = (views, described[key][1], described[key][2])
+            views, description, width = described.get(key, (0, "", -1))
+            if tensor.numel() > width:
+                description, width = describe(tensor), tensor.numel()
+            described[key] = (views + 1, description, width)
             del tensor
         leaks = []
         for key, (views, description, _) in described.items():
@@ -313,6 +303,19 @@ class Census:
         return leaks
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic collection while the census holds survivors for a walk: it would free the
+    cycles that hold them (a leak when the release did not collect) and leave only the walk."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _kept_keys(kept: list[object], device: torch.device) -> tuple[set[int], set[int]]:
     """(hard, soft): storages the kept objects hold — their own and the activations their
     autograd graphs saved — and the leaves those graphs accumulate into (a model's parameters):
@@ -326,10 +329,8 @@ def _kept_keys(kept: list[object], device: torch.device) -> tuple[set[int], set[
         key = tensor_key(tensor)
         if key is not None:
             hard.add(key[0])
-        leaves = leaf_keys(tensor, budget)
-        soft |= leaves
-        for _, saved in graph_tensors(tensor, budget):
+        for holder, saved in graph_tensors(tensor, budget):
             saved_key = tensor_key(saved)
-            if saved_key is not None and saved_key[0] not in leaves:
-                hard.add(saved_key[0])
+            if saved_key is not None:
+                (soft if holder == LEAF else hard).add(saved_key[0])
     return hard - soft, soft

@@ -111,15 +111,9 @@ class HeapEpoch:
     def thawed(self) -> Iterator[None]:
         """The whole heap visible (a holder search, a full collection), then frozen again if
         a census still needs the epoch. Remembers the epoch's tensors first."""
-        with self._lock:
-            was_frozen = self._frozen
-            if was_frozen:
-                self._thaw()
-            try:
-                yield
-            finally:
-                if was_frozen and self._depth > 0 and not self._frozen:
-                    self._freeze_again()
+        with self.lazily_thawed() as thaw:
+            thaw()
+            yield
 
     @property
     def frozen(self) -> bool:
