@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs vramguard with every extra (dev, nvml, asr, cli, plot).
+# Creates .venv and installs vramguard with every extra (dev, nvml, asr, cli, plot, park, trainer,
+# lightning, notebook, metrics, docs).
 # Both README commands call this; it is idempotent and quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ fi
 pip=(.venv/bin/python -m pip install -q)
 # torch first, alone: the pinned CPU build on disk.
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -c scripts/constraints.txt -e ".[dev,nvml,asr,cli,plot]"
+"${pip[@]}" -c scripts/constraints.txt -e ".[dev,nvml,asr,cli,plot,park,trainer,lightning,notebook,metrics,docs]"
 
 # torchaudio 2.11's wheel is a CUDA build; on a CPU torch its compiled libraries fail to load
 # (libc10_cuda.so) and pyannote imports torchaudio unconditionally. Without them torchaudio
