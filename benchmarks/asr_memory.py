@@ -2,6 +2,21 @@
 resident vs staged peak, and three ways to release a resident pipeline side by side.
 
     .venv/bin/python benchmarks/asr_memory.py [--device cpu|cuda] [--size base|tiny] [--json out.json]
+    .venv/bin/python benchmarks/asr_memory.py --files 10 [--size tiny] [--plot docs/img/asr-memory.png] [--quick]
+
+``--files N`` runs the many-files comparison instead: N files through each way users run the
+pipeline, each way in a fresh child process after a warm-up cycle, memory sampled over time
+(every 20 ms, on a thread) and drawn for every way on one plot (growth against sawtooth), with
+the peak and the time per file of each:
+
+- whisper-plus as users write it: the pipeline built again for every file, never released
+  (``pipe = Pipeline(...)`` in the loop; the previous one goes only when the name is rebound);
+- resident: loaded once, every file through it, released at the end;
+- staged: ``mode="staged"`` (each stage's model loaded and released in turn);
+- swap: ``mode="swap"`` (the idle model parked on the host), where the pipeline accepts it;
+- resident with release between files: load, run, ``release_resources()`` for every file.
+
+``--quick``: two files, tiny models, the three cheapest ways (seconds, for CI).
 
 The models are vramguard.asr.testing's random-weight builds (``size="base"``: whisper-base's
 architecture, 74M parameters, and pyannote speaker-diarization-3.1's), run on the bundled 8.8 s
@@ -26,6 +41,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,10 +176,142 @@ def child_release(args: argparse.Namespace, how: str) -> dict[str, Any]:
     }
 
 
+FILE_WAYS = (
+    "whisper-plus (reload per file)",
+    "resident",
+    "staged",
+    "swap",
+    "resident, release between files",
+)
+QUICK_WAYS = ("whisper-plus (reload per file)", "resident", "resident, release between files")
+
+
+def _swap_accepted() -> bool:
+    from vramguard.asr import _pipeline
+
+    return "swap" in getattr(_pipeline, "MODES", ())
+
+
+def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
+    """N files through the pipeline ``way``, memory sampled over time; the peak and time per file."""
+    from vramguard.asr.testing import sample_audio_path
+
+    audio = sample_audio_path()
+    device = vramguard.resolve_device(args.device)
+    mode: Any = {"staged": "staged", "swap": "swap"}.get(way, "resident")
+    _warm_up(args, audio, mode)
+    samples: list[tuple[float, int | None]] = []
+    stop = threading.Event()
+    origin = time.perf_counter()
+
+    def sample() -> None:
+        while True:
+            samples.append((time.perf_counter() - origin, vramguard.snapshot(device, nvml=False).reserved_bytes))
+            if stop.wait(0.02):
+                return
+
+    thread = threading.Thread(target=sample, daemon=True)
+    before = vramguard.snapshot(device, nvml=False).reserved_bytes
+    thread.start()
+    per_file: list[float] = []
+    pipe: Any = None
+    if way in ("resident", "staged", "swap"):
+        pipe = _load(args, mode)
+    for _ in range(args.files):
+        began = time.perf_counter()
+        if way == "whisper-plus (reload per file)":
+            pipe = _load(args, "resident")  # the previous pipeline goes when the name is rebound
+        elif way == "resident, release between files":
+            pipe = _load(args, "resident")
+        pipe(audio)
+        if way == "resident, release between files":
+            pipe.release_resources()
+            pipe = None
+        per_file.append(time.perf_counter() - began)
+    if pipe is not None and way != "whisper-plus (reload per file)":
+        pipe.release_resources()
+    del pipe
+    end = vramguard.snapshot(device, nvml=False).reserved_bytes
+    stop.set()
+    thread.join()
+    present = [v for _, v in samples if v is not None]
+    return {
+        "before_reserved_bytes": before,
+        "end_reserved_bytes": end,
+        "peak_reserved_bytes": max(present) if present else None,
+        "per_file_s": per_file,
+        "samples": samples,
+    }
+
+
+def _plot_files(results: dict[str, dict[str, Any]], path: str, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for way, result in results.items():
+        base = result["before_reserved_bytes"] or 0
+        xs = [t for t, v in result["samples"] if v is not None]
+        ys = [(v - base) / MiB for _, v in result["samples"] if v is not None]
+        ax.plot(xs, ys, label=way, linewidth=1.2)
+    ax.set_xlabel("seconds since the first file")
+    ax.set_ylabel("memory above the start (MiB)")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
+    figure.savefig(path)
+
+
+def files_main(args: argparse.Namespace, device: torch.device) -> int:
+    ways = [w for w in (QUICK_WAYS if args.quick else FILE_WAYS) if w != "swap" or _swap_accepted()]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="vramguard-asr-bench-") as scratch:
+        if args.models is None:
+            from vramguard.asr.testing import build_tiny_diarizer, build_tiny_whisper
+
+            args.models = scratch
+            build_tiny_whisper(Path(scratch) / "whisper", size=args.size)
+            build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size)
+        for way in ways:
+            results[way] = _run_child(args, "files", way)
+            print(f"  {way}: done", flush=True)
+    label = _device_label(device)
+    print(f"device: {label}")
+    print(f"{args.files} files of 8.8 s each, models size={args.size}; memory: reserved (host: resident anonymous)")
+    print(f"  {'way':<34} {'peak above start':>17} {'held at the end':>16} {'s per file (median, min-max)':>30}")
+    lines = [
+        f"Device: {label}. Date: {time.strftime('%Y-%m-%d')}. Command: "
+        f"`.venv/bin/python benchmarks/asr_memory.py --files {args.files} --size {args.size}"
+        f"{' --quick' if args.quick else ''}`.",
+        "",
+        "| way | peak above the start | held at the end | seconds per file (median, min–max) |",
+        "|---|---|---|---|",
+    ]
+    for way, r in results.items():
+        base = r["before_reserved_bytes"]
+        peak = None if base is None or r["peak_reserved_bytes"] is None else r["peak_reserved_bytes"] - base
+        end = None if base is None or r["end_reserved_bytes"] is None else r["end_reserved_bytes"] - base
+        times = r["per_file_s"]
+        spread = f"{statistics.median(times):.2f} ({min(times):.2f}–{max(times):.2f})"
+        print(f"  {way:<34} {_size(peak):>17} {_size(end):>16} {spread:>30}")
+        lines.append(f"| {way} | {_size(peak)} | {_size(end)} | {spread} |")
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
+    if args.plot:
+        _plot_files(results, args.plot, f"{args.files} files, {label.split(',')[0]}: memory above the start")
+        print(f"plot written to {args.plot}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": label, "files": results}, indent=2))
+    return 0
+
+
 def _run_child(args: argparse.Namespace, kind: str, variant: str) -> dict[str, Any]:
     command = [
         sys.executable, __file__, "--child", kind, variant, "--models", str(args.models), "--device", args.device,
         "--max-new-tokens", str(args.max_new_tokens), "--num-beams", str(args.num_beams),
+        "--files", str(args.files or 0),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -201,15 +349,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=40, help="Whisper's cap per chunk (default: 40)")
     parser.add_argument("--num-beams", type=int, default=1, help="Whisper's beams (default: 1, greedy)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--files", type=int, default=0, help="run the many-files comparison over this many files")
+    parser.add_argument("--quick", action="store_true", help="with --files: two files, tiny models, three ways")
+    parser.add_argument("--plot", help="with --files: draw memory over time for every way into this PNG")
+    parser.add_argument("--markdown", help="with --files: write the table to this file")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = vramguard.resolve_device(args.device)
     args.device = str(device)
+    if args.quick:
+        args.files, args.size = args.files or 2, "tiny"
+        args.files = min(args.files, 2)
     if args.child:
         kind, variant = args.child
-        result = child_peak(args, cast(Mode, variant)) if kind == "peak" else child_release(args, variant)
+        if kind == "files":
+            result = child_files(args, variant)
+        elif kind == "peak":
+            result = child_peak(args, cast(Mode, variant))
+        else:
+            result = child_release(args, variant)
         print(json.dumps(result))
         return 0
+    if args.files:
+        return files_main(args, device)
     with tempfile.TemporaryDirectory(prefix="vramguard-asr-bench-") as scratch:
         if args.models is None:
             from vramguard.asr.testing import build_tiny_diarizer, build_tiny_whisper

@@ -16,18 +16,26 @@ with ``malloc_trim``.
 from __future__ import annotations
 
 import importlib
+import logging
 import typing
 
 # Torch-free: imported at once.
 from vramguard.core._errors import (
+    BudgetExceeded,
+    ChildCrashed,
+    ClusterError,
     InvalidArgument,
+    IsolationError,
     LeakError,
     LeakWarning,
     MissingDependency,
+    NotPicklable,
+    ParkError,
     PeakExceeded,
     ProbeUnavailable,
     ReleaseOrderError,
     ReleaseOrderWarning,
+    ReportFormatError,
     SessionError,
     VramGuardError,
 )
@@ -35,6 +43,8 @@ from vramguard.core._sizes import format_size, parse_size
 
 if typing.TYPE_CHECKING:
     from vramguard.core._lifecycle import HOST_NOISE_FLOOR_BYTES
+    from vramguard.core._multi import MultiDeviceSession, resolve_devices
+    from vramguard.core._multi_report import MultiDeviceReport
     from vramguard.core._records import (
         Leak,
         LeakGroup,
@@ -47,13 +57,22 @@ if typing.TYPE_CHECKING:
     )
     from vramguard.core._release import empty_cache, release
     from vramguard.core._session import GpuSession, gpu_session
+    from vramguard.distributed import ClusterReport, gather_report
+    from vramguard.parking import Parked, ParkReport, park, parked, wake
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
+    from vramguard.report.json import load_report, save_report
     from vramguard.report.plot import plot_reports
+    from vramguard.resilience import Isolated, Watch, adaptive_batch, isolated, watch
 
 # The names whose modules import torch, imported on first use: ``import vramguard.<submodule>``
 # runs this file, and pytest imports ``vramguard.pytest_plugin`` (its pytest11 entry point) in
 # every run in the environment, torch or no torch in the tests.
 _LAZY = {
+    "Parked": "vramguard.parking",
+    "ParkReport": "vramguard.parking",
+    "park": "vramguard.parking",
+    "parked": "vramguard.parking",
+    "wake": "vramguard.parking",
     "Leak": "vramguard.core._records",
     "LeakGroup": "vramguard.core._records",
     "Leaks": "vramguard.core._records",
@@ -67,10 +86,22 @@ _LAZY = {
     "HOST_NOISE_FLOOR_BYTES": "vramguard.core._lifecycle",
     "GpuSession": "vramguard.core._session",
     "gpu_session": "vramguard.core._session",
+    "MultiDeviceSession": "vramguard.core._multi",
+    "resolve_devices": "vramguard.core._multi",
+    "MultiDeviceReport": "vramguard.core._multi_report",
+    "ClusterReport": "vramguard.distributed",
+    "gather_report": "vramguard.distributed",
     "MemorySnapshot": "vramguard.probes",
     "resolve_device": "vramguard.probes",
     "snapshot": "vramguard.probes",
     "plot_reports": "vramguard.report.plot",
+    "adaptive_batch": "vramguard.resilience",
+    "isolated": "vramguard.resilience",
+    "Isolated": "vramguard.resilience",
+    "watch": "vramguard.resilience",
+    "Watch": "vramguard.resilience",
+    "load_report": "vramguard.report.json",
+    "save_report": "vramguard.report.json",
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
@@ -84,15 +115,33 @@ if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+        return sorted(__all__)
+
+
+# The "vramguard" logger (debug: each release step; info: each session's summary; warning: leaks)
+# stays silent until the application configures logging.
+logging.getLogger("vramguard").addHandler(logging.NullHandler())
+
+
+def load_ipython_extension(ipython: typing.Any) -> None:
+    """``%load_ext vramguard``: the ``%%vram``, ``%vram`` and ``%vram_release`` magics."""
+    from vramguard.integrations.notebook import load_ipython_extension as load
+
+    load(ipython)
 
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HOST_NOISE_FLOOR_BYTES",
+    "BudgetExceeded",
+    "ChildCrashed",
+    "ClusterError",
+    "ClusterReport",
     "GpuSession",
     "InvalidArgument",
+    "Isolated",
+    "IsolationError",
     "Leak",
     "LeakError",
     "LeakGroup",
@@ -100,24 +149,42 @@ __all__ = [
     "Leaks",
     "MemorySnapshot",
     "MissingDependency",
+    "MultiDeviceReport",
+    "MultiDeviceSession",
+    "NotPicklable",
     "OrderViolation",
+    "ParkError",
+    "ParkReport",
+    "Parked",
     "PeakExceeded",
     "ProbeUnavailable",
     "ReleaseOrderError",
     "ReleaseOrderWarning",
     "ReleaseReport",
     "ReleaseStep",
+    "ReportFormatError",
     "SessionError",
     "SessionReport",
     "Timeline",
     "VramGuardError",
+    "Watch",
     "__version__",
+    "adaptive_batch",
     "empty_cache",
     "format_size",
+    "gather_report",
     "gpu_session",
+    "isolated",
+    "load_report",
+    "park",
+    "parked",
     "parse_size",
     "plot_reports",
     "release",
     "resolve_device",
+    "resolve_devices",
+    "save_report",
     "snapshot",
+    "wake",
+    "watch",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,13 @@ class _Result:
     peak_increase_bytes: int | None
     reclaimed_bytes: int | None
     leaked_bytes: int | None
+    worker: str | None = None
+    """The pytest-xdist worker that ran the test ("gw0"), None without xdist."""
+
+
+RESULT_PROPERTY = "vramguard"
+"""The ``user_properties`` key that carries a test's figures on its report: under pytest-xdist the
+report travels from the worker that measured it to the controller, which prints the table."""
 
 
 class _State:
@@ -108,10 +116,25 @@ class _State:
         self.reports: dict[str, dict[str, SessionReport]] = {}
         self.results: dict[str, _Result] = {}
 
-    def keep(self, nodeid: str, report: SessionReport) -> None:
-        self.results[nodeid] = _Result(
-            report.device, report.peak_increase_bytes, report.reclaimed_bytes, report.leaked_bytes
-        )
+    @staticmethod
+    def figures(report: SessionReport) -> dict[str, Any]:
+        """A test's figures as plain data (it crosses the xdist channel on the test's report)."""
+        return {
+            "device": report.device,
+            "peak_increase_bytes": report.peak_increase_bytes,
+            "reclaimed_bytes": report.reclaimed_bytes,
+            "leaked_bytes": report.leaked_bytes,
+            "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+        }
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keep the figures a call report carries: this process's own, or (on the xdist
+        controller) a worker's, each under its test, from the worker that ran it."""
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == RESULT_PROPERTY and isinstance(value, dict):
+                self.results[report.nodeid] = _Result(**value)
 
 
 _STATE = pytest.StashKey[_State]()
@@ -134,7 +157,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_STATE] = _State(config)
+    config.stash[_STATE] = state = _State(config)
+    config.pluginmanager.register(state, f"vramguard-results-{id(config)}")
     for name, function in MARKERS.items():
         params = [p for p in inspect.signature(function).parameters if not p.startswith("_")]
         doc = " ".join((function.__doc__ or "").split())
@@ -239,7 +263,7 @@ def pytest_runtest_makereport(
             if failure is not None:
                 failures.append((mark.name, failure))
     if state.enabled:
-        state.keep(item.nodeid, next(iter(reports.values())))
+        report.user_properties.append((RESULT_PROPERTY, state.figures(next(iter(reports.values())))))
     if failures:
         report.outcome = "failed"
         report.longrepr = "\n".join(f.headline for _, f in failures)
@@ -291,10 +315,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line("no test was measured")
         return
     width = max(len("test"), *(len(nodeid) for nodeid in state.results))
-    header = f"{'test':<{width}}  {'device':<7} {'peak':>11} {'reclaimed':>11} {'leaked':>11}"
+    # Under pytest-xdist, the worker that measured each test (its sessions ran in that process).
+    workers = any(result.worker for result in state.results.values())
+    worker_column = "worker  " if workers else ""
+    header = f"{'test':<{width}}  {worker_column}{'device':<7} {'peak':>11} {'reclaimed':>11} {'leaked':>11}"
     terminalreporter.write_line(header)
-    for nodeid, result in state.results.items():
+    for nodeid, result in sorted(state.results.items()) if workers else state.results.items():
+        worker = f"{result.worker or '':<8}" if workers else ""
         terminalreporter.write_line(
-            f"{nodeid:<{width}}  {result.device:<7} {format_size(result.peak_increase_bytes):>11} "
+            f"{nodeid:<{width}}  {worker}{result.device:<7} {format_size(result.peak_increase_bytes):>11} "
             f"{format_size(result.reclaimed_bytes):>11} {format_size(result.leaked_bytes):>11}"
         )

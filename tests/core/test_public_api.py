@@ -40,9 +40,12 @@ def test_exception_tree() -> None:
         vramguard.MissingDependency,
         vramguard.SessionError,
         vramguard.ReleaseOrderError,
+        vramguard.ReportFormatError,
+        vramguard.ClusterError,
     ):
         assert issubclass(error, vramguard.VramGuardError)
     assert issubclass(vramguard.InvalidArgument, ValueError)
+    assert issubclass(vramguard.ReportFormatError, ValueError)
     assert issubclass(vramguard.LeakWarning, Warning)
     assert issubclass(vramguard.ReleaseOrderWarning, Warning)
 

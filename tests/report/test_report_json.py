@@ -9,7 +9,7 @@ import pytest
 from report_factories import CACHE_LEAK, MODEL, model_leaks, release_report, session_report, timeline
 
 import vramguard
-from vramguard import InvalidArgument, Leak, LeakGroup, Leaks, ReleaseReport, SessionReport
+from vramguard import InvalidArgument, Leak, LeakGroup, Leaks, ReleaseReport, ReportFormatError, SessionReport
 from vramguard.report import load_report, save_report
 
 
@@ -39,19 +39,19 @@ def test_live_session_round_trips_without_its_memory_history(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("content", "reason"),
+    ("content", "error", "reason"),
     [
-        (None, "No such file"),
-        ("not json", "not JSON"),
-        ('{"kind": "other"}', "kind"),
-        ('{"kind": "session", "name": "x"}', "malformed"),
+        (None, InvalidArgument, "No such file"),
+        ("not json", InvalidArgument, "not JSON"),
+        ('{"kind": "other"}', ReportFormatError, "kind"),
+        ('{"kind": "session", "name": "x"}', ReportFormatError, "malformed report: key 'device' is missing"),
     ],
 )
-def test_files_that_are_not_reports(tmp_path: Path, content: str | None, reason: str) -> None:
+def test_files_that_are_not_reports(tmp_path: Path, content: str | None, error: type[Exception], reason: str) -> None:
     path = tmp_path / "r.json"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(InvalidArgument, match=reason):
+    with pytest.raises(error, match=reason):
         load_report(path)
 
 

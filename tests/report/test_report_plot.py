@@ -5,14 +5,16 @@ from __future__ import annotations
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from report_factories import release_report, session_report, timeline
+from report_factories import MIB, STEPS, release_report, session_report, timeline
 
 import vramguard
-from vramguard import InvalidArgument, MissingDependency
+from vramguard import InvalidArgument, MissingDependency, ReleaseStep, Timeline, format_size
 from vramguard.report import plot_report
+from vramguard.report.plot import render_figure
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -75,3 +77,64 @@ def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(MissingDependency, match=r"pip install 'vramguard\[plot\]'"):
         session_report().plot(tmp_path / "x.png")
+
+
+def _step_label_boxes(figure: Any) -> list[tuple[Any, Any]]:
+    """(axes box, label box) of every release-step label, measured by the figure's own renderer."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    steps = {step.name for step in STEPS} | {"drop", "gc", "sync", "empty_cache", "malloc_trim", "census"}
+    found = []
+    for ax in figure.axes:
+        box = ax.get_window_extent(renderer)
+        found += [
+            (box, t.get_window_extent(renderer))
+            for t in ax.texts
+            if t.get_text() in steps or t.get_text().endswith("…") or t.get_color() == "tab:green"
+        ]
+    return found
+
+
+@pytest.mark.parametrize("width_px", [300, 1000])
+def test_step_labels_never_overlap_nor_leave_the_axes(width_px: int) -> None:
+    # Three steps within a few ms at the end of a 2 s timeline: drawn at their starts, their
+    # names would sit on top of each other ("drgc"), the last one past the right edge.
+    steps = (*STEPS, ReleaseStep("census", 0.001, 0, 0, ""))
+    marks = [(0.0, "enter"), (1.995, "exit")] + [(1.995 + 0.001 * i, f"release:{s.name}") for i, s in enumerate(steps)]
+    samples = tuple((i * 0.05, (100 + i) * MIB, (150 + i) * MIB, None) for i in range(41))
+    tl = Timeline(0.05, samples, tuple(marks))
+    report = session_report(timeline=tl, release_steps=steps)
+    figure = render_figure([report, report], width_px, 900, 100)
+    boxes = _step_label_boxes(figure)
+    assert len(boxes) == 2 * len(steps)
+    for axes_box, label in boxes:
+        assert axes_box.x0 <= label.x0 and label.x1 <= axes_box.x1, "a label leaves its panel sideways"
+        assert axes_box.y0 <= label.y0 and label.y1 <= axes_box.y1, "a label leaves its panel vertically"
+    labels = [label for _, label in boxes]
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            assert not a.overlaps(b), "two step labels overlap"
+
+
+def test_real_timeline_ends_at_the_reports_after() -> None:
+    with vramguard.gpu_session("real", device="cpu", sample_every=0.002, leaks="ignore") as session:
+        x = torch.ones(8 * 2**20)
+        x.mul_(2.0)
+        del x
+    report = session.report
+    assert report is not None and report.timeline is not None
+    t_last, allocated, reserved, _ = report.timeline.samples[-1]
+    assert (allocated, reserved) == (report.after.allocated_bytes, report.after.reserved_bytes)
+    assert t_last >= max(t for t, _ in report.timeline.marks), "the last sample predates the last release step"
+    times = [s[0] for s in report.timeline.samples]
+    assert times == sorted(times)
+
+
+def test_titles_and_peak_label_carry_the_reports_figures() -> None:
+    report = session_report(timeline=timeline())
+    figure = render_figure([report], 1000, 450, 100)
+    ax = figure.axes[0]
+    assert format_size(report.peak_increase_bytes, signed=True) in ax.get_title(loc="left")
+    assert format_size(report.reclaimed_bytes) in ax.get_title(loc="left")
+    peak_texts = [t.get_text() for t in ax.texts if t.get_text().startswith("peak ")]
+    assert peak_texts == [f"peak {format_size(report.peak_allocated_bytes)}"]

@@ -8,6 +8,14 @@ Two modes. ``"resident"`` keeps both models loaded, for many files; ``"staged"``
 model, transcribes, releases it, then loads the diarizer, diarizes and releases it, so the peak
 is the larger stage rather than the sum. :meth:`~ASRDiarizationPipeline.map` over many files in
 staged mode loads each model once: every file is transcribed, then every file diarized.
+``"isolated"`` runs each call staged in a spawned child process (:func:`vramguard.isolated`):
+when it returns, everything it held is back, the CUDA context included. ``"swap"`` loads both
+models once and, per file, parks the idle one (:func:`vramguard.park`: to host memory from CUDA,
+to a temporary file on the host) while the other runs: the peak of one model plus the idle
+one's copy, at close to resident speed.
+
+Whisper's ``batch_size`` is adaptive (:func:`vramguard.adaptive_batch`): on an out-of-memory
+error the batch shrinks, the size that worked is kept, and it grows back after successes.
 """
 
 from __future__ import annotations
@@ -23,13 +31,13 @@ from typing import Any, Literal
 import torch
 
 import vramguard
-from vramguard.asr import _align, _models
+from vramguard.asr import _align, _models, _spread
 from vramguard.asr._align import Chunk, Segment
 from vramguard.asr._audio import Audio, check_path, load_audio
 from vramguard.asr._errors import PipelineReleased
 
-Mode = Literal["resident", "staged"]
-MODES = ("resident", "staged")
+Mode = Literal["resident", "staged", "isolated", "swap"]
+MODES = ("resident", "staged", "isolated", "swap")
 ErrorPolicy = Literal["raise", "collect"]
 _ATTRS = ("asr_pipeline", "diarization_pipeline")
 
@@ -142,6 +150,11 @@ class ASRDiarizationPipeline:
         self.load_reports: tuple[vramguard.SessionReport, ...] = ()
         self.last_reports: tuple[vramguard.SessionReport, ...] = ()
         self._released = False
+        self._parked: dict[str, Any] = {}  # swap mode: the parked model's handle, by stage
+        # One adaptive function per pipeline: the batch size that fits is learned across calls.
+        self._transcribe_batched = vramguard.adaptive_batch(
+            _transcribe_batch, start=settings.batch_size, device=settings.device
+        )
 
     @property
     def device(self) -> torch.device:
@@ -166,7 +179,8 @@ class ASRDiarizationPipeline:
         """Load the ASR model (hub id or folder) and the diarizer (hub id, folder or config.yaml).
 
         ``mode="resident"`` loads both now, each in a session; ``"staged"`` loads nothing until
-        a call. ``torch_dtype`` None is float16 on CUDA, float32 on the host.
+        a call; ``"isolated"`` runs each call staged in a child process that returns everything it
+        held. ``torch_dtype`` None is float16 on CUDA, float32 on the host.
         ``generate_kwargs`` reach Whisper's ``generate`` (``language``, ``max_new_tokens``, ...).
         ``sample_every`` (seconds) records a memory timeline in each stage's report, for plots.
         If the diarizer fails to load, the ASR model already loaded is released before the
@@ -191,14 +205,18 @@ class ASRDiarizationPipeline:
         pipe = cls.__new__(cls)
         pipe._setup(settings, mode, None, None)
         reports: list[vramguard.SessionReport] = []
-        if mode == "resident":
+        if mode in ("resident", "swap"):
             try:
                 with pipe._session("load asr", reports) as session:
                     pipe.asr_pipeline = pipe._load_asr()
                     session.keep(list(_models.modules_in(pipe.asr_pipeline)))
+                    if mode == "swap":  # parked before the diarizer loads: the load peak is one model
+                        pipe._switch(session, None)
                 with pipe._session("load diarizer", reports) as session:
                     pipe.diarization_pipeline = pipe._load_diarizer()
                     session.keep(list(_models.modules_in(pipe.diarization_pipeline)))
+                    if mode == "swap":
+                        pipe._switch(session, None)
             except BaseException:
                 # Nothing half-loaded stays: drop what was loaded before the failure.
                 pipe.release_resources()
@@ -246,7 +264,8 @@ class ASRDiarizationPipeline:
         """Drop both models and release their memory in order (references, gc, synchronize,
         empty the cache); returns vramguard's report. The pipeline cannot run afterwards in
         resident mode (a staged pipeline loads its models per call and stays usable)."""
-        self._released = self.mode == "resident"
+        self._released = self.mode in ("resident", "swap")
+        self._parked.clear()  # swap mode: the parked models' host copies or files go with them
         return vramguard.release(self, attrs=_ATTRS, device=self.device)
 
     def __enter__(self) -> ASRDiarizationPipeline:
@@ -296,12 +315,16 @@ class ASRDiarizationPipeline:
         group_by_speaker: bool = True,
         progress: bool = True,
         errors: ErrorPolicy = "raise",
+        devices: _spread.DevicesLike | None = None,
     ) -> list[FileResult]:
         """Process many files (or any audio :meth:`__call__` takes), one :class:`FileResult` each.
 
         ``progress`` shows a rich progress bar on stderr. ``errors="collect"`` records a file's
         failure in its result and goes on; ``"raise"`` stops at the first. Staged mode loads
-        each model once for all files.
+        each model once for all files. ``devices`` (``"all"``, or a list such as ``[0, 1]`` or
+        ``["cpu", "cpu"]``) spreads the files over one spawned worker process per device, each
+        with its own models and sessions; results come back in input order, a failed file fails
+        alone, and ``errors="raise"`` raises the first failed file's error once all are done.
         """
         _check_speakers(num_speakers, min_speakers, max_speakers)
         if errors not in ("raise", "collect"):
@@ -312,6 +335,26 @@ class ASRDiarizationPipeline:
             raise vramguard.InvalidArgument("sources", _label(sources), "an iterable of audio (e.g. a list of paths)")
         if self._released:
             raise PipelineReleased()
+        if devices is not None:
+            targets = _spread.resolve_worker_devices(devices)
+            spread = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+            spread.update(group_by_speaker=group_by_speaker)
+            items = list(sources)
+            labels = [_label(source) for source in items]
+            results, self.last_reports = _spread.map_over_devices(
+                self._settings, self.mode, items, targets, spread, labels, errors=errors
+            )
+            failed = next((r.error for r in results if r.error is not None), None)
+            if errors == "raise" and failed is not None:
+                raise failed
+            return results
+        if self.mode == "isolated":
+            options: dict[str, Any] = {"num_speakers": num_speakers, "min_speakers": min_speakers}
+            options.update(max_speakers=max_speakers, group_by_speaker=group_by_speaker, errors=errors)
+            outcome = vramguard.isolated(_map_staged, self._settings, list(sources), options, device=self.device)
+            results, stages = outcome.value
+            self.last_reports = (*stages, *(() if outcome.report is None else (outcome.report,)))
+            return results
         work = [_Work(source, _label(source)) for source in sources]
         for item in work:
             # Missing files are found before any model is loaded.
@@ -336,6 +379,15 @@ class ASRDiarizationPipeline:
                         self._step("transcribe", item, errors, advance, self.asr_pipeline, self._transcribe)
                         self._step("diarize", item, errors, advance, self.diarization_pipeline, self._diarize, counts)
                         item.audio = None
+            elif self.mode == "swap":
+                with self._session("swap run", reports) as run:
+                    for item in work:
+                        self._switch(run, "asr", item)
+                        self._step("transcribe", item, errors, advance, self.asr_pipeline, self._transcribe)
+                        self._switch(run, "diarizer", item)
+                        self._step("diarize", item, errors, advance, self.diarization_pipeline, self._diarize, counts)
+                        item.audio = None
+                    self._switch(run, None)  # both parked between calls
             else:
                 with self._session("asr stage", reports) as stage:
                     asr = self._own(stage, self._load_asr())
@@ -351,6 +403,18 @@ class ASRDiarizationPipeline:
                     del diarizer
         self.last_reports = tuple(reports)
         return [item.result(group_by_speaker) for item in work]
+
+    def _switch(self, session: vramguard.GpuSession, active: str | None, item: _Work | None = None) -> None:
+        """Swap mode: park every loaded model but ``active`` (first, so its memory is free),
+        then wake ``active``; each a marked step of ``session``. Skipped for a failed file."""
+        if item is not None and item.error is not None:
+            return
+        to = "cpu" if self.device.type == "cuda" else "disk"  # the host's own memory is what a park frees there
+        for name, pipeline in (("asr", self.asr_pipeline), ("diarizer", self.diarization_pipeline)):
+            if name != active and name not in self._parked and pipeline is not None:
+                self._parked[name] = session.park(pipeline, to=to)
+        if active is not None and active in self._parked:
+            session.wake(self._parked.pop(active))
 
     @staticmethod
     def _own(session: vramguard.GpuSession, pipeline: Any) -> Any:
@@ -388,9 +452,7 @@ class ASRDiarizationPipeline:
     def _transcribe(self, asr: Any, item: _Work) -> None:
         s = self._settings
         assert item.audio is not None
-        item.chunks = _models.transcribe(
-            asr, item.audio, chunk_length_s=s.chunk_length_s, batch_size=s.batch_size, generate_kwargs=s.generate_kwargs
-        )
+        item.chunks = self._transcribe_batched(asr, item.audio, s)
 
     @staticmethod
     def _diarize(diarizer: Any, item: _Work, counts: Mapping[str, int | None]) -> None:
@@ -452,3 +514,24 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]:
     with Progress(console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task("asr", total=total)
         yield lambda description: bar.update(task, advance=1, description=description)
+
+
+def _transcribe_batch(batch_size: int, asr: Any, audio: Audio, settings: _Settings) -> list[Chunk]:
+    """Whisper over ``audio`` at ``batch_size``: the function :func:`vramguard.adaptive_batch` sizes."""
+    return _models.transcribe(
+        asr,
+        audio,
+        chunk_length_s=settings.chunk_length_s,
+        batch_size=batch_size,
+        generate_kwargs=settings.generate_kwargs,
+    )
+
+
+def _map_staged(
+    settings: _Settings, sources: list[object], options: dict[str, Any]
+) -> tuple[list[FileResult], tuple[vramguard.SessionReport, ...]]:
+    """The isolated mode's child: the staged pipeline over ``sources``, results and reports back."""
+    pipe = ASRDiarizationPipeline.__new__(ASRDiarizationPipeline)
+    pipe._setup(settings, "staged", None, None)
+    results = pipe.map(sources, progress=False, **options)
+    return results, pipe.last_reports

@@ -289,8 +289,10 @@ class Census:
         leaks = []
         for key, (views, description, _) in described.items():
             found = holders[key]
-            if found.kept or (key in self._soft and not found.rooted):
-                continue  # kept, or a parameter only the kept output's graph still holds
+            if found.kept or found.foreign or (key in self._soft and not found.rooted):
+                # Kept; held only by another thread or task (theirs, made while the block ran);
+                # or a parameter only the kept output's graph still holds.
+                continue
             leaks.append(
                 Leak(
                     nbytes=self._bytes.get(key, 0),

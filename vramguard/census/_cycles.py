@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vramguard.census._scan import StorageWeakRef, describe, is_a
+from vramguard.core._hooks import defer_interrupt
 from vramguard.core._sizes import format_size
 
 MAX_NAMING_SCANS = 2
@@ -52,13 +53,17 @@ class GcWatch:
             self._installed = True
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._alive_at_start = [k for k, v in self._watched.items() if not v[0].expired()]
-            if self._scans_left > 0 and self._alive_at_start:
-                self._name_referrers()
-        elif phase == "stop":
-            self._freed += [k for k in self._alive_at_start if self._watched[k][0].expired()]
-            self._alive_at_start = []
+        # A Ctrl-C landing here would be dropped as unraisable: kept for the session's exit.
+        try:
+            if phase == "start":
+                self._alive_at_start = [k for k, v in self._watched.items() if not v[0].expired()]
+                if self._scans_left > 0 and self._alive_at_start:
+                    self._name_referrers()
+            elif phase == "stop":
+                self._freed += [k for k in self._alive_at_start if self._watched[k][0].expired()]
+                self._alive_at_start = []
+        except (KeyboardInterrupt, SystemExit) as error:
+            defer_interrupt(error)
 
     def _name_referrers(self) -> None:
         """The types referring to the watched tensors still alive (bounded heap scans)."""

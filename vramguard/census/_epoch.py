@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from vramguard.census._scan import heap_tensors
+from vramguard.core._hooks import defer_interrupt
 
 
 class HeapEpoch:
@@ -169,17 +170,21 @@ class HeapEpoch:
         self._installed = False
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        # Kept small and exception-free: an error raised in a gc callback is only reported as
-        # unraisable. Only full collections matter: the younger ones never reach old objects.
-        if self._own_collection or info.get("generation") != 2:
-            return
-        if phase == "start" and self._frozen and self._depth > 0:
-            self._thaw()
-            self._thawed_by_callback = True
-        elif phase == "stop" and self._thawed_by_callback:
-            self._thawed_by_callback = False
-            if self._depth > 0 and not self._frozen:
-                self._freeze_again()
+        # An exception leaving a gc callback is only reported as unraisable: a Ctrl-C that lands
+        # here (a signal handler runs at any bytecode) is kept for the session's exit to raise.
+        # Only full collections matter: the younger ones never reach old objects.
+        try:
+            if self._own_collection or info.get("generation") != 2:
+                return
+            if phase == "start" and self._frozen and self._depth > 0:
+                self._thaw()
+                self._thawed_by_callback = True
+            elif phase == "stop" and self._thawed_by_callback:
+                self._thawed_by_callback = False
+                if self._depth > 0 and not self._frozen:
+                    self._freeze_again()
+        except (KeyboardInterrupt, SystemExit) as error:
+            defer_interrupt(error)
 
 
 EPOCH = HeapEpoch()

@@ -12,6 +12,7 @@ writer back into the fast locals (the trace trampoline) rebuilds it first. From 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import sysconfig
@@ -125,3 +126,26 @@ def frame_locals(frame: FrameType) -> list[tuple[str, object]]:
 def is_optimized(frame: FrameType) -> bool:
     """A function frame (its locals are not a module's or a class body's namespace)."""
     return bool(frame.f_code.co_flags & _CO_OPTIMIZED)
+
+
+def other_task_frames() -> list[FrameType]:
+    """The frames of the suspended coroutines of this thread's event loop, except the current
+    task's (the exiting block's own): each task's chain of awaits, outermost first."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return []
+    current = asyncio.current_task(loop)
+    frames: list[FrameType] = []
+    for task in list(asyncio.all_tasks(loop)):
+        if task is current:
+            continue
+        coro: object = task.get_coro()
+        for _ in range(256):  # an await chain is short; the bound only guards against a loop
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if isinstance(frame, FrameType):
+                frames.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            if coro is None:
+                break
+    return frames

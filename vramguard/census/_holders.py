@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vramguard.census._frames import frame_locals, is_census_frame, is_optimized
+from vramguard.census._frames import frame_locals, is_census_frame, is_optimized, other_task_frames
 from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, render_path
 from vramguard.census._scan import heap_modules, heap_tensors, is_a
 
@@ -66,6 +67,10 @@ class Holders:
     """The holder path of the module (the outermost on the first path) or container holding it."""
     rooted: bool = False
     """A path reached a global, a class or a live frame: no collection can free it."""
+    foreign: bool = False
+    """Every holder found is a frame of another thread or of another asyncio task of this loop
+    (vramguard's own frames there included): the tensor is theirs, made while this block ran,
+    not this block's leak."""
 
 
 def _member_label(key: object) -> str:
@@ -95,6 +100,7 @@ class HolderSearch:
         self._owner_dicts: dict[int, tuple[int, str]] = {}
         self._members: dict[int, list[tuple[int, str, str]]] = {}
         self._live_frames: set[int] = set()
+        self._foreign: set[int] = set()  # walk indexes of other threads' and tasks' frames
         self._locals: dict[int, list[tuple[int, str]]] = {}
         self._want_modules = False
         self._modules_indexed = False
@@ -171,18 +177,34 @@ class HolderSearch:
             del grad
 
     def _index_frames(self) -> None:
-        for top in list(sys._current_frames().values()):
+        """The live frames' locals. This thread's frames are the block's side (vramguard's own
+        skipped: they hold what they inspect); every other thread's frames, and the suspended
+        frames of this loop's other asyncio tasks, are foreign: what they hold is theirs."""
+        me = threading.get_ident()
+        for thread, top in list(sys._current_frames().items()):
             frame: types.FrameType | None = top
             while frame is not None and id(frame) not in self._live_frames:
                 self._live_frames.add(id(frame))
-                if is_optimized(frame) and not is_census_frame(frame):
-                    index = self.add(frame)
-                    for name, value in frame_locals(frame):
-                        if gc.is_tracked(value):
-                            self._locals.setdefault(id(value), []).append((index, name))
+                if thread != me:
+                    self._index_locals(frame, foreign=True)
+                elif is_optimized(frame) and not is_census_frame(frame):
+                    self._index_locals(frame, foreign=False)
                 frame = frame.f_back
             del frame
         del top
+        for frame in other_task_frames():
+            if id(frame) not in self._live_frames:
+                self._live_frames.add(id(frame))
+                self._index_locals(frame, foreign=True)
+        del frame
+
+    def _index_locals(self, frame: types.FrameType, *, foreign: bool) -> None:
+        index = self.add(frame)
+        if foreign:
+            self._foreign.add(index)
+        for name, value in frame_locals(frame):
+            if gc.is_tracked(value):
+                self._locals.setdefault(id(value), []).append((index, name))
 
     def _index_module(self, module: object) -> None:
         namespace = getattr(module, "__dict__", None)
@@ -420,6 +442,8 @@ class HolderSearch:
     ) -> Holders:
         if any(id(self.objs[r]) == self._kept_id for r, _, _ in roots):
             return Holders((), kept=True)
+        if roots and all(r in self._foreign for r, _, _ in roots):
+            return Holders((), rooted=True, foreign=True)
         found: list[tuple[int, str, str | None]] = []
         for root in roots:
             chain, edges = self._chain(came, root)
@@ -447,6 +471,7 @@ class HolderSearch:
         self._known.clear()
         self._referrers.clear()
         self._locals.clear()
+        self._foreign.clear()
         self._owner_dicts.clear()
         self._members.clear()
         self._groups.clear()

@@ -23,11 +23,18 @@ def _load(name: str) -> ModuleType:
     return importlib.import_module(f"vramguard.cli.{name}")
 
 
+def _version() -> str:
+    from vramguard import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vramguard",
         description="Measure, release and explain PyTorch memory (GPU, or the host with --device cpu).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         module = _load(name)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=("resident", "staged"),
+        choices=("resident", "staged", "isolated"),
         default="resident",
         help="resident: both models loaded together; staged: one at a time, peak = the larger stage",
     )

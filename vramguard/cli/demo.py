@@ -1,16 +1,25 @@
-"""``vramguard demo``: a small transformer run twice, with a bare ``del`` and inside a session.
+"""``vramguard demo``: a small transformer run with a bare ``del`` and inside a session.
 
-Both runs record a timeline; the two reports are printed as tables and drawn on one figure
-(``vramguard-demo.png`` unless ``--plot PATH`` or ``--no-plot``).
+Each run is a fresh process (``vramguard demo --child ...``) that first makes one unmeasured
+warm-up run, so neither run inherits the other's heap or cache and one-time lazy allocations count
+for neither. Each is repeated (``--repeat``, 3 by default); the headline is the median of the
+repetitions with their spread, so two invocations print the same conclusion. The median run of
+each is printed as a table and drawn on one figure (``vramguard-demo.png`` unless ``--plot PATH``
+or ``--no-plot``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
 from collections.abc import Callable
 
 import torch
 
+from vramguard.cli._paths import check_output_file
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import SessionReport
 from vramguard.core._release import release
@@ -23,6 +32,8 @@ from vramguard.report.text import make_console, render
 HELP = "run a small transformer twice (bare del, then a vramguard session) and show what came back"
 DEFAULT_PLOT = "vramguard-demo.png"
 SAMPLE_EVERY_S = 0.01
+RUNS = ("bare del", "vramguard")
+MIB = 2**20
 
 Step = Callable[[], None]
 
@@ -31,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda" or "cuda:N" (default: auto)')
     parser.add_argument("--layers", type=int, default=6, help="encoder layers (default: 6)")
     parser.add_argument("--steps", type=int, default=3, help="forward passes per run (default: 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="fresh processes per run; the headline is their median (default: 3)"
+    )
+    parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--plot", metavar="PNG", default=DEFAULT_PLOT, help=f"draw both runs into this image (default: {DEFAULT_PLOT})"
@@ -78,14 +93,42 @@ def run_guarded(layers: int, device: torch.device, steps: int, on_step: Step | N
     return session.report
 
 
+def child(args: argparse.Namespace) -> int:
+    """One measured run in this (fresh) process, after a warm-up run; prints its report as JSON."""
+    device = resolve_device(args.device)
+    # A first, unmeasured run: one-time lazy allocations (kernels, thread pools) are not a leak
+    # of the measured run, which then starts from a released state.
+    with gpu_session("warm-up", device=device, leaks="ignore", census=False) as warm:
+        workload(warm.own(build_model(args.layers, device)), device, args.steps)
+    release(device=device)
+    measure = run_bare if args.child == "bare del" else run_guarded
+    print(json.dumps(measure(args.layers, device, args.steps).to_dict()))
+    return 0
+
+
+def _spawn(which: str, device: torch.device, args: argparse.Namespace) -> SessionReport:
+    command = [
+        sys.executable, "-m", "vramguard", "demo", "--child", which, "--device", str(device),
+        "--layers", str(args.layers), "--steps", str(args.steps), "--no-plot",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the demo's {which!r} run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return SessionReport.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.child:
+        return child(args)
     console = make_console()  # first: without rich, MissingDependency says what to install
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-    for name in ("layers", "steps"):
+    check_output_file("--plot", args.plot)
+
+    for name, low, high in (("layers", 1, 64), ("steps", 1, 64), ("repeat", 1, 15)):
         value = getattr(args, name)
-        if not 1 <= value <= 64:
-            raise InvalidArgument(name, value, "an int from 1 to 64")
+        if not low <= value <= high:
+            raise InvalidArgument(name, value, f"an int from {low} to {high}")
     device = resolve_device(args.device)
     # Each run builds the model and makes a few passes: seconds on a CPU, so show progress
     # (on stderr, and only on a terminal; it leaves no trace in the output).
@@ -99,38 +142,70 @@ def run(args: argparse.Namespace) -> int:
         transient=True,
         disable=not status.is_terminal,
     ) as progress:
-        task = progress.add_task("warm-up", total=3 * args.steps)
-
-        def advance() -> None:
-            progress.advance(task)
-
-        # A first, unmeasured run: one-time lazy allocations (kernels, thread pools) are not a
-        # leak of either run. Each measured run then starts from a released state.
-        with gpu_session("warm-up", device=device, leaks="ignore", census=False) as warm:
-            workload(warm.own(build_model(args.layers, device)), device, args.steps, advance)
-        progress.update(task, description="bare del")
-        bare = run_bare(args.layers, device, args.steps, advance)
-        release(device=device)
-        progress.update(task, description="vramguard session")
-        guarded = run_guarded(args.layers, device, args.steps, advance)
+        task = progress.add_task("fresh runs", total=len(RUNS) * args.repeat)
+        reports: dict[str, list[SessionReport]] = {which: [] for which in RUNS}
+        for _ in range(args.repeat):  # interleaved, so a drift of the machine touches both alike
+            for which in RUNS:
+                progress.update(task, description=which)
+                reports[which].append(_spawn(which, device, args))
+                progress.advance(task)
+    bare, guarded = (_median_run(reports[which]) for which in RUNS)
     render(bare, console=console)
     console.print()
     render(guarded, console=console)
     console.print()
     console.print(
-        f"after a bare del the process still held {_held(bare)} more than at the run's start "
-        f"({format_size(bare.cached_bytes_after)} cached); after the vramguard session, {_held(guarded)} "
-        f"({format_size(guarded.cached_bytes_after)} cached).",
+        f"after a bare del the process still held {_spread(reports['bare del'])} more than at the run's start "
+        f"({format_size(bare.cached_bytes_after)} cached); after the vramguard session, "
+        f"{_spread(reports['vramguard'])} ({format_size(guarded.cached_bytes_after)} cached). "
+        f"Median of {args.repeat} fresh process(es) each, min–max in brackets; the tables and the plot "
+        "show the median runs.",
         soft_wrap=True,
         markup=False,
     )
+    console.print(f"conclusion: {conclusion(reports)}", soft_wrap=True, markup=False)
     if args.plot:
         written = plot_reports([bare, guarded], args.plot)
         console.print(f"plot of both runs written to {written}", markup=False, soft_wrap=True)
     return 0
 
 
-def _held(report: SessionReport) -> str:
+def held_bytes(report: SessionReport) -> int | None:
     """Reserved memory after the run, against its start."""
     after, before = report.after.reserved_bytes, report.before.reserved_bytes
-    return format_size(None if after is None or before is None else after - before, signed=True)
+    return None if after is None or before is None else after - before
+
+
+def _median_run(reports: list[SessionReport]) -> SessionReport:
+    """The repetition whose held figure is the (lower) median: a real run, not a blend."""
+    ranked = sorted(reports, key=lambda r: held_bytes(r) or 0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _spread(reports: list[SessionReport]) -> str:
+    values = [v for v in (held_bytes(r) for r in reports) if v is not None]
+    if not values:
+        return "n/a"
+    median = format_size(int(statistics.median(values)), signed=True)
+    if len(values) == 1:
+        return median
+    return f"{median} [{format_size(min(values), signed=True)} – {format_size(max(values), signed=True)}]"
+
+
+def conclusion(reports: dict[str, list[SessionReport]]) -> str:
+    """One sentence from the medians, with a margin (1 MiB, or 5% of the model's footprint) so
+    that noise between invocations cannot flip it."""
+    medians = {}
+    for which, runs in reports.items():
+        values = [v for v in (held_bytes(r) for r in runs) if v is not None]
+        if not values:
+            return "no conclusion: the device's reserved memory could not be read"
+        medians[which] = statistics.median(values)
+    footprint = statistics.median(r.peak_increase_bytes or 0 for r in reports["vramguard"])
+    margin = max(MIB, 0.05 * footprint)
+    difference = medians["bare del"] - medians["vramguard"]
+    if difference > margin:
+        return "a bare del leaves memory held that the vramguard session gives back"
+    if difference < -margin:
+        return "the vramguard session held more than a bare del"
+    return "no difference beyond the noise between a bare del and the vramguard session"

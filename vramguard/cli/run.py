@@ -2,8 +2,11 @@
 
 The program runs as ``python`` would run it (``__name__ == "__main__"``, ``sys.argv``,
 ``sys.path[0]`` the script's folder, or the current folder for ``-m``), through :mod:`runpy`.
-When it ends, its globals are dropped and the session releases; what survives is reported.
+When it ends, the session judges what survived while the program's globals are still alive, so
+a tensor its globals hold (``CACHE.append(...)``) is named as the script's global
+(``global __main__.CACHE``); the globals are dropped after the report is made.
 The report goes to stderr, like ``time``'s, so the program's own stdout stays clean.
+Under torchrun each rank writes its own ``report-rank{N}.json`` (``vramguard report`` merges them).
 
 Exit codes: the program's own (``sys.exit(n)``); 1 when it raised (the traceback is printed) or
 when it leaked under ``--leaks raise``; 130 on Ctrl-C; 2 for bad usage.
@@ -13,14 +16,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib.util
 import os
 import runpy
 import sys
 import traceback
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from vramguard.cli._paths import check_output_file
+from vramguard.cli._ranks import per_rank_outputs
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import SessionReport
 from vramguard.core._session import GpuSession
@@ -64,20 +70,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     console = make_console(stderr=True)
     _check_target(args.target, args.as_module)
+    rank = per_rank_outputs(args)  # under torchrun: report-rank{N}.json, one file per rank
+    check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot)
     sample_every = args.sample_every
     if sample_every is None and args.plot:
         sample_every = DEFAULT_PLOT_INTERVAL_S
     name = args.target if args.as_module else os.path.basename(args.target)
+    if rank is not None:
+        name = f"{name} [rank {rank}]"
     session = GpuSession(name, device=args.device, leaks="ignore", sample_every=sample_every)
     code = 0
     failure: list[str] = []
+    # The program's globals, alive through the session's exit: judged first, then dropped.
+    namespace: list[dict[str, Any]] = []
     try:
         with _as_main(args.target, args.args, args.as_module), session:
-            code = _execute(args.target, args.as_module, failure)
+            code = _execute(args.target, args.as_module, failure, namespace)
     except KeyboardInterrupt:
         code = 130
     except Exception:
         code = 1
+    finally:
+        namespace.clear()
+        gc.collect()  # the program's functions and its globals form cycles
     if failure:
         print(failure[0], file=sys.stderr, end="")
     report = session.report
@@ -118,18 +134,19 @@ def _as_main(target: str, argv: list[str], as_module: bool) -> Iterator[None]:
         sys.argv, sys.path[:] = saved_argv, saved_path
 
 
-def _execute(target: str, as_module: bool, failure: list[str]) -> int:
-    """Run the program; its exit status. The globals runpy returns are dropped at once, so what
-    the program kept only in its own globals is freed by the release, as at interpreter exit.
+def _execute(target: str, as_module: bool, failure: list[str], namespace: list[dict[str, Any]]) -> int:
+    """Run the program; its exit status. The globals runpy returns go into ``namespace``, which
+    the caller keeps until the session has judged the survivors: a tensor they hold is then a leak
+    named as the script's global, not a cycle freed by the collection.
 
     An exception is re-raised without its traceback (its text goes to ``failure``): the
     traceback's frames would keep the program's globals alive through the release.
     """
     try:
         if as_module:
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
+            namespace.append(runpy.run_module(target, run_name="__main__", alter_sys=True))
         else:
-            runpy.run_path(target, run_name="__main__")
+            namespace.append(runpy.run_path(target, run_name="__main__"))
     except SystemExit as exit_:
         return _exit_status(exit_.code)
     except BaseException as error:

@@ -4,6 +4,7 @@ The session object (:mod:`vramguard.core._session`) is the API; these are its me
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -32,9 +33,35 @@ from vramguard.probes import MemorySnapshot, malloc_trim, reset_peak, resident_p
 if TYPE_CHECKING:
     from vramguard.core._session import GpuSession
 
+_log = logging.getLogger("vramguard")
+
 HOST_NOISE_FLOOR_BYTES = 256 * 1024
 """Without the census, a host leak figure under this is interpreter noise (malloc deltas of
 1–42 KiB were measured for a block that kept nothing) and is reported as 0."""
+
+
+_watched: dict[weakref.ref[Any], _Run] = {}
+"""The active runs by a weak reference to their session object."""
+_abandoned: list[weakref.ref[Any]] = []
+"""Weak references whose session object died while its run was still registered: a generator
+dropped inside its block, a block whose exit itself failed for want of stack (``RecursionError``
+in a decorated recursive function). The weakref's callback is this list's C-level ``append``:
+it runs no Python code, so it works at any stack depth and never raises."""
+
+
+def sweep_abandoned() -> None:
+    """Take every run whose session object died out of everything process-wide (the registry,
+    the sampler, the listeners, the census's epoch and hooks). Runs at each entry and exit."""
+    while _abandoned:
+        try:
+            ref = _abandoned.pop()
+        except IndexError:  # another thread took the last one
+            return
+        run = _watched.pop(ref, None)
+        if run is not None:
+            detach(run)
+            if run.census is not None:
+                run.census.abort()
 
 
 def start(session: GpuSession, name: str) -> _Run:
@@ -57,6 +84,9 @@ def start(session: GpuSession, name: str) -> _Run:
         malloc_trim()
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
+    sweep_abandoned()  # before the registry is read: a dead session is nobody's concurrent block
+    run.session_ref = weakref.ref(session, _abandoned.append)
+    _watched[run.session_ref] = run
     with _active_lock:
         others = _active.setdefault(key, [])
         for other in others:
@@ -102,21 +132,59 @@ def finish(session: GpuSession, run: _Run, exc: BaseException | None) -> None:
         report = measure_and_release(session, run, exc)
     except BaseException as failure:
         # Whatever failed (a device error in synchronize, an interrupt), nothing stays
-        # registered, and the block's own exception is never replaced.
+        # registered, and the block's own exception is never replaced by an error of ours; a
+        # Ctrl-C (or SystemExit) is the user's, and always comes through.
         detach(run)
         if run.census is not None:
             run.census.abort()
-        if exc is None:
+        _hooks.take_interrupt()  # superseded by what is raised now
+        if exc is None or not isinstance(failure, Exception):
             raise
         problem = f"{type(failure).__name__}: {failure}"
         add_note(exc, f"vramguard could not measure or release the failed block: {problem}")
         return
     session.report = report
+    sweep_abandoned()
+    interrupt = _hooks.take_interrupt()
+    if interrupt is not None and interrupt is not exc:
+        # A Ctrl-C that landed in one of the census's gc callbacks during the block or its
+        # release (Python drops exceptions there): raised now, the block's exception as context.
+        if exc is not None and interrupt.__context__ is None:
+            interrupt.__context__ = exc
+        raise interrupt
+    _announce(session, report)
     if exc is not None:
         # Never swallow or replace the block's exception: attach the report to it.
         add_note(exc, f"vramguard report for the failed block:\n{report}")
         return
     enforce(session, report)
+
+
+def summary_line(report: SessionReport) -> str:
+    """One line for the ``vramguard`` logger: the session, its peak, what came back, what leaked."""
+    raised = f", raised {report.raised}" if report.raised else ""
+    return (
+        f"session {report.name!r} on {report.device}: peak {format_size(report.peak_increase_bytes, signed=True)}, "
+        f"reclaimed {format_size(report.reclaimed_bytes)}, leaked {format_size(report.leaked_bytes)} "
+        f"in {report.duration_s * 1000:.1f} ms{raised}"
+    )
+
+
+def _announce(session: GpuSession, report: SessionReport) -> None:
+    """Tell the ``vramguard`` logger (info: the summary; warning: a leak above the tolerance, with
+    its holders, unless leaks="ignore") and the report listeners (the metrics). A listener that
+    raises is logged, never allowed to break the user's block."""
+    if _log.isEnabledFor(logging.INFO):
+        _log.info(summary_line(report))
+    leaked = report.leaked_bytes or 0
+    if session.leaks != "ignore" and leaked > session.leak_tolerance_bytes and _log.isEnabledFor(logging.WARNING):
+        held = "; ".join(str(leak) for leak in report.leaks[:5]) or "no tensor named (census off)"
+        _log.warning("session %r leaked %s: %s", report.name, format_size(leaked), held)
+    for listener in tuple(_hooks.report_listeners):
+        try:
+            listener(report)
+        except Exception:
+            _log.exception("a vramguard report listener failed")
 
 
 def detach(run: _Run) -> tuple[bool, Any]:
@@ -138,6 +206,10 @@ def detach(run: _Run) -> tuple[bool, Any]:
         if run in runs:
             runs.remove(run)
         concurrent = run.concurrent or any(other.owner != run.owner for other in runs)
+    if run.session_ref is not None:
+        # Last: a detach that failed part-way (no stack left) is finished by sweep_abandoned.
+        _watched.pop(run.session_ref, None)
+        run.session_ref = None
     return concurrent, history
 
 
@@ -204,7 +276,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         for other in _active.get(str(dev), []):
             other.fold_peak(peak_allocated, peak_reserved)
     kept_bytes = storage_bytes(run.kept, dev)
-    notes: list[str] = list(after.notes)
+    notes: list[str] = [*run.steps, *after.notes]
     if host_note is not None:
         notes.append(host_note)
     leaks: tuple[Leak, ...] = ()
@@ -230,6 +302,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
     run.kept.clear()
     timeline = None
     if subscription is not None and subscription.record:
+        subscription.close(after.time_s, after.allocated_bytes, after.reserved_bytes, after.process_used_bytes)
         timeline = Timeline(subscription.interval_s, tuple(subscription.samples), tuple(run.marks))
     return SessionReport(
         name=run.name,

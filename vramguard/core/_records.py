@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vramguard.core._errors import VramGuardError
+from vramguard.core._decode import Fields, check_float, check_int
+from vramguard.core._errors import ReportFormatError, VramGuardError
 from vramguard.core._sizes import format_size
 from vramguard.probes import MemorySnapshot
 
@@ -35,6 +36,34 @@ class ReleaseStep:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ReleaseStep:
+        """Rebuild a step written by :meth:`to_dict`; a bad key raises :class:`ReportFormatError`."""
+        read = _fields(data)
+        return cls(
+            name=read.str("name"),
+            duration_s=read.float("duration_s"),
+            allocated_freed_bytes=read.int("allocated_freed_bytes", nullable=True),
+            reserved_freed_bytes=read.int("reserved_freed_bytes", nullable=True),
+            detail=read.str("detail", ""),
+        )
+
+
+SCHEMA = 1
+"""The version of the report JSON: ``"schema": 1``. Files without the key are schema 0 (the same
+layout, written before the key existed); :func:`vramguard.load_report` reads both."""
+_SCHEMAS = (0, 1)
+
+
+def _fields(data: Any) -> Fields:
+    return data if isinstance(data, Fields) else Fields(data)
+
+
+def _check_schema(read: Fields) -> None:
+    schema = read.data.get("schema", 0)
+    if isinstance(schema, bool) or schema not in _SCHEMAS:
+        raise ReportFormatError(read.path("schema"), schema, "0 (no key) or 1: this vramguard reads schemas 0 and 1")
 
 
 NO_HOLDER = "holder not found"
@@ -71,14 +100,15 @@ class Leak:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Leak:
+    def from_dict(cls, data: Any) -> Leak:
         """Rebuild a leak written by :meth:`to_dict` (files written before ``group`` read as ``None``)."""
+        read = _fields(data)
         return cls(
-            nbytes=int(data["nbytes"]),
-            description=str(data["description"]),
-            created_at=data.get("created_at"),
-            holders=tuple(str(h) for h in data.get("holders", ())),
-            group=data.get("group"),
+            nbytes=read.int("nbytes"),
+            description=read.str("description"),
+            created_at=read.str("created_at", None, nullable=True),
+            holders=read.strs("holders", ()),
+            group=read.str("group", None, nullable=True),
         )
 
     def __str__(self) -> str:
@@ -142,13 +172,14 @@ class LeakGroup:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LeakGroup:
+    def from_dict(cls, data: Any) -> LeakGroup:
         """Rebuild a group written by :meth:`to_dict`."""
+        read = _fields(data)
         return cls(
-            holder=str(data["holder"]),
-            nbytes=int(data["nbytes"]),
-            count=int(data["count"]),
-            leaks=tuple(Leak.from_dict(x) for x in data.get("tensors", ())),
+            holder=read.str("holder"),
+            nbytes=read.int("nbytes"),
+            count=read.int("count"),
+            leaks=tuple(Leak.from_dict(x) for x in read.objects("tensors", ())),
         )
 
     def lines(self, *, verbose: bool = False) -> list[str]:
@@ -200,6 +231,11 @@ class OrderViolation:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> OrderViolation:
+        read = _fields(data)
+        return cls(call_site=read.str("call_site"), bytes_left_cached=read.int("bytes_left_cached"))
+
     def __str__(self) -> str:
         return (
             f"empty_cache() at {self.call_site} ran before the references were dropped: "
@@ -227,12 +263,23 @@ class Timeline:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Timeline:
-        return cls(
-            interval_s=float(data["interval_s"]),
-            samples=tuple((float(s[0]), s[1], s[2], s[3]) for s in data["samples"]),
-            marks=tuple((float(m[0]), str(m[1])) for m in data["marks"]),
-        )
+    def from_dict(cls, data: Any) -> Timeline:
+        read = _fields(data)
+        samples = []
+        for index, sample in enumerate(read.list("samples")):
+            where = f"{read.path('samples')}[{index}]"
+            if not isinstance(sample, list) or len(sample) != 4:
+                raise ReportFormatError(where, sample, "[t_s, allocated, reserved, nvml used]")
+            t_s = check_float(sample[0], f"{where}[0]")
+            figures = [check_int(v, f"{where}[{i}]", nullable=True) for i, v in enumerate(sample[1:], 1)]
+            samples.append((t_s, figures[0], figures[1], figures[2]))
+        marks = []
+        for index, mark in enumerate(read.list("marks")):
+            where = f"{read.path('marks')}[{index}]"
+            if not isinstance(mark, list) or len(mark) != 2 or not isinstance(mark[1], str):
+                raise ReportFormatError(where, mark, "[t_s, label]")
+            marks.append((check_float(mark[0], f"{where}[0]"), mark[1]))
+        return cls(interval_s=read.float("interval_s"), samples=tuple(samples), marks=tuple(marks))
 
 
 def _diff(a: int | None, b: int | None) -> int | None:
@@ -272,6 +319,7 @@ class ReleaseReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema": SCHEMA,
             "kind": "release",
             "device": self.device,
             "before": self.before.to_dict(),
@@ -287,17 +335,20 @@ class ReleaseReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReleaseReport:
-        """Rebuild a report written by :meth:`to_dict`."""
+    def from_dict(cls, data: Any) -> ReleaseReport:
+        """Rebuild a report written by :meth:`to_dict` (any schema in ``_SCHEMAS``); a missing
+        or malformed key raises :class:`ReportFormatError` naming it."""
+        read = _fields(data)
+        _check_schema(read)
         return cls(
-            device=data["device"],
-            before=MemorySnapshot.from_dict(data["before"]),
-            after=MemorySnapshot.from_dict(data["after"]),
-            steps=tuple(ReleaseStep(**step) for step in data["steps"]),
-            dropped=tuple(data.get("dropped", ())),
-            evicted=tuple(data.get("evicted", ())),
-            survivors=tuple(data.get("survivors", ())),
-            duration_s=float(data.get("duration_s", 0.0)),
+            device=read.str("device"),
+            before=MemorySnapshot.from_dict(read.object("before")),
+            after=MemorySnapshot.from_dict(read.object("after")),
+            steps=tuple(ReleaseStep.from_dict(step) for step in read.objects("steps")),
+            dropped=read.strs("dropped", ()),
+            evicted=read.strs("evicted", ()),
+            survivors=read.strs("survivors", ()),
+            duration_s=read.float("duration_s", 0.0),
         )
 
     def __str__(self) -> str:
@@ -421,6 +472,7 @@ class SessionReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :func:`vramguard.report.load_report` reads it back."""
         return {
+            "schema": SCHEMA,
             "kind": "session",
             "name": self.name,
             "device": self.device,
@@ -449,29 +501,33 @@ class SessionReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SessionReport:
-        """Rebuild a report written by :meth:`to_dict`."""
+    def from_dict(cls, data: Any) -> SessionReport:
+        """Rebuild a report written by :meth:`to_dict` (any schema in ``_SCHEMAS``); a missing
+        or malformed key raises :class:`ReportFormatError` naming it and what is accepted."""
+        read = _fields(data)
+        _check_schema(read)
+        timeline = read.data.get("timeline")
         return cls(
-            name=data["name"],
-            device=data["device"],
-            before=MemorySnapshot.from_dict(data["before"]),
-            at_exit=MemorySnapshot.from_dict(data["at_exit"]),
-            after=MemorySnapshot.from_dict(data["after"]),
-            peak_allocated_bytes=data["peak_allocated_bytes"],
-            peak_reserved_bytes=data["peak_reserved_bytes"],
-            kept_bytes=data["kept_bytes"],
-            leaked_bytes=data["leaked_bytes"],
-            release_steps=tuple(ReleaseStep(**s) for s in data["release_steps"]),
-            duration_s=data["duration_s"],
-            released=data.get("released", True),
-            concurrent=data.get("concurrent", False),
-            evicted=tuple(data.get("evicted", ())),
-            leaks=Leaks(Leak.from_dict(x) for x in data.get("leaks", ())),
-            order_violations=tuple(OrderViolation(**v) for v in data.get("order_violations", ())),
-            timeline=None if data.get("timeline") is None else Timeline.from_dict(data["timeline"]),
-            raised=data.get("raised"),
-            notes=tuple(data.get("notes", ())),
-            cycles=tuple(data.get("cycles", ())),
+            name=read.str("name"),
+            device=read.str("device"),
+            before=MemorySnapshot.from_dict(read.object("before")),
+            at_exit=MemorySnapshot.from_dict(read.object("at_exit")),
+            after=MemorySnapshot.from_dict(read.object("after")),
+            peak_allocated_bytes=read.int("peak_allocated_bytes", nullable=True),
+            peak_reserved_bytes=read.int("peak_reserved_bytes", nullable=True),
+            kept_bytes=read.int("kept_bytes"),
+            leaked_bytes=read.int("leaked_bytes", nullable=True),
+            release_steps=tuple(ReleaseStep.from_dict(s) for s in read.objects("release_steps")),
+            duration_s=read.float("duration_s"),
+            released=read.bool("released", True),
+            concurrent=read.bool("concurrent", False),
+            evicted=read.strs("evicted", ()),
+            leaks=Leaks(Leak.from_dict(x) for x in read.objects("leaks", ())),
+            order_violations=tuple(OrderViolation.from_dict(v) for v in read.objects("order_violations", ())),
+            timeline=None if timeline is None else Timeline.from_dict(read.object("timeline")),
+            raised=read.str("raised", None, nullable=True),
+            notes=read.strs("notes", ()),
+            cycles=read.strs("cycles", ()),
         )
 
     def __str__(self) -> str:

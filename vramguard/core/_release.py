@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import gc
+import inspect
+import logging
 import sys
 import time
 import weakref
@@ -29,6 +31,7 @@ from vramguard.core._tensors import storage_bytes
 from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, read_heap, resolve_device, take
 
 Mark = Callable[[str], None]
+_log = logging.getLogger("vramguard")
 
 
 def evict_module(module: torch.nn.Module, device: torch.device) -> str:
@@ -128,25 +131,59 @@ def run_release(
         detail = action()
         duration = time.perf_counter() - began
         now = take(dev, nvml=False)
-        steps.append(
-            ReleaseStep(
-                name=name,
-                duration_s=duration,
-                allocated_freed_bytes=_diff(current.allocated_bytes, now.allocated_bytes),
-                reserved_freed_bytes=_diff(current.reserved_bytes, now.reserved_bytes),
-                detail=detail,
-            )
+        step = ReleaseStep(
+            name=name,
+            duration_s=duration,
+            allocated_freed_bytes=_diff(current.allocated_bytes, now.allocated_bytes),
+            reserved_freed_bytes=_diff(current.reserved_bytes, now.reserved_bytes),
+            detail=detail,
         )
+        steps.append(step)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "release %s on %s: %.2f ms, freed %s allocated, %s reserved%s",
+                name,
+                dev,
+                duration * 1000,
+                format_size(step.allocated_freed_bytes),
+                format_size(step.reserved_freed_bytes),
+                f" ({detail})" if detail else "",
+            )
         current = now
     return tuple(steps), take(dev, nvml=True)
 
 
+_ATTRS = 'an attribute name (str) or a list or tuple of them, e.g. attrs=("asr_pipeline", "model")'
+
+
 def _normalise_attrs(attrs: str | Sequence[str]) -> tuple[str, ...]:
+    if not isinstance(attrs, (str, list, tuple)):
+        raise InvalidArgument("attrs", attrs, _ATTRS)
     names = (attrs,) if isinstance(attrs, str) else tuple(attrs)
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
-            raise InvalidArgument("attrs", attrs, 'attribute names (str), e.g. attrs=("asr_pipeline", "model")')
+            raise InvalidArgument("attrs", attrs, _ATTRS)
     return names
+
+
+def _unsettable(obj: object, name: str) -> str | None:
+    """Why ``obj.name = None`` would fail, found without trying it (a read-only property, a
+    frozen dataclass, a class without ``__dict__`` or that slot); None if it looks settable."""
+    cls = type(obj)
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is not None and getattr(params, "frozen", False):
+        return f"{cls.__name__} is a frozen dataclass"
+    try:
+        static = inspect.getattr_static(cls, name)
+    except AttributeError:
+        static = None
+    if isinstance(static, property):
+        return None if static.fset is not None else f"{cls.__name__}.{name} is a read-only property"
+    if static is not None and hasattr(type(static), "__set__"):
+        return None  # a data descriptor (a slot, a custom descriptor) decides for itself
+    if not hasattr(obj, "__dict__"):
+        return f"{cls.__name__} has no __dict__ to hold {name!r}"
+    return None
 
 
 def _describe(value: object) -> str:
@@ -174,11 +211,17 @@ def release(
     names = _normalise_attrs(attrs)
     if not isinstance(evict, bool):
         raise InvalidArgument("evict", evict, "True or False")
+    # Every object and attribute is checked before the first one changes: a release that fails
+    # half-way would leave some attributes None and others not.
     for obj in objects:
         missing = [n for n in names if not hasattr(obj, n)]
         if missing:
             accepted = f"attributes that {type(obj).__name__} has (missing: {', '.join(missing)})"
             raise InvalidArgument("attrs", tuple(names), accepted)
+        for n in names:
+            problem = _unsettable(obj, n)
+            if problem is not None:
+                raise InvalidArgument("attrs", tuple(names), f"attributes release() can set to None ({problem})")
     began = time.perf_counter()
     before = take(dev, nvml=True)
     dropped: list[str] = []
@@ -186,6 +229,7 @@ def release(
     watch: list[tuple[str, weakref.ref[Any]]] = []
 
     def drop() -> str:
+        done: list[tuple[object, str, object]] = []
         for obj in objects:
             if evict and isinstance(obj, torch.nn.Module):
                 evicted.append(evict_module(obj, dev))
@@ -194,15 +238,24 @@ def release(
                 label = f"{type(obj).__name__}.{name} ({_describe(value)})"
                 if value is None:
                     continue
+                try:
+                    setattr(obj, name, None)
+                except Exception as error:
+                    # A __setattr__ the checks above cannot see refused: put back what was set.
+                    for done_obj, done_name, done_value in reversed(done):
+                        setattr(done_obj, done_name, done_value)
+                    accepted = f"attributes release() can set to None ({type(obj).__name__}.{name}: {error})"
+                    raise InvalidArgument("attrs", names, accepted) from error
+                done.append((obj, name, value))
                 if evict and isinstance(value, torch.nn.Module):
                     evicted.append(evict_module(value, dev))
                 try:
                     watch.append((label, weakref.ref(value)))
                 except TypeError:
                     pass
-                setattr(obj, name, None)
                 dropped.append(label)
                 del value
+        done.clear()
         return f"{len(dropped)} attribute(s) set to None" if dropped else ""
 
     steps, after = run_release(dev, drop, start=before)

@@ -46,9 +46,12 @@ class _Run:
     host_hwm_floor_bytes: int | None = None
     concurrent: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    """Lines for the report's notes from steps the block asked for (``s.park``, ``s.wake``)."""
     listener: _hooks.EmptyCacheListener | None = None
     history_on: bool = False
     census: Any = None
+    session_ref: Any = None  # a weak reference to the session object: see _lifecycle.sweep_abandoned
 
     def fold_peak(self, allocated: int | None, reserved: int | None) -> None:
         if allocated is not None:

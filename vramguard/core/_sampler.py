@@ -51,6 +51,17 @@ class Subscription:
                 del self.samples[1::2]
                 self.interval_s *= 2
 
+    def close(self, now: float, allocated: int | None, reserved: int | None, process: int | None) -> None:
+        """End the timeline with the session's final reading (its ``after`` snapshot), so the
+        plot's last point is the report's ``after``: the thread's last sample may predate the
+        last release step. Samples taken later than ``now`` (while the thread was stopping) go."""
+        if not self.record:
+            return
+        t_s = now - self.origin_s
+        while self.samples and self.samples[-1][0] > t_s:
+            self.samples.pop()
+        self.samples.append((t_s, allocated, reserved, process))
+
 
 def read_now(device: torch.device, nvml: bool = False) -> tuple[int | None, int | None, int | None]:
     """(allocated, reserved, NVML process used) of ``device``, as cheaply as possible."""

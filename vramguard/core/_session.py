@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
@@ -15,10 +16,12 @@ from typing import Any, Literal, TypeVar, overload
 import torch
 
 from vramguard.core import _lifecycle
+from vramguard.core._distributed_exit import check_distributed, finish_then_gather, gatherer, require_initialized
 from vramguard.core._errors import (
     InvalidArgument,
     SessionError,
 )
+from vramguard.core._multi import MultiDeviceSession, is_multi
 from vramguard.core._records import SessionReport
 from vramguard.core._run import _Run
 from vramguard.core._sampler import HOST_SAMPLE_INTERVAL_S
@@ -29,6 +32,9 @@ from vramguard.probes import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+_ENTRY_LOCK = threading.Lock()
+"""Held only to check and claim a session object at entry (one lock for all: it is never held
+for longer than two attribute reads and a write)."""
 T = TypeVar("T")
 LeakPolicy = Literal["ignore", "warn", "raise"]
 _LEAK_POLICIES = ("ignore", "warn", "raise")
@@ -53,10 +59,15 @@ class GpuSession:
         holder_levels: int = 24,
         holder_width: int = 64,
         holder_leaks: int = 256,
+        hard: bool = False,
+        isolate: bool = False,
+        distributed: bool = False,
+        group: Any = None,
+        gather_timeout: float | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name", name, "a str, or None for the decorated function's name")
-        if leaks not in _LEAK_POLICIES:
+        if not isinstance(leaks, str) or leaks not in _LEAK_POLICIES:  # `in` on an array compares elementwise
             raise InvalidArgument("leaks", leaks, _LEAK_POLICIES)
         flags = (("release", release), ("census", census), ("strict", strict), ("record_history", record_history))
         for flag, value in flags:
@@ -90,8 +101,23 @@ class GpuSession:
             accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
             raise InvalidArgument("device", device, accepted)
         self.sample_interval_s = self.sample_every or HOST_SAMPLE_INTERVAL_S
+        for flag, value in (("hard", hard), ("isolate", isolate)):
+            if not isinstance(value, bool):
+                raise InvalidArgument(flag, value, "True or False")
+        if hard and self.max_peak_bytes is None:
+            raise InvalidArgument("hard", hard, "hard=True only with max_peak=<a size>: the budget it enforces")
+        self.hard = hard
+        self.isolate = isolate
         self.report: SessionReport | None = None
         self._run: _Run | None = None
+        self._entering = False
+        self._budget: Any = None
+        check_distributed(distributed, group, gather_timeout)
+        self.distributed, self.group, self.gather_timeout = distributed, group, gather_timeout
+        self.cluster_report: Any = None
+        """With ``distributed=True`` (or ``group=``): the :class:`vramguard.distributed.ClusterReport`
+        gathered from every rank at exit."""
+        self._gather = gatherer(self, group, gather_timeout) if distributed or group is not None else None
 
     # -- the block's API ------------------------------------------------------------------
     def own(self, obj: T, *, evict: bool = False) -> T:
@@ -118,6 +144,38 @@ class GpuSession:
         self._require_run("keep").kept.append(obj)
         return obj
 
+    def park(self, obj: Any, **options: Any) -> Any:
+        """:func:`vramguard.park` as a marked, timed step of the block: ``park:<type>`` and
+        ``park:<type> done`` on the timeline, the park's line in the report's notes. The handle
+        is kept (its host copy is expected to survive the block). Options go to ``park``."""
+        run = self._require_run("park")
+        # The one reach of the core up into vramguard.parking: lazy, only when a block parks.
+        from vramguard.parking import park
+
+        label = type(obj).__name__
+        run.mark(f"park:{label}")
+        handle = park(obj, **options)
+        run.mark(f"park:{label} done")
+        run.steps.append(str(handle.report).splitlines()[0])
+        run.kept.append(handle)
+        return handle
+
+    def wake(self, parked: Any, **options: Any) -> Any:
+        """:func:`vramguard.wake` (of a handle or of the parked object) as a marked, timed step:
+        ``wake:<type>`` and ``wake:<type> done``, the wake's line in the notes. The woken tensors
+        are kept (their storages are new, and expected to outlive the block)."""
+        run = self._require_run("wake")
+        from vramguard.parking import parked_handle, wake
+
+        handle = parked_handle(parked)
+        label = type(parked if handle is None else handle.obj).__name__
+        run.mark(f"wake:{label}")
+        report = wake(parked, **options)
+        run.mark(f"wake:{label} done")
+        run.steps.append(str(report).splitlines()[0])
+        run.kept.append(handle)
+        return report
+
     @property
     def active(self) -> bool:
         """True between entry and exit."""
@@ -130,9 +188,38 @@ class GpuSession:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> GpuSession:
-        if self._run is not None:
-            raise SessionError(f"session {self.name!r} is already active; create one session per block")
-        self._run = _lifecycle.start(self, self.name or "session")
+        with _ENTRY_LOCK:
+            # Checked and claimed at once: two threads entering one session object both got past
+            # a bare check of _run, and both registered runs.
+            if self._run is not None or self._entering:
+                raise SessionError(f"session {self.name!r} is already active; create one session per block")
+            self._entering = True
+        try:
+            return self._enter()
+        finally:
+            self._entering = False
+
+    def _enter(self) -> GpuSession:
+        if self._gather is not None:
+            require_initialized()
+        if self.isolate:
+            accepted = "isolate=True only for a decorated function (a with-block cannot move), or vramguard.isolated"
+            raise InvalidArgument("isolate", True, accepted)
+        budget = None
+        if self.hard:
+            # Entered before the run starts (and left before it finishes): the session's own
+            # bookkeeping is never counted against the block's budget.
+            from vramguard.resilience._budget import enter_budget
+
+            assert self.max_peak_bytes is not None
+            budget = enter_budget(self.max_peak_bytes, self.device)
+        try:
+            self._run = _lifecycle.start(self, self.name or "session")
+        except BaseException:
+            if budget is not None:
+                budget.__exit__()
+            raise
+        self._budget = budget
         return self
 
     def __exit__(
@@ -161,6 +248,10 @@ class GpuSession:
             )
         name = self.name or getattr(fn, "__qualname__", getattr(fn, "__name__", "session"))
         config = self._config()
+        if self.isolate:
+            from vramguard.resilience._isolate import isolate_decorated
+
+            return isolate_decorated(fn, str(name), {**config, "isolate": False})  # type: ignore[return-value]
 
         if inspect.iscoroutinefunction(fn):
 
@@ -206,17 +297,48 @@ class GpuSession:
             "holder_levels": self.holder_bounds[0],
             "holder_width": self.holder_bounds[1],
             "holder_leaks": self.holder_bounds[2],
+            "hard": self.hard,
+            "isolate": self.isolate,
+            "distributed": self.distributed,
+            "group": self.group,
+            "gather_timeout": self.gather_timeout,
         }
 
     def _finish(self, exc: BaseException | None) -> None:
         run = self._run
         assert run is not None
         self._run = None
-        _lifecycle.finish(self, run, exc)
+        budget, self._budget = self._budget, None
+        limit = self.max_peak_bytes
+        try:
+            if budget is not None:
+                budget.__exit__()
+                if budget.host is not None:
+                    # The host budget refused every allocation past max_peak, counted per storage:
+                    # the report's resident peak (interpreter pages too) is not judged against it again.
+                    self.max_peak_bytes = None
+        finally:
+            try:
+                if self._gather is None:
+                    _lifecycle.finish(self, run, exc)
+                else:
+                    finish_then_gather(lambda: _lifecycle.finish(self, run, exc), self._gather, exc)
+            finally:
+                self.max_peak_bytes = limit
 
 
 @overload
 def gpu_session(name: F, /) -> F: ...
+
+
+# "all" is also a str, so this overload overlaps the next one; it comes first, so it wins.
+@overload
+def gpu_session(  # type: ignore[overload-overlap]
+    name: str | None = None,
+    *,
+    device: Literal["all"] | list[DeviceLike] | tuple[DeviceLike, ...],
+    **options: Any,
+) -> MultiDeviceSession: ...
 
 
 @overload
@@ -235,6 +357,11 @@ def gpu_session(
     holder_levels: int = 24,
     holder_width: int = 64,
     holder_leaks: int = 256,
+    hard: bool = False,
+    isolate: bool = False,
+    distributed: bool = False,
+    group: Any = None,
+    gather_timeout: float | None = None,
 ) -> GpuSession: ...
 
 
@@ -249,8 +376,19 @@ def gpu_session(name: Any = None, /, **options: Any) -> Any:
     (raise on release-order violations), ``sample_every`` (seconds: record a timeline),
     ``record_history`` (CUDA: torch's memory history for the block), ``holder_levels`` /
     ``holder_width`` / ``holder_leaks`` (the holder search's bounds: steps up from a leak,
-    objects per level, leaks walked; a report that reached one says so).
+    objects per level, leaks walked; a report that reached one says so), ``hard`` (with
+    ``max_peak``: an allocation past the budget fails inside the block; CUDA caps the allocator,
+    the host refuses the op, docs/reliability.md), ``isolate`` (decorator only: each call runs in
+    a spawned child process that returns everything it held, see :func:`vramguard.isolated`).
+    ``device="all"`` (every visible GPU; the CPU alone on a host) or a list (``[0, 2]``) gives a
+    :class:`MultiDeviceSession`, one session per device (docs/distributed.md). ``distributed=True``
+    (or ``group=`` a process group) gathers every rank's report at exit into ``cluster_report``,
+    waiting at most ``gather_timeout`` seconds (60) for the other ranks.
     """
+    if is_multi(options.get("device")):
+        if callable(name) and not isinstance(name, str):
+            return MultiDeviceSession(None, **options)(name)
+        return MultiDeviceSession(name, **options)
     if callable(name) and not isinstance(name, str):
         return GpuSession(None, **options)(name)
     return GpuSession(name, **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from fractions import Fraction
 
@@ -25,6 +27,12 @@ _UNITS: dict[str, int] = {
 ACCEPTED_UNITS = "B, KB, MB, GB, TB, PB (powers of 1000), KiB, MiB, GiB, TiB, PiB (powers of 1024)"
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]\+?(\d{1,2}))?\s*([a-zA-Z]*)\s*$")
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+MAX_SIZE_BYTES = 2**100
+"""The largest size :func:`parse_size` accepts: far above any memory (2**63 bytes is 8 EiB), and
+small enough that every figure derived from it still converts to a float for printing."""
+_MAX_DIGITS = 40
+"""A number in a size string has at most this many characters: far above 8 EiB in bytes, and far
+below Python's 4,300-digit limit on int conversion (which raised a ValueError naming nothing)."""
 
 SizeLike = int | str
 
@@ -38,16 +46,25 @@ def parse_size(value: SizeLike, *, argument: str = "size") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidArgument(argument, value, f"a non-negative int or a string with a unit: {ACCEPTED_UNITS}")
     if isinstance(value, int):
-        if value < 0:
-            raise InvalidArgument(argument, value, f"a non-negative int or a string with a unit: {ACCEPTED_UNITS}")
+        if not 0 <= value <= MAX_SIZE_BYTES:
+            accepted = f"an int from 0 to 2**100, or a string with a unit: {ACCEPTED_UNITS}"
+            raise InvalidArgument(argument, value, accepted)
         return value
+    if len(value) > 100:
+        raise InvalidArgument(argument, value[:40] + "...", f"a short string: a number and a unit ({ACCEPTED_UNITS})")
     match = _PATTERN.match(value)
     unit = match.group(3).lower() if match else ""
     if match is None or unit not in ("", *_UNITS):
         raise InvalidArgument(argument, value, f"a non-negative number with a unit: {ACCEPTED_UNITS}")
     # Exact arithmetic: floats lose bytes above 2**53 ("4611686019 GB").
+    if len(match.group(1)) > _MAX_DIGITS:
+        accepted = f"a number of at most {_MAX_DIGITS} digits with a unit: {ACCEPTED_UNITS}"
+        raise InvalidArgument(argument, value, accepted)
     number = Fraction(match.group(1)) * (10 ** int(match.group(2)) if match.group(2) else 1)
-    return round(number * _UNITS.get(unit, 1))
+    nbytes = round(number * _UNITS.get(unit, 1))
+    if nbytes > MAX_SIZE_BYTES:
+        raise InvalidArgument(argument, value, f"a size of at most 2**100 bytes; units: {ACCEPTED_UNITS}")
+    return nbytes
 
 
 def format_size(nbytes: int | float | None, *, signed: bool = False) -> str:
@@ -57,8 +74,17 @@ def format_size(nbytes: int | float | None, *, signed: bool = False) -> str:
     """
     if nbytes is None:
         return "n/a"
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Real):
+        raise InvalidArgument("nbytes", nbytes, "an int or a float number of bytes, or None")
+    if not isinstance(nbytes, numbers.Integral) and not math.isfinite(nbytes):
+        raise InvalidArgument("nbytes", nbytes, "a finite number of bytes (not nan or inf), or None")
+    if not isinstance(signed, bool):
+        raise InvalidArgument("signed", signed, "True or False")
+    try:
+        size = float(abs(nbytes))
+    except OverflowError:
+        raise InvalidArgument("nbytes", nbytes, "a number of bytes a float can hold (below 2**1024), or None") from None
     sign = "-" if nbytes < 0 else ("+" if signed and nbytes > 0 else "")
-    size = float(abs(nbytes))
     index = 0
     while size >= 1024 and index < len(_BINARY) - 1:
         size /= 1024

@@ -10,7 +10,7 @@ from vramguard.core._errors import InvalidArgument
 
 DeviceLike = str | int | torch.device
 ACCEPTED_DEVICES = '"auto", "cpu", "cuda", "cuda:N", an int N, or a torch.device of type cpu/cuda'
-_CUDA_INDEX = re.compile(r"^cuda:(\d+)$")
+_CUDA_INDEX = re.compile(r"^cuda:([0-9]{1,6})$")  # bounded: int() refuses 4,300+ digits
 
 
 def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "device") -> torch.device:

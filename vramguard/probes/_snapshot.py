@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from vramguard.core._decode import Fields
+from vramguard.core._errors import InvalidArgument
 from vramguard.probes._device import DeviceLike, resolve_device
 from vramguard.probes._host import read_heap, resident_bytes
 from vramguard.probes._nvml import read_nvml
@@ -79,11 +81,24 @@ class MemorySnapshot:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MemorySnapshot:
-        """Rebuild a snapshot written by :meth:`to_dict`."""
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["notes"] = tuple(fields.get("notes", ()))
-        return cls(**fields)
+    def from_dict(cls, data: Any) -> MemorySnapshot:
+        """Rebuild a snapshot written by :meth:`to_dict`; a missing or malformed key raises
+        :class:`~vramguard.ReportFormatError` naming it (a reading that was not taken is null)."""
+        read = data if isinstance(data, Fields) else Fields(data)
+        figures = {name: read.int(name, None, nullable=True) for name in _FIGURES}
+        return cls(
+            device=read.str("device"),
+            time_s=read.float("time_s"),
+            cuda_initialized=read.bool("cuda_initialized", False),
+            notes=read.strs("notes", ()),
+            **figures,
+        )
+
+
+_FIGURES = tuple(
+    name for name in MemorySnapshot.__dataclass_fields__ if name.endswith("_bytes") or name.startswith("num_")
+)
+"""The byte and count fields: each an int or None."""
 
 
 def snapshot(device: DeviceLike | None = "auto", *, nvml: bool = True, uss: bool = True) -> MemorySnapshot:
@@ -93,6 +108,9 @@ def snapshot(device: DeviceLike | None = "auto", *, nvml: bool = True, uss: bool
     (nothing was allocated) and NVML is still read. ``nvml=False`` skips NVML; ``uss=False``
     skips the USS walk (about 2 ms); sessions use both for their cheap mid-block readings.
     """
+    for flag, value in (("nvml", nvml), ("uss", uss)):
+        if not isinstance(value, bool):  # a tensor or an array has no single truth value
+            raise InvalidArgument(flag, value, "True or False")
     dev = resolve_device(device)
     return take(dev, nvml=nvml, uss=uss)
 

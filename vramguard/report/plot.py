@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vramguard.core._errors import InvalidArgument, MissingDependency
+from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import ReleaseReport, SessionReport
 from vramguard.core._sizes import format_size
+from vramguard.distributed._cluster import ClusterReport
+from vramguard.report._panels import panels
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 Report = SessionReport | ReleaseReport
+PlotInput = Report | MultiDeviceReport | ClusterReport
 Sample = tuple[float, int | None, int | None, int | None]
 
 PANEL_WIDTH_PX = 1000
@@ -33,6 +37,9 @@ PANEL_HEIGHT_PX = 450
 DPI = 100
 _UNITS = (("B", 1), ("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30), ("TiB", 2**40))
 _STEP_SHADES = ("tab:green", "tab:olive")
+LABEL_HEADROOM = 1.3
+"""A timeline panel's y range is this much above its data: the band where step labels go."""
+LABEL_PAD_PX = 3.0
 
 
 def _figure(width_px: int, height_px: int, dpi: int) -> Figure:
@@ -55,19 +62,20 @@ def _check_size(name: str, value: object) -> int:
 
 
 def plot_report(
-    report: Report,
+    report: PlotInput,
     path: str | os.PathLike[str],
     *,
     width_px: int = PANEL_WIDTH_PX,
-    height_px: int = PANEL_HEIGHT_PX,
+    height_px: int | None = None,
     dpi: int = DPI,
 ) -> Path:
-    """Draw ``report`` into ``path`` (PNG, or any format matplotlib knows by the suffix)."""
+    """Draw ``report`` into ``path`` (PNG, or any format matplotlib knows by the suffix); a
+    session over several devices or ranks gets a panel each (``height_px``: 450 per panel)."""
     return plot_reports([report], path, width_px=width_px, height_px=height_px, dpi=dpi)
 
 
 def plot_reports(
-    reports: Iterable[Report],
+    reports: Iterable[PlotInput],
     path: str | os.PathLike[str],
     *,
     width_px: int = PANEL_WIDTH_PX,
@@ -78,34 +86,49 @@ def plot_reports(
 
     ``height_px`` defaults to 450 pixels per report. Returns the path written.
     """
-    items = list(reports)
-    if not items or not all(isinstance(r, (SessionReport, ReleaseReport)) for r in items):
-        raise InvalidArgument("reports", items, "one or more SessionReport or ReleaseReport")
+    given = panels(reports)  # a MultiDeviceReport or ClusterReport: a panel per device or rank
+    items = [r for r in given if isinstance(r, (SessionReport, ReleaseReport))]
+    if not items or len(items) != len(given):
+        accepted = "one or more SessionReport, ReleaseReport, MultiDeviceReport or ClusterReport"
+        raise InvalidArgument("reports", given, accepted)
     width = _check_size("width_px", width_px)
     height = _check_size("height_px", PANEL_HEIGHT_PX * len(items) if height_px is None else height_px)
     if isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 1000:
         raise InvalidArgument("dpi", dpi, "an int from 10 to 1000")
+    figure = render_figure(items, width, height, dpi)
+    target = Path(path)
+    figure.savefig(target, dpi=dpi)
+    return target
+
+
+def render_figure(items: Sequence[Report], width: int, height: int, dpi: int) -> Figure:
+    """The figure of ``items``, laid out and ready to save (checked arguments only)."""
     figure = _figure(width, height, dpi)
     axes = figure.subplots(len(items), 1, squeeze=False)[:, 0]
     unit = _unit(max((_largest(r) for r in items), default=0))
     top = right = 0.0
-    timelines = []
+    timelines: list[tuple[Axes, list[tuple[float, str]]]] = []
     for ax, report in zip(axes, items, strict=True):
         if isinstance(report, SessionReport) and report.timeline is not None and len(report.timeline.samples) >= 2:
-            _draw_timeline(ax, report, unit)
-            timelines.append(ax)
+            timelines.append((ax, _draw_timeline(ax, report, unit)))
             right = max(right, ax.get_xlim()[1])
         else:
             _draw_bars(ax, report, unit)
         top = max(top, ax.get_ylim()[1])
     # One scale for every panel (and one time axis for the timelines): compared by eye.
     for ax in axes:
-        ax.set_ylim(0, top)
-    for ax in timelines:
+        ax.set_ylim(0, top * (LABEL_HEADROOM if timelines else 1.0))
+    for ax, _ in timelines:
         ax.set_xlim(0, right)
-    target = Path(path)
-    figure.savefig(target, dpi=dpi)
-    return target
+    if timelines:
+        # The step labels are laid out on the final geometry: draw once (the layout engine
+        # places the axes), freeze that layout, then place each label where it fits.
+        figure.canvas.draw()
+        figure.set_layout_engine("none")
+        renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+        for ax, labels in timelines:
+            _place_step_labels(ax, labels, renderer)
+    return figure
 
 
 def _unit(largest: int) -> tuple[str, int]:
@@ -138,6 +161,12 @@ def _largest(report: Report) -> int:
 
 
 def _title(report: Report) -> str:
+    # A "$" pair in a name (a script "cost$1$.py") would be read as mathtext and can fail to
+    # parse: matplotlib shows an escaped dollar (r"\$") as a plain one.
+    return _title_text(report).replace("$", r"\$")
+
+
+def _title_text(report: Report) -> str:
     if isinstance(report, ReleaseReport):
         return (
             f"release on {report.device}: reclaimed {format_size(report.reclaimed_bytes)}, "
@@ -156,8 +185,10 @@ def _series(samples: Sequence[Sample], index: int, div: int) -> tuple[list[float
     return xs, ys
 
 
-def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> None:
-    """Lines of allocated and reserved bytes, release steps shaded, peak and empty_cache marked."""
+def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> list[tuple[float, str]]:
+    """Lines of allocated and reserved bytes, release steps shaded, peak and empty_cache marked.
+
+    Returns the release steps' labels (start time, name), placed once the figure's layout is final."""
     assert report.timeline is not None
     name, div = unit
     samples = report.timeline.samples
@@ -168,6 +199,7 @@ def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> No
             ax.plot(xs, ys, style, label=label, linewidth=1.6 if index < 3 else 1.2)
     end = max([samples[-1][0], *(t for t, _ in marks)])
     shaded = 0
+    labels: list[tuple[float, str]] = []
     for i, (start, label) in enumerate(marks):
         if not label.startswith("release:"):
             continue
@@ -179,16 +211,7 @@ def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> No
             alpha=0.18,
             label="release steps" if shaded == 0 else None,
         )
-        ax.annotate(
-            label.removeprefix("release:"),
-            (start, 1.0),
-            xycoords=("data", "axes fraction"),
-            rotation=90,
-            va="top",
-            ha="right",
-            fontsize=7,
-            color="tab:green",
-        )
+        labels.append((start, label.removeprefix("release:")))
         shaded += 1
     calls = [t for t, label in marks if label.startswith("empty_cache")]
     for j, t in enumerate(calls):
@@ -202,7 +225,54 @@ def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> No
     ax.set_title(_title(report), fontsize=10, loc="left")
     ax.set_xlim(0, end if end > 0 else None)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    # Outside the plot, right of it: inside, it would compete with the step labels and the peak.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, borderaxespad=0.0)
+    return labels
+
+
+def _place_step_labels(ax: Axes, labels: Sequence[tuple[float, str]], renderer: Any) -> None:
+    """Write each release step's name at the top of the panel, above its start: horizontal, kept
+    inside the axes, and moved down a row wherever it would overlap a label or the peak's text."""
+    from matplotlib.transforms import Bbox, IdentityTransform
+
+    box = ax.get_window_extent(renderer)
+    taken = [text.get_window_extent(renderer) for text in ax.texts]  # the peak annotation
+    to_axes = ax.transAxes.inverted()
+    for start, name in labels:
+        x_px = float(ax.transData.transform((start, 0.0))[0])
+        text = ax.text(0, 0, name, fontsize=7, color="tab:green", ha="left", va="top", transform=IdentityTransform())
+        room = box.width - 2 * LABEL_PAD_PX
+        size = _fit(text, name, room, renderer)
+        width, height = size.width, size.height
+        left = min(max(x_px, box.x0 + LABEL_PAD_PX), box.x1 - LABEL_PAD_PX - width)
+        top = box.y1 - LABEL_PAD_PX
+        while True:
+            candidate = Bbox.from_bounds(left, top - height, width, height)
+            if not any(candidate.overlaps(other) for other in taken) or top - 2 * height < box.y0:
+                break
+            top -= height + LABEL_PAD_PX
+        taken.append(candidate)
+        x_axes, y_axes = to_axes.transform((left, top))
+        text.set_position((float(x_axes), float(y_axes)))
+        text.set_transform(ax.transAxes)
+        ax.plot([start, start], [1.0, 0.97], color="tab:green", linewidth=0.8, transform=ax.get_xaxis_transform())
+
+
+def _fit(text: Any, name: str, room: float, renderer: Any) -> Any:
+    """Shrink, then shorten (with "…"), a label until it is at most ``room`` pixels wide (a
+    narrow panel); returns its extent."""
+    size = text.get_window_extent(renderer)
+    for fontsize in (6, 5):
+        if size.width <= room:
+            return size
+        text.set_fontsize(fontsize)
+        size = text.get_window_extent(renderer)
+    for keep in range(len(name) - 1, -1, -1):
+        if size.width <= room:
+            break
+        text.set_text(name[:keep] + "…")
+        size = text.get_window_extent(renderer)
+    return size
 
 
 def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], div: int) -> None:
@@ -213,7 +283,9 @@ def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], d
         return
     sampled, minus_t = max(present)  # the first sample at the highest value
     at = -minus_t
-    peak = max(sampled, report.peak_allocated_bytes or 0)
+    # The label is the report's figure (the allocator's counter on CUDA, the resident spike folded
+    # in on the host); the point is where the samples saw it.
+    peak = sampled if report.peak_allocated_bytes is None else report.peak_allocated_bytes
     ax.plot([at], [sampled / div], "o", color="tab:red", markersize=5)
     ax.annotate(
         f"peak {format_size(peak)}",

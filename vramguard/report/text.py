@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from vramguard.core._errors import MissingDependency
+from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import NO_HOLDER, Leak, ReleaseReport, ReleaseStep, SessionReport
 from vramguard.core._sizes import format_size
+from vramguard.distributed._cluster import ClusterReport
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
 
-Report = SessionReport | ReleaseReport
+Report = SessionReport | ReleaseReport | MultiDeviceReport | ClusterReport
 
 
 def require_rich(feature: str = "vramguard's tables") -> None:
@@ -166,6 +168,12 @@ def renderables(report: Report, *, verbose: bool = False) -> list[RenderableType
     """Everything :func:`render` prints for ``report``, in order (``verbose``: each leaked tensor
     under its group)."""
     require_rich()
+    if not isinstance(report, (SessionReport, ReleaseReport)):  # a session over devices or ranks
+        from vramguard.report import text_many
+
+        if isinstance(report, MultiDeviceReport):
+            return text_many.multi_renderables(report, verbose=verbose)
+        return text_many.cluster_renderables(report, verbose=verbose)
     if isinstance(report, ReleaseReport):
         header = f"[bold]vramguard release[/] on {_e(report.device)}: {report.duration_s * 1000:.1f} ms"
         parts: list[RenderableType] = [header, release_table(report)]

@@ -1,0 +1,106 @@
+"""``gpu_session(max_peak=..., hard=True)``: an allocation past the budget fails inside the
+block (host: the op is refused with ``BudgetExceeded``; CUDA: the allocator is capped), and
+the cap is gone after the block, however it ended."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vramguard
+
+MiB = 1024 * 1024
+FLOATS_PER_MIB = MiB // 4
+
+
+def hard(budget: str, device: str = "cpu") -> vramguard.GpuSession:
+    return vramguard.gpu_session(device=device, max_peak=budget, hard=True, leaks="ignore", census=False)
+
+
+def test_an_allocation_past_the_budget_fails_in_the_block() -> None:
+    with pytest.raises(vramguard.BudgetExceeded) as caught, hard("8 MiB"):
+        first = torch.zeros(4 * FLOATS_PER_MIB)
+        second = torch.zeros(4 * FLOATS_PER_MIB)  # exactly at the budget: allowed
+        torch.zeros(FLOATS_PER_MIB)
+    error = caught.value
+    assert isinstance(error, MemoryError)
+    assert (error.budget_bytes, error.requested_bytes, error.in_use_bytes) == (8 * MiB, MiB, 8 * MiB)
+    assert "past its max_peak of 8.00 MiB" in str(error)
+    assert any("vramguard report for the failed block" in note for note in error.__notes__)
+    del first, second
+    assert torch.zeros(64 * FLOATS_PER_MIB).numel() == 64 * FLOATS_PER_MIB  # no cap after the block
+
+
+def test_freed_storages_views_and_in_place_ops_do_not_count() -> None:
+    with hard("8 MiB") as session:
+        for _ in range(10):
+            step = torch.ones(6 * FLOATS_PER_MIB)
+            del step  # rebinding alone would hold two steps at once: 12 MiB
+        step = torch.ones(6 * FLOATS_PER_MIB)
+        view = step.view(-1, 4)[::2]
+        step.add_(1).mul_(2)
+        total = float(view.sum())
+        del step, view
+    assert total == 4.0 * 6 * FLOATS_PER_MIB / 2  # every other row of four: half the values, each 4
+    assert session.report is not None and session.report.raised is None
+
+
+def test_a_model_that_does_not_fit_fails_its_forward_and_the_block_can_run_again() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(256, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 256))
+    batch = torch.randn(512, 256)  # the 512 x 4096 activation alone is 8 MiB
+    with pytest.raises(vramguard.BudgetExceeded), torch.no_grad(), hard("4 MiB"):
+        model(batch)
+    with torch.no_grad(), hard("4 MiB"):
+        out = model(batch[:64])
+    assert out.shape == (64, 256)
+
+
+def test_the_report_is_not_judged_again_on_the_host() -> None:
+    # The budget counted 8 MiB exactly; the report's resident peak also counts interpreter pages.
+    with hard("8 MiB") as session:
+        kept = torch.ones(8 * FLOATS_PER_MIB)
+    assert session.report is not None and kept.numel() == 8 * FLOATS_PER_MIB
+    assert session.max_peak_bytes == 8 * MiB  # restored after the exit
+
+
+def test_hard_needs_a_budget_and_a_bool() -> None:
+    with pytest.raises(vramguard.InvalidArgument, match="max_peak"):
+        vramguard.gpu_session(device="cpu", hard=True)
+    with pytest.raises(vramguard.InvalidArgument, match="invalid hard="):
+        vramguard.gpu_session(device="cpu", max_peak="1 MiB", hard=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.booleans()), min_size=1, max_size=12), st.integers(1, 16))
+def test_refusal_is_exact_accounting_of_the_live_storages(steps: list[tuple[int, bool]], budget_mib: int) -> None:
+    """Invariant: an allocation is refused exactly when live block storages + it > budget."""
+    live: list[torch.Tensor] = []
+    with hard(f"{budget_mib} MiB"):
+        for mib, keep in steps:
+            in_use = sum(t.untyped_storage().nbytes() for t in live)
+            expect_refusal = in_use + mib * MiB > budget_mib * MiB
+            if expect_refusal:
+                with pytest.raises(vramguard.BudgetExceeded) as refused:
+                    torch.empty(mib * FLOATS_PER_MIB)
+                assert refused.value.in_use_bytes == in_use
+                continue
+            tensor = torch.empty(mib * FLOATS_PER_MIB)
+            if keep:
+                live.append(tensor)
+            del tensor
+    live.clear()
+
+
+@pytest.mark.gpu
+def test_cuda_caps_the_allocator_and_restores_it_after_an_exception() -> None:
+    before = torch.cuda.get_per_process_memory_fraction(0)
+    with pytest.raises(torch.OutOfMemoryError), hard("64 MiB", "cuda"):
+        assert torch.cuda.get_per_process_memory_fraction(0) < before
+        small = torch.empty(32 * MiB, dtype=torch.uint8, device="cuda")
+        torch.empty(256 * MiB, dtype=torch.uint8, device="cuda")
+    del small
+    assert torch.cuda.get_per_process_memory_fraction(0) == before
+    big = torch.empty(256 * MiB, dtype=torch.uint8, device="cuda")
+    assert big.numel() == 256 * MiB

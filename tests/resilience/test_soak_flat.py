@@ -1,0 +1,54 @@
+"""A long-running process stays flat: sessions with the census on and off, each loading and
+releasing a small model, leave resident memory, threads, open files and live tensors where
+they were. Reduced here (``VRAMGUARD_SOAK_SESSIONS``, default 200); the full 10,000-session
+form is ``benchmarks/soak.py``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "soak.py"
+
+
+def _soak_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("vramguard_benchmark_soak", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_many_sessions_leave_the_process_flat() -> None:
+    sessions = int(os.environ.get("VRAMGUARD_SOAK_SESSIONS", "200"))
+    soak = _soak_module()
+    result = soak.soak(sessions=sessions, window=max(1, sessions // 5), warmup=30)
+    message = "\n".join(result.lines())
+    assert result.rss_drift_bytes <= soak.MiB, message
+    assert result.last.threads <= result.first.threads, message
+    assert result.last.open_files <= result.first.open_files, message
+    assert result.last.live_tensors <= result.first.live_tensors, message
+    assert result.flat()
+
+
+def test_growth_in_any_figure_is_not_flat() -> None:
+    """The judgement can fail: each figure past its bound makes the run not flat."""
+    soak = _soak_module()
+    first = soak.Window(0, 100 * soak.MiB, threads=3, open_files=5, live_tensors=0, duration_s=1.0)
+    grown = {
+        "rss_median_bytes": 101 * soak.MiB + 1,
+        "threads": 4,
+        "open_files": 6,
+        "live_tensors": 1,
+    }
+    assert soak.Soak(10, 2, first, first).flat()
+    for field, value in grown.items():
+        last = soak.Window(**{**first.__dict__, field: value})
+        assert not soak.Soak(10, 2, first, last).flat(), field

@@ -1,0 +1,147 @@
+"""Rich tables of the composite records: a session over several devices (:class:`MultiDeviceReport`)
+and a session across ranks (:class:`ClusterReport`). :func:`vramguard.report.text.render` uses
+these for those records; each device's or rank's own session renders as a single session does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vramguard.core._multi_report import MultiDeviceReport
+from vramguard.core._records import SessionReport
+from vramguard.core._sizes import format_size
+from vramguard.distributed._cluster import ClusterReport, RankReport
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+
+def _e(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _table(title: str | None = None) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+
+
+def _leaked(nbytes: int | None) -> str:
+    text = format_size(nbytes)
+    return f"[bold red]{text}[/]" if nbytes else text
+
+
+def devices_table(report: MultiDeviceReport) -> Table:
+    """One row per device (peak, peak above start, reclaimed, still cached, kept, leaked) and the total."""
+    table = _table()
+    table.add_column("device", style="bold")
+    for name in ("peak", "peak above start", "reclaimed", "still cached", "kept", "leaked"):
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, SessionReport | MultiDeviceReport]] = [(r.device, r) for r in report.devices]
+    for label, r in rows:
+        table.add_row(*_figures(label, r))
+    table.add_section()
+    table.add_row(*_figures("total", report), style="bold")
+    return table
+
+
+def _figures(label: str, r: SessionReport | MultiDeviceReport) -> tuple[str, ...]:
+    return (
+        _e(label),
+        format_size(r.peak_allocated_bytes),
+        format_size(r.peak_increase_bytes),
+        f"[green]{format_size(r.reclaimed_bytes)}[/]",
+        format_size(r.cached_bytes_after),
+        format_size(r.kept_bytes),
+        _leaked(r.leaked_bytes),
+    )
+
+
+def multi_renderables(report: MultiDeviceReport, *, verbose: bool = False) -> list[RenderableType]:
+    """A device table with the total, then each device's session as :func:`render` shows one."""
+    from vramguard.report.text import renderables
+
+    header = (
+        f"[bold]vramguard session {_e(repr(report.name))}[/] on {len(report.devices)} device(s) "
+        f"({_e(', '.join(report.device_names))}): {report.duration_s * 1000:.1f} ms"
+    )
+    parts: list[RenderableType] = [header, devices_table(report)]
+    if report.incomplete:
+        parts.append(f"note: some device could not read {', '.join(report.incomplete)}; the totals sum the rest")
+    if report.raised:
+        parts.append(f"[red]the block raised {_e(report.raised)}[/]")
+    parts += [f"evicted: {_e(e)}" for e in report.evicted]
+    parts += [f"note: {_e(n)}" for n in report.notes]
+    for device in report.devices:
+        parts += renderables(device, verbose=verbose)
+    return parts
+
+
+def _device(report: RankReport) -> str:
+    return report.device if isinstance(report, SessionReport) else ", ".join(report.device_names)
+
+
+def ranks_table(report: ClusterReport) -> Table:
+    """One row per rank: its device(s), peak, peak above start, reclaimed, leaked, and what it raised."""
+    table = _table()
+    table.add_column("rank", justify="right", style="bold")
+    table.add_column("device")
+    for name in ("peak", "peak above start", "reclaimed", "leaked"):
+        table.add_column(name, justify="right")
+    table.add_column("raised")
+    for rank, r in zip(report.ranks, report.reports, strict=True):
+        table.add_row(
+            str(rank),
+            _e(_device(r)),
+            format_size(r.peak_allocated_bytes),
+            format_size(r.peak_increase_bytes),
+            f"[green]{format_size(r.reclaimed_bytes)}[/]",
+            _leaked(r.leaked_bytes),
+            f"[red]{_e(r.raised)}[/]" if r.raised else "",
+        )
+    table.add_section()
+    table.add_row("all", "", "", "", "", _leaked(report.total_leaked_bytes), "", style="bold")
+    return table
+
+
+def rank_leaks_table(report: ClusterReport) -> Table:
+    """Every rank's leaks, largest first, with the rank and device each came from."""
+    table = _table(f"[bold red]leaks: {format_size(report.total_leaked_bytes)}[/]")
+    table.add_column("rank", justify="right")
+    table.add_column("device")
+    table.add_column("size", justify="right")
+    table.add_column("tensor")
+    table.add_column("held by")
+    for item in report.leaks:
+        holders = "\n".join(item.leak.holders) if item.leak.holders else "holder not found"
+        table.add_row(
+            str(item.rank), _e(item.device), format_size(item.leak.nbytes), _e(item.leak.description), _e(holders)
+        )
+    return table
+
+
+def cluster_renderables(report: ClusterReport, *, verbose: bool = False) -> list[RenderableType]:
+    """A rank table with the imbalance, the leaks with their ranks, the failed ranks; ``verbose``
+    adds each rank's own session."""
+    from vramguard.report.text import renderables
+
+    imbalance = "unknown" if report.imbalance is None else f"{report.imbalance:.2f}x"
+    backend = f" ({_e(report.backend)})" if report.backend else ""
+    header = (
+        f"[bold]vramguard session {_e(repr(report.name))}[/] on {len(report.ranks)} ranks{backend}: "
+        f"peak imbalance (max/min) {imbalance}"
+    )
+    parts: list[RenderableType] = [header, ranks_table(report)]
+    if report.leaks:
+        parts.append(rank_leaks_table(report))
+    if report.failed_ranks:
+        parts.append(f"[red]failed ranks: {', '.join(str(r) for r in report.failed_ranks)}[/]")
+    if verbose:
+        for rank, r in zip(report.ranks, report.reports, strict=True):
+            parts.append(f"[bold]rank {rank}[/]")
+            parts += renderables(r, verbose=True)
+    return parts
