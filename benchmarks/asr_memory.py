@@ -16,7 +16,7 @@ the peak and the time per file of each:
 - swap: ``mode="swap"`` (the idle model parked on the host), where the pipeline accepts it;
 - resident with release between files: load, run, ``release_resources()`` for every file.
 
-``--quick``: two files, tiny models, the three cheapest ways (seconds, for CI).
+``--quick``: two files, tiny models, four tokens per chunk, three of the ways (for CI).
 
 The models are vramguard.asr.testing's random-weight builds (``size="base"``: whisper-base's
 architecture, 74M parameters, and pyannote speaker-diarization-3.1's), run on the bundled 8.8 s
@@ -281,10 +281,12 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
     print(f"device: {label}")
     print(f"{args.files} files of 8.8 s each, models size={args.size}; memory: reserved (host: resident anonymous)")
     print(f"  {'way':<34} {'peak above start':>17} {'held at the end':>16} {'s per file (median, min-max)':>30}")
+    options = f"--files {args.files} --size {args.size} --max-new-tokens {args.max_new_tokens}"
     lines = [
         f"Device: {label}. Date: {time.strftime('%Y-%m-%d')}. Command: "
-        f"`.venv/bin/python benchmarks/asr_memory.py --files {args.files} --size {args.size}"
-        f"{' --quick' if args.quick else ''}`.",
+        f"`.venv/bin/python benchmarks/asr_memory.py "
+        + ("--quick" if args.quick else options)
+        + "`.",
         "",
         "| way | peak above the start | held at the end | seconds per file (median, min–max) |",
         "|---|---|---|---|",
@@ -358,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     device = vramguard.resolve_device(args.device)
     args.device = str(device)
     if args.quick:
-        args.files, args.size = args.files or 2, "tiny"
-        args.files = min(args.files, 2)
+        args.files, args.size, args.max_new_tokens = 2, "tiny", 4
     if args.child:
         kind, variant = args.child
         if kind == "files":

@@ -273,7 +273,7 @@ class Objgraph:
         new = [t for t in _tensors() if id(t) not in before]
         found = _storage_bytes(new)
         chains = []
-        for tensor in new[:4]:  # one chain per tensor costs a full heap walk
+        for tensor in new[:1]:  # one chain costs a heap walk per step (gc.get_referrers)
             chain = objgraph.find_backref_chain(tensor, objgraph.is_proper_module, max_depth=12)
             chains.append(" -> ".join(_short(obj) for obj in chain))
             del chain
@@ -363,6 +363,14 @@ class TensorCycles:
         return planted, found if planted.cycle else None, "\n".join(messages), (entered - began) + (done - planted_at)
 
 
+def _clear_leaks() -> None:
+    """Remove whatever a planted leak left on this module (after a detector failed mid-way)."""
+    module = sys.modules[__name__]
+    for name in [n for n in vars(module) if n.startswith("LEAK_")]:
+        delattr(module, name)
+    gc.collect()
+
+
 def _score(found: int | None, planted: int) -> str:
     if found is None:
         return "no"
@@ -379,21 +387,31 @@ def child(device: torch.device, heap_objects: int, leaks: list[str]) -> dict[str
         import objgraph  # noqa: F401
         import pytorch_memlab  # noqa: F401  (prints a line when there is no GPU)
     heap = [[i] for i in range(heap_objects)]  # lists stay tracked by the collector (tuples of ints do not)
+    tracked = len(gc.get_objects())
     detectors = [Census(device), MemReporterDiff(), GcDiff(), Tracemalloc(), Objgraph(), TensorCycles(device)]
     # A warm-up of every detector on one leak: first-use costs (imports, caches) count for none.
     for detector in detectors:
-        with contextlib.redirect_stdout(io.StringIO()):
-            result = detector.run(lambda: plant_global(device))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                result = detector.run(lambda: plant_global(device))
+        except Exception:
+            result = None
         if result is not None:
             result[0].undo()
+        _clear_leaks()
     gc.collect()
     cells: dict[str, dict[str, Any]] = {}
     for leak in leaks:
         cells[leak] = {}
         for detector in detectors:
             gc.collect()
-            with contextlib.redirect_stdout(io.StringIO()):
-                result = detector.run(lambda leak=leak: LEAKS[leak](device))  # type: ignore[misc]
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    result = detector.run(lambda leak=leak: LEAKS[leak](device))  # type: ignore[misc]
+            except Exception as error:
+                cells[leak][detector.name] = {"error": f"{type(error).__name__}: {error}"}
+                _clear_leaks()
+                continue
             if result is None:
                 cells[leak][detector.name] = None
                 gc.collect()
@@ -410,7 +428,7 @@ def child(device: torch.device, heap_objects: int, leaks: list[str]) -> dict[str
             planted.undo()
             del planted, result
     del heap
-    return {"gc_objects": len(gc.get_objects()), "cells": cells}
+    return {"gc_objects": tracked, "cells": cells}
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -430,6 +448,8 @@ def markdown(data: dict[str, Any]) -> str:
                 cell = cells[name]
                 if cell is None:
                     row.append("n/a")
+                elif "error" in cell:
+                    row.append("failed")
                 else:
                     named = "holder" if cell["holder_named"] else "no holder"
                     row.append(f"{cell['found']}, {named}, {cell['time_s'] * 1000:.0f}")
@@ -462,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = {}
     for heap, objects in heaps.items():
-        command = [sys.executable, __file__, "--child", str(objects), "--leaks", ",".join(leaks), "--device", str(device)]
+        command = [sys.executable, __file__, "--child", str(objects), "--leaks", ",".join(leaks)]
+        command += ["--device", str(device)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"the {heap} run failed:\n{done.stderr[-4000:]}")

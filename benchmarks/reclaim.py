@@ -1,6 +1,6 @@
 """How much memory each release strategy gives back, every scenario against every strategy, in one run.
 
-    .venv/bin/python benchmarks/reclaim.py [--device cpu|cuda] [--repeat 3] [--scenarios a,b] [--json out.json]
+    .venv/bin/python benchmarks/reclaim.py [--device cpu|cuda] [--repeat 3] [--scenarios 'a;b'] [--json out.json]
         [--markdown out.md] [--quick]
 
 Every (scenario, strategy) cell runs ``--repeat`` times, each time in a fresh child process that
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import datetime
 import gc
 import json
@@ -34,337 +33,23 @@ import sys
 import tempfile
 import time
 import warnings
-import wave
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from reclaim_cases import (
+    NEEDS_MODELS,
+    QUICK_SCENARIOS,
+    SCENARIOS,
+    STRATEGIES,
+    Env,
+    available_strategies,
+    manual_order,
+)
 
 import vramguard
-
-ATTRS = ("model", "out", "extra")
-
-
-class App:
-    """The user's application object: a model, its last output and whatever else the scenario keeps."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device  # a torch.device, never the string "cuda" whisper-plus's guard compares with
-        self.model: Any = None
-        self.out: Any = None
-        self.extra: Any = None
-
-
-@dataclasses.dataclass
-class Env:
-    """What a child knows: the device, where the models were built, and the clock of the release."""
-
-    device: torch.device
-    models: Path | None
-    small: bool
-    loaded_snapshot: vramguard.MemorySnapshot | None = None
-    release_started_s: float = 0.0
-
-    def loaded(self) -> None:
-        """Called by a strategy once the workload is loaded and has run: the release starts now."""
-        gc.disable()  # no automatic collection between this reading and the strategy's own steps
-        self.loaded_snapshot = vramguard.snapshot(self.device)
-        self.release_started_s = time.perf_counter()
-
-    def empty_cache(self) -> None:
-        """The user's ``torch.cuda.empty_cache()`` on this device (``malloc_trim(0)`` on the host)."""
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        else:
-            vramguard.empty_cache(self.device)
-
-
-# --- Scenarios: build an App on the device, loaded and run once ----------------------------------
-
-
-def _encoder(env: Env) -> torch.nn.Module:
-    width, layers = (128, 2) if env.small else (512, 6)
-    layer = torch.nn.TransformerEncoderLayer(
-        d_model=width, nhead=8, dim_feedforward=4 * width, batch_first=True, dropout=0.0
-    )
-    model = torch.nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
-    return model.to(env.device)
-
-
-def _batch(env: Env, model: torch.nn.Module) -> torch.Tensor:
-    width = next(model.parameters()).shape[-1]
-    return torch.randn(8, 128, width, device=env.device)
-
-
-def plain(env: Env) -> App:
-    """A model and its output."""
-    app = App(env.device)
-    app.model = _encoder(env)
-    with torch.inference_mode():
-        app.out = app.model(_batch(env, app.model))
-    return app
-
-
-def cycle(env: Env) -> App:
-    """A model caught in a reference cycle: only ``gc.collect()`` frees it once dropped."""
-    app = plain(env)
-    app.model.__dict__["owner_ref"] = app.model  # a module that refers to itself (pytorch #50185)
-    return app
-
-
-def hook(env: Env) -> App:
-    """A model held by a forward-hook closure that keeps the last activations on the model."""
-    app = App(env.device)
-    model = _encoder(env)
-
-    def keep_activation(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        model.last_activation = output  # the closure holds ``model``: model -> hooks -> closure -> model
-
-    model.register_forward_hook(keep_activation)
-    with torch.inference_mode():
-        app.out = model(_batch(env, model))
-    app.model = model
-    return app
-
-
-def traceback_(env: Env) -> App:
-    """A failed forward pass kept as ``app.extra``: its traceback's frames hold the activations
-    (and the frame holding ``app`` closes a cycle through it)."""
-    app = App(env.device)
-    app.model = _encoder(env)
-
-    def forward(model: torch.nn.Module, x: torch.Tensor) -> None:
-        hidden = model(x)
-        hidden2 = hidden * 2
-        raise RuntimeError(f"shape check failed after {tuple(hidden2.shape)}")
-
-    try:
-        with torch.inference_mode():
-            forward(app.model, _batch(env, app.model))
-    except RuntimeError as error:
-        app.extra = error
-    return app
-
-
-def autograd(env: Env) -> App:
-    """An output that keeps its autograd graph (the saved activations of a training forward)."""
-    app = App(env.device)
-    app.model = _encoder(env).train()
-    app.out = app.model(_batch(env, app.model)).sum()
-    return app
-
-
-def object_heavy(env: Env) -> App:
-    """A model beside a tokenizer-like heap of small Python objects: a vocabulary and merge table."""
-    app = plain(env)
-    count = 20_000 if env.small else 400_000
-    vocab = {f"tok{i:07d}" + "ab" * (i % 5): i for i in range(count)}
-    merges = [(f"m{i}", f"n{i}", i) for i in range(count)]
-    app.extra = (vocab, merges)
-    return app
-
-
-def _audio() -> dict[str, Any]:
-    import numpy as np
-
-    from vramguard.asr.testing import sample_audio_path
-
-    with wave.open(str(sample_audio_path())) as handle:
-        frames = handle.readframes(handle.getnframes())
-        rate = handle.getframerate()
-    return {"raw": np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0, "sampling_rate": rate}
-
-
-def _transformers_pipeline(env: Env, size: str) -> App:
-    import transformers
-
-    assert env.models is not None
-    app = App(env.device)
-    app.model = transformers.pipeline("automatic-speech-recognition", model=str(env.models / f"whisper-{size}"),
-                                      device=env.device)  # fmt: skip
-    app.out = app.model(
-        _audio(), return_timestamps=True, chunk_length_s=30, batch_size=1, generate_kwargs={"max_new_tokens": 8}
-    )
-    return app
-
-
-def whisper_tiny(env: Env) -> App:
-    """A transformers ASR pipeline with a tiny Whisper."""
-    return _transformers_pipeline(env, "tiny")
-
-
-def whisper_base(env: Env) -> App:
-    """A transformers ASR pipeline with whisper-base's architecture (74M parameters)."""
-    return _transformers_pipeline(env, "base")
-
-
-def asr(env: Env) -> App:
-    """vramguard's ASR + diarization pipeline (tiny Whisper, tiny pyannote), resident."""
-    from vramguard.asr import ASRDiarizationPipeline
-    from vramguard.asr.testing import sample_audio_path
-
-    assert env.models is not None
-    app = App(env.device)
-    app.model = ASRDiarizationPipeline.from_pretrained(
-        env.models / "whisper-tiny", env.models / "diarizer", device=env.device, generate_kwargs={"max_new_tokens": 8}
-    )
-    app.out = app.model(sample_audio_path())
-    return app
-
-
-SCENARIOS: dict[str, Callable[[Env], App]] = {
-    "plain model": plain,
-    "reference cycle": cycle,
-    "forward-hook closure": hook,
-    "transformers pipeline (tiny Whisper)": whisper_tiny,
-    "transformers pipeline (whisper-base)": whisper_base,
-    "ASR + diarization pipeline": asr,
-    "exception traceback": traceback_,
-    "autograd graph": autograd,
-    "object-heavy heap": object_heavy,
-}
-QUICK_SCENARIOS = ("plain model",)
-NEEDS_MODELS = {"transformers pipeline (tiny Whisper)", "transformers pipeline (whisper-base)", "ASR + diarization pipeline"}
-
-
-# --- Strategies: release ``app`` as users write it today ----------------------------------------
-# Each returns the user's scope after the release (what the caller's names still hold, measured
-# before it goes) and what the strategy told the user about what stayed (None: nothing).
-
-Scope = dict[str, Any]
-Outcome = tuple[Scope, str | None]
-
-
-def bare_del(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    del app
-    return {}, None
-
-
-def whisper_plus_as_written(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    if app.device == "cuda":  # the maintainer's guard: never true, the class never sets that string
-        env.empty_cache()
-    app.model = app.out = app.extra = None
-    return {"app": app}, None
-
-
-def whisper_plus_as_meant(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    env.empty_cache()  # first, while the attributes still hold everything
-    app.model = app.out = app.extra = None
-    return {"app": app}, None
-
-
-def whisperx_readme(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    gc.collect()
-    env.empty_cache()
-    del app
-    return {}, None
-
-
-def _release_memory(*objects: Any) -> Any:
-    from accelerate.utils import release_memory
-
-    return release_memory(*objects)
-
-
-def accelerate_as_copied(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    _release_memory(app.model, app.out, app.extra)
-    return {"app": app}, None
-
-
-def accelerate_as_documented(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    app.model, app.out, app.extra = _release_memory(app.model, app.out, app.extra)
-    return {"app": app}, None
-
-
-def manual_order(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    del app
-    gc.collect()
-    env.empty_cache()
-    return {}, None
-
-
-def _told(report: vramguard.SessionReport | vramguard.ReleaseReport | None) -> str:
-    if report is None:
-        return "no report"
-    if isinstance(report, vramguard.ReleaseReport):
-        survivors = report.survivors
-        return f"{len(survivors)} survivor(s) named" if survivors else "report: every object released"
-    if report.leaks:
-        holders = {leak.holders[0] for leak in report.leaks if leak.holders}
-        return f"{len(report.leaks)} leak(s), {len(holders)} holder(s) named"
-    return "report: nothing left" + (f"; {len(report.notes)} note(s)" if report.notes else "")
-
-
-def vramguard_release(load: Callable[[], App], env: Env) -> Outcome:
-    app = load()
-    env.loaded()
-    report = vramguard.release(app, attrs=ATTRS, device=env.device)
-    return {"app": app}, _told(report)
-
-
-def vramguard_session(load: Callable[[], App], env: Env) -> Outcome:
-    with vramguard.gpu_session("bench", device=env.device, leaks="ignore") as session:
-        app = session.own(load())
-        env.loaded()
-        del app
-    return {}, _told(session.report)
-
-
-def vramguard_park(load: Callable[[], App], env: Env) -> Outcome:
-    park = getattr(vramguard, "park")
-    app = load()
-    env.loaded()
-    # On the host, parking to host memory would move nothing: park to disk there.
-    target = "cpu" if env.device.type == "cuda" else "disk"
-    app.out = app.extra = None
-    parked = park(app.model, to=target)
-    gc.collect()
-    env.empty_cache()
-    return {"app": app, "parked": parked}, f"parked to {target} (restorable with wake)"
-
-
-Strategy = Callable[[Callable[[], App], Env], Outcome]
-STRATEGIES: dict[str, tuple[Strategy, str]] = {
-    "bare del": (bare_del, "del app"),
-    "whisper-plus, as written": (
-        whisper_plus_as_written,
-        'if self.device == "cuda": empty_cache()  (never true); self.model = ... = None',
-    ),
-    "whisper-plus, as meant": (whisper_plus_as_meant, "empty_cache(); self.model = ... = None"),
-    "whisperX README": (whisperx_readme, "gc.collect(); empty_cache(); del app"),
-    "accelerate, as copied": (accelerate_as_copied, "release_memory(app.model, app.out, app.extra)"),
-    "accelerate, as documented": (
-        accelerate_as_documented,
-        "app.model, app.out, app.extra = release_memory(app.model, app.out, app.extra)",
-    ),
-    "manual order": (manual_order, "del app; gc.collect(); empty_cache()"),
-    "vramguard.release": (vramguard_release, 'vramguard.release(app, attrs=("model", "out", "extra"))'),
-    "vramguard session + own": (vramguard_session, "with gpu_session() as s: app = s.own(load()); ...; del app"),
-    "vramguard park": (vramguard_park, 'app.out = app.extra = None; vramguard.park(app.model, to="cpu"|"disk")'),
-}
-VRAMGUARD = ("vramguard.release", "vramguard session + own", "vramguard park")
-
-
-def available_strategies() -> list[str]:
-    """Every strategy, less ``park`` where ``vramguard.park`` has not landed."""
-    return [name for name in STRATEGIES if name != "vramguard park" or hasattr(vramguard, "park")]
-
 
 # --- The child: one measured cell ------------------------------------------------------------
 
@@ -447,7 +132,7 @@ def _forked(scenario: str, strategy: str, args: argparse.Namespace) -> tuple[int
             os.close(read_fd)
             env = Env(torch.device(args.device), Path(args.models) if args.models else None, args.small)
             line = json.dumps(child(scenario, strategy, env)) + "\n"
-        except BaseException as error:  # noqa: BLE001 - reported to the parent, which decides
+        except BaseException as error:
             line, code = json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n", 1
         with os.fdopen(write_fd, "w") as out:
             out.write(line)
@@ -477,7 +162,7 @@ def run_cell(scenario: str, strategy: str, args: argparse.Namespace) -> dict[str
             command += ["--models", str(args.models)]
         if args.small:
             command.append("--small")
-        env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
         done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             if args.strict:
@@ -550,13 +235,47 @@ def markdown(data: dict[str, Any]) -> str:
                 lines.append(f"| {strategy} | failed | | | | |")
                 continue
             ms = cell["summary"]["release_s"]
-            took = "n/a" if ms["median"] is None else f"{ms['median'] * 1000:.0f} ({ms['min'] * 1000:.0f}–{ms['max'] * 1000:.0f})"
+            took = "n/a"
+            if ms["median"] is not None:
+                took = f"{ms['median'] * 1000:.0f} ({ms['min'] * 1000:.0f}–{ms['max'] * 1000:.0f})"
             told = cell["told"] or "no"
             lines.append(
                 f"| {strategy} | {_frac(cell)} | {_mib_spread(cell, 'cached_bytes')} | "
                 f"{_mib_spread(cell, 'referenced_bytes')} | {took} | {told} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: str) -> None:
+    """Median fraction returned per strategy, one group of bars per scenario, min–max as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    results: dict[str, dict[str, Any]] = data["results"]
+    strategies: list[str] = data["strategies"]
+    figure = Figure(figsize=(12, 4.8), dpi=80, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    width = 0.8 / len(strategies)
+    for i, strategy in enumerate(strategies):
+        xs, ys, low, high = [], [], [], []
+        for j, cells in enumerate(results.values()):
+            cell = cells.get(strategy, {})
+            s = cell.get("summary", {}).get("fraction")
+            if not s or s["median"] is None:
+                continue
+            xs.append(j + (i - len(strategies) / 2 + 0.5) * width)
+            ys.append(s["median"])
+            low.append(s["median"] - s["min"])
+            high.append(s["max"] - s["median"])
+        ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
+    ax.set_xticks(range(len(results)), list(results), fontsize=8)
+    ax.set_ylabel("fraction of the reclaimable memory returned")
+    ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
+    ax.set_title(f"{data['device_label'].split(',')[0]}, {data['date']}: median of {data['repeat']}, min–max bars",
+                 fontsize=9, loc="left")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
+    figure.savefig(path)
 
 
 def _device_label(device: torch.device) -> str:
@@ -586,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda" (default: auto)')
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per cell (default: 3)")
-    parser.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
-    parser.add_argument("--strategies", help="comma-separated strategy names (default: all)")
+    parser.add_argument("--scenarios", help="scenario names separated by ';' (default: all)")
+    parser.add_argument("--strategies", help="strategy names separated by ';' (default: all)")
     parser.add_argument("--quick", action="store_true", help="one small scenario, one repetition")
     parser.add_argument("--strict", action="store_true", help="stop at the first failed cell")
     parser.add_argument("--jobs", type=int, default=1, help="cells measured at once, each in its own process")
@@ -599,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--markdown", help="write the tables to this file")
+    parser.add_argument("--plot", help="draw the fractions returned into this PNG")
     parser.add_argument("--models", help=argparse.SUPPRESS)
     parser.add_argument("--small", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -621,10 +341,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child[0], args.child[1], env)))
         return 0
     if args.from_json:
-        table = markdown(json.loads(Path(args.from_json).read_text()))
+        saved = json.loads(Path(args.from_json).read_text())
+        table = markdown(saved)
         print(table)
         if args.markdown:
             Path(args.markdown).write_text(table)
+        if args.plot:
+            plot(saved, args.plot)
         return 0
     if args.quick:
         args.repeat, args.small = 1, True
@@ -632,13 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--repeat must be at least 1")
     scenarios = list(QUICK_SCENARIOS) if args.quick else list(SCENARIOS)
     if args.scenarios:
-        scenarios = [s.strip() for s in args.scenarios.split(",")]
+        scenarios = [s.strip() for s in args.scenarios.split(";")]
         unknown = [s for s in scenarios if s not in SCENARIOS]
         if unknown:
             raise SystemExit(f"unknown scenario(s) {unknown}; known: {list(SCENARIOS)}")
     strategies = available_strategies()
     if args.strategies:
-        strategies = [s.strip() for s in args.strategies.split(",")]
+        strategies = [s.strip() for s in args.strategies.split(";")]
         unknown = [s for s in strategies if s not in available_strategies()]
         if unknown:
             raise SystemExit(f"unknown strategy(ies) {unknown}; available: {available_strategies()}")
@@ -664,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(data, indent=2))
     if args.markdown:
         Path(args.markdown).write_text(table)
+    if args.plot:
+        plot(data, args.plot)
     return 0
 
 

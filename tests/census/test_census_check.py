@@ -126,6 +126,7 @@ def test_check_command_missing_path_and_syntax_error(tmp_path: Path, capsys: pyt
     assert "broken.py" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two interpreters that import torch (every subcommand module is loaded to build the parser)
 def test_python_dash_m_vramguard_check(tmp_path: Path) -> None:
     bad = tmp_path / "readme.py"
     bad.write_text(README_ORDER)

@@ -163,7 +163,7 @@ def test_report_of_a_bad_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Ca
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["report", str(bad)]) == 2
-    assert "vramguard report: error: invalid kind=None" in capsys.readouterr().err
+    assert "vramguard report: error: malformed report: key 'kind' is missing" in capsys.readouterr().err
 
 
 # -- vramguard devices -----------------------------------------------------------------------

@@ -145,3 +145,25 @@ def test_other_scopes_pass_through_unmeasured() -> None:
     middleware = SessionMiddleware(app, device="cpu", on_report=reports.append)  # type: ignore[arg-type]
     asyncio.run(middleware({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     assert seen == ["lifespan"] and reports == []
+
+
+@pytest.mark.gpu
+def test_cuda_gauges_and_nvml_process_memory(registry: CollectorRegistry) -> None:
+    """The real twin on a GPU: the allocator's figures and NVML's view of this process."""
+    collector = PrometheusCollector(["cuda:0"], registry=registry)
+    try:
+        held = torch.empty(256 * MIB, dtype=torch.uint8, device="cuda:0")
+        allocated = value(registry, "vramguard_allocated_bytes", device="cuda:0")
+        assert allocated is not None and allocated >= 256 * MIB
+        nvml = value(registry, "vramguard_process_nvml_bytes", device="cuda:0")
+        reserved = value(registry, "vramguard_reserved_bytes", device="cuda:0")
+        if nvml is not None:  # NVML sees the process (not always inside a container)
+            assert reserved is not None and nvml >= reserved
+        with vramguard.gpu_session("gpu", device="cuda:0"):
+            torch.ones(64 * MIB // 4, device="cuda:0").sum()
+        peak = value(registry, "vramguard_peak_allocated_bytes", device="cuda:0")
+        assert peak is not None and peak >= allocated
+        assert value(registry, "vramguard_sessions_total", session="gpu", device="cuda:0") == 1
+        del held
+    finally:
+        collector.close()

@@ -121,3 +121,9 @@ def test_pre_commit_hook_definition() -> None:
     assert "- id: vramguard-check" in hooks
     assert "entry: vramguard check" in hooks
     assert "types_or: [python, markdown, jupyter]" in hooks
+
+
+def test_statistics_keep_machine_formats_parseable(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--statistics", "--output-format", "json", "src")
+    assert code == 1 and len(json.loads(out)) == 2
+    assert "    1  VG001  empty_cache() before the references are dropped\n" in err

@@ -227,3 +227,23 @@ def test_a_local_stored_whole_escapes_but_one_passed_to_a_call_does_not() -> Non
     passed = "def f(s):\n    x = s.x.to('cuda')\n    s.kept = decode(x[:, 1:])\n    torch.cuda.empty_cache()\n"
     assert codes(stored) == []
     assert codes(passed) == [(4, "VG004")]
+
+
+def test_a_retry_loop_empties_the_cache_only_after_a_failed_attempt() -> None:
+    source = """\
+        def run(fn, batch_size):
+            for attempt in range(3):
+                try:
+                    return fn(batch_size)
+                except torch.cuda.OutOfMemoryError:
+                    failed = True
+                gc.collect()
+                torch.cuda.empty_cache()
+                batch_size //= 2
+        """
+    assert codes(source) == []
+
+
+def test_columns_count_characters_not_bytes() -> None:
+    (finding,) = check_source("def f(x):\n    s = 'é'; torch.cuda.empty_cache()\n    del x\n")
+    assert finding.col == 14

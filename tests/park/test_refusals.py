@@ -115,7 +115,7 @@ def test_bad_arguments(options: dict[str, object], argument: str) -> None:
 
 
 def test_an_object_without_modules_is_refused() -> None:
-    with pytest.raises(vramguard.InvalidArgument, match="nn.Module"):
+    with pytest.raises(vramguard.InvalidArgument, match=r"nn\.Module"):
         vramguard.park({"weights": torch.zeros(3)})
 
 

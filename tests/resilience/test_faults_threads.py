@@ -26,9 +26,9 @@ def test_eight_threads_never_report_each_others_live_tensors() -> None:
         for _ in range(ROUNDS):
             barrier.wait()
             with gpu_session(f"worker {index}", device="cpu") as s:
-                held = torch.ones(64 * 1024)  # alive across the other threads' exits
+                # Kept by its own session, alive in this thread's frame across the others' exits.
+                held = s.keep(torch.ones(64 * 1024))
                 barrier.wait()  # every thread's tensor exists before anyone exits
-                s.keep(held.sum())
             del held
             assert s.report is not None
             with lock:
@@ -69,7 +69,10 @@ def test_a_real_leak_in_one_thread_is_still_named_by_that_thread() -> None:
     assert mine.report is not None
     assert [leak.nbytes for leak in mine.report.leaks] == [64 * 1024]
     assert "CACHE" in mine.report.leaks[0].holders[0]
-    assert found and found[0] is not None and not found[0].leaks
+    # The other session ran while it was made: a global has no thread, so it names it too
+    # (docs/reliability.md). What it held in its own frame was never a leak of either.
+    assert found and found[0] is not None
+    assert all("CACHE" in leak.holders[0] for leak in found[0].leaks)
 
 
 def test_another_asyncio_task_holding_a_new_tensor_is_not_the_exiting_sessions_leak() -> None:

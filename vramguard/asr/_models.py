@@ -44,6 +44,10 @@ def import_detached(name: str) -> ModuleType:
     those frames end up holding: the loaded pipeline, the caller's audio. On a thread of its
     own, that chain ends at the thread.
     """
+    if name.split(".")[0] == "pyannote":
+        # Every pyannote import vramguard makes (the loader's, the test builders') goes through
+        # here: its telemetry is off unless the user chose, before pyannote sets its default.
+        disable_telemetry_unless_set()
     loaded = sys.modules.get(name)
     if loaded is not None:
         return loaded

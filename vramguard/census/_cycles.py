@@ -68,13 +68,15 @@ class GcWatch:
     def _name_referrers(self) -> None:
         """The types referring to the watched tensors still alive (bounded heap scans)."""
         pending = [k for k in self._alive_at_start if k not in self._types][:_NAMED_PER_SCAN]
-        holders = [self._watched[k][3]() for k in pending]
-        batch = tuple(t for t in holders if t is not None)
-        del holders
+        pairs = [(t, k) for k in pending if (t := self._watched[k][3]()) is not None]
+        batch = tuple(t for t, _ in pairs)
+        # Keyed from the pairs: a watched tensor that died (its storage lives on in a view) is
+        # skipped, never shifts the keys (zip(batch, pending) raised inside the gc callback).
+        by_id = {id(t): k for t, k in pairs}
+        del pairs
         if not batch:
             return
         self._scans_left -= 1
-        by_id = {id(t): k for t, k in zip(batch, pending, strict=True)}
         dicts: dict[int, list[int]] = {}
         dict_objs: list[object] = []
         for referrer in gc.get_referrers(*batch):

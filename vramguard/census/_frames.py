@@ -128,24 +128,26 @@ def is_optimized(frame: FrameType) -> bool:
     return bool(frame.f_code.co_flags & _CO_OPTIMIZED)
 
 
-def other_task_frames() -> list[FrameType]:
-    """The frames of the suspended coroutines of this thread's event loop, except the current
-    task's (the exiting block's own): each task's chain of awaits, outermost first."""
+def other_task_frames() -> list[object]:
+    """The suspended coroutines of this thread's event loop, except the current task's (the
+    exiting block's own), and their frames: each task's chain of awaits, outermost first. (A
+    coroutine refers to its frame's locals directly, so it is a holder as much as its frame.)"""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return []
     current = asyncio.current_task(loop)
-    frames: list[FrameType] = []
+    found: list[object] = []
     for task in list(asyncio.all_tasks(loop)):
         if task is current:
             continue
         coro: object = task.get_coro()
         for _ in range(256):  # an await chain is short; the bound only guards against a loop
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if isinstance(frame, FrameType):
-                frames.append(frame)
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
             if coro is None:
                 break
-    return frames
+            found.append(coro)
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if isinstance(frame, FrameType):
+                found.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return found

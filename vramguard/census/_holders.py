@@ -192,11 +192,14 @@ class HolderSearch:
                 frame = frame.f_back
             del frame
         del top
-        for frame in other_task_frames():
-            if id(frame) not in self._live_frames:
-                self._live_frames.add(id(frame))
-                self._index_locals(frame, foreign=True)
-        del frame
+        for suspended in other_task_frames():
+            if is_a(suspended, types.FrameType):
+                if id(suspended) not in self._live_frames:
+                    self._live_frames.add(id(suspended))
+                    self._index_locals(suspended, foreign=True)
+            else:
+                self._foreign.add(self.add(suspended))  # a coroutine: a root of its task's
+            del suspended
 
     def _index_locals(self, frame: types.FrameType, *, foreign: bool) -> None:
         index = self.add(frame)
@@ -376,7 +379,7 @@ class HolderSearch:
                         cut[g] = "width"
                         continue
                     for parent, kind, label in self._parents(node):
-                        if kind == "local" or self._is_root(parent):
+                        if kind == "local" or parent in self._foreign or self._is_root(parent):
                             if all(r != parent or c != node for r, c, _ in roots[g]):
                                 roots[g].append((parent, node, (kind, label)))
                             if first_root[g] is None:

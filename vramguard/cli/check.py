@@ -103,9 +103,9 @@ def _print(result: CheckResult, config: CheckConfig, args: argparse.Namespace) -
         sys.stdout.write(render_github(findings))
     else:
         sys.stdout.write(render_text(findings))
+    summary = sys.stdout if fmt == "text" else sys.stderr  # JSON, SARIF and annotations stay parseable
     if args.statistics:
-        sys.stdout.write(render_statistics(findings))
-    summary = sys.stdout if fmt == "text" else sys.stderr
+        summary.write(render_statistics(findings))
     if findings:
         files = len({f.path for f in findings})
         print(f"{len(findings)} finding(s) in {files} of {result.files_checked} file(s)", file=sys.stderr)

@@ -96,6 +96,12 @@ def run_guarded(layers: int, device: torch.device, steps: int, on_step: Step | N
 def child(args: argparse.Namespace) -> int:
     """One measured run in this (fresh) process, after a warm-up run; prints its report as JSON."""
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        # One thread, to take one source of variation away: torch's worker threads allocate from
+        # malloc arenas of their own, and which arena a block came from decides whether a bare
+        # del's memory stays resident (with the default threads the same run held from about 0
+        # to +57 MiB from one process to the next).
+        torch.set_num_threads(1)
     # A first, unmeasured run: one-time lazy allocations (kernels, thread pools) are not a leak
     # of the measured run, which then starts from a released state.
     with gpu_session("warm-up", device=device, leaks="ignore", census=False) as warm:

@@ -40,15 +40,15 @@ class Fields:
             return default
         return value
 
-    def int(self, key: str, default: object = _MISSING, *, nullable: bool = False) -> Any:
+    def integer(self, key: str, default: object = _MISSING, *, nullable: bool = False) -> Any:
         """An int of at most :data:`MAX_INT` in magnitude (``None`` too when ``nullable``)."""
         return check_int(self._get(key, default), self.path(key), nullable=nullable)
 
-    def float(self, key: str, default: object = _MISSING) -> float:
+    def number(self, key: str, default: object = _MISSING) -> float:
         """A finite number, as a float."""
         return check_float(self._get(key, default), self.path(key))
 
-    def str(self, key: str, default: object = _MISSING, *, nullable: bool = False) -> Any:
+    def string(self, key: str, default: object = _MISSING, *, nullable: bool = False) -> Any:
         value = self._get(key, default)
         if value is None and nullable:
             return None
@@ -56,13 +56,13 @@ class Fields:
             raise ReportFormatError(self.path(key), value, "a string" + (" or null" if nullable else ""))
         return value
 
-    def bool(self, key: str, default: object = _MISSING) -> bool:
+    def flag(self, key: str, default: object = _MISSING) -> bool:
         value = self._get(key, default)
         if not isinstance(value, bool):
             raise ReportFormatError(self.path(key), value, "true or false")
         return value
 
-    def list(self, key: str, default: object = _MISSING) -> list[Any]:
+    def array(self, key: str, default: object = _MISSING) -> list[Any]:
         value = self._get(key, default)
         if isinstance(value, tuple):
             value = list(value)
@@ -70,9 +70,9 @@ class Fields:
             raise ReportFormatError(self.path(key), value, "a JSON array")
         return value
 
-    def strs(self, key: str, default: object = _MISSING) -> tuple[str, ...]:
+    def strings(self, key: str, default: object = _MISSING) -> tuple[str, ...]:
         """A JSON array of strings, as a tuple."""
-        items = self.list(key, default)
+        items = self.array(key, default)
         for index, item in enumerate(items):
             if not isinstance(item, str):
                 raise ReportFormatError(f"{self.path(key)}[{index}]", item, "a string")
@@ -80,9 +80,9 @@ class Fields:
 
     def objects(self, key: str, default: object = _MISSING) -> list[Fields]:
         """A JSON array of objects, each as :class:`Fields`."""
-        return [Fields(item, f"{self.path(key)}[{i}]") for i, item in enumerate(self.list(key, default))]
+        return [Fields(item, f"{self.path(key)}[{i}]") for i, item in enumerate(self.array(key, default))]
 
-    def object(self, key: str) -> Fields:
+    def child(self, key: str) -> Fields:
         return Fields(self._get(key, _MISSING), self.path(key))
 
 

@@ -15,7 +15,7 @@ from vramguard.core._errors import (
     ReleaseOrderError,
     ReleaseOrderWarning,
 )
-from vramguard.core._records import SessionReport
+from vramguard.core._records import Leaks, SessionReport
 from vramguard.core._sizes import format_size
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _stable(message: str, report: SessionReport) -> str:
     1,000 warned sessions. The same leak from the same line now warns with the same text; the
     full report stays on ``session.report``.
     """
-    lines = [message, *(f"  {line}" for line in report.leaks.lines())]
+    lines = [message, *(f"  {line}" for line in Leaks(report.leaks).lines())]
     if not report.leaks:
         lines.append("  census off or no tensor named: see session.report for the figures")
     return "\n".join(lines)

@@ -42,11 +42,11 @@ class ReleaseStep:
         """Rebuild a step written by :meth:`to_dict`; a bad key raises :class:`ReportFormatError`."""
         read = _fields(data)
         return cls(
-            name=read.str("name"),
-            duration_s=read.float("duration_s"),
-            allocated_freed_bytes=read.int("allocated_freed_bytes", nullable=True),
-            reserved_freed_bytes=read.int("reserved_freed_bytes", nullable=True),
-            detail=read.str("detail", ""),
+            name=read.string("name"),
+            duration_s=read.number("duration_s"),
+            allocated_freed_bytes=read.integer("allocated_freed_bytes", nullable=True),
+            reserved_freed_bytes=read.integer("reserved_freed_bytes", nullable=True),
+            detail=read.string("detail", ""),
         )
 
 
@@ -104,11 +104,11 @@ class Leak:
         """Rebuild a leak written by :meth:`to_dict` (files written before ``group`` read as ``None``)."""
         read = _fields(data)
         return cls(
-            nbytes=read.int("nbytes"),
-            description=read.str("description"),
-            created_at=read.str("created_at", None, nullable=True),
-            holders=read.strs("holders", ()),
-            group=read.str("group", None, nullable=True),
+            nbytes=read.integer("nbytes"),
+            description=read.string("description"),
+            created_at=read.string("created_at", None, nullable=True),
+            holders=read.strings("holders", ()),
+            group=read.string("group", None, nullable=True),
         )
 
     def __str__(self) -> str:
@@ -176,9 +176,9 @@ class LeakGroup:
         """Rebuild a group written by :meth:`to_dict`."""
         read = _fields(data)
         return cls(
-            holder=read.str("holder"),
-            nbytes=read.int("nbytes"),
-            count=read.int("count"),
+            holder=read.string("holder"),
+            nbytes=read.integer("nbytes"),
+            count=read.integer("count"),
             leaks=tuple(Leak.from_dict(x) for x in read.objects("tensors", ())),
         )
 
@@ -234,7 +234,7 @@ class OrderViolation:
     @classmethod
     def from_dict(cls, data: Any) -> OrderViolation:
         read = _fields(data)
-        return cls(call_site=read.str("call_site"), bytes_left_cached=read.int("bytes_left_cached"))
+        return cls(call_site=read.string("call_site"), bytes_left_cached=read.integer("bytes_left_cached"))
 
     def __str__(self) -> str:
         return (
@@ -266,7 +266,7 @@ class Timeline:
     def from_dict(cls, data: Any) -> Timeline:
         read = _fields(data)
         samples = []
-        for index, sample in enumerate(read.list("samples")):
+        for index, sample in enumerate(read.array("samples")):
             where = f"{read.path('samples')}[{index}]"
             if not isinstance(sample, list) or len(sample) != 4:
                 raise ReportFormatError(where, sample, "[t_s, allocated, reserved, nvml used]")
@@ -274,12 +274,12 @@ class Timeline:
             figures = [check_int(v, f"{where}[{i}]", nullable=True) for i, v in enumerate(sample[1:], 1)]
             samples.append((t_s, figures[0], figures[1], figures[2]))
         marks = []
-        for index, mark in enumerate(read.list("marks")):
+        for index, mark in enumerate(read.array("marks")):
             where = f"{read.path('marks')}[{index}]"
             if not isinstance(mark, list) or len(mark) != 2 or not isinstance(mark[1], str):
                 raise ReportFormatError(where, mark, "[t_s, label]")
             marks.append((check_float(mark[0], f"{where}[0]"), mark[1]))
-        return cls(interval_s=read.float("interval_s"), samples=tuple(samples), marks=tuple(marks))
+        return cls(interval_s=read.number("interval_s"), samples=tuple(samples), marks=tuple(marks))
 
 
 def _diff(a: int | None, b: int | None) -> int | None:
@@ -341,14 +341,14 @@ class ReleaseReport:
         read = _fields(data)
         _check_schema(read)
         return cls(
-            device=read.str("device"),
-            before=MemorySnapshot.from_dict(read.object("before")),
-            after=MemorySnapshot.from_dict(read.object("after")),
+            device=read.string("device"),
+            before=MemorySnapshot.from_dict(read.child("before")),
+            after=MemorySnapshot.from_dict(read.child("after")),
             steps=tuple(ReleaseStep.from_dict(step) for step in read.objects("steps")),
-            dropped=read.strs("dropped", ()),
-            evicted=read.strs("evicted", ()),
-            survivors=read.strs("survivors", ()),
-            duration_s=read.float("duration_s", 0.0),
+            dropped=read.strings("dropped", ()),
+            evicted=read.strings("evicted", ()),
+            survivors=read.strings("survivors", ()),
+            duration_s=read.number("duration_s", 0.0),
         )
 
     def __str__(self) -> str:
@@ -508,26 +508,26 @@ class SessionReport:
         _check_schema(read)
         timeline = read.data.get("timeline")
         return cls(
-            name=read.str("name"),
-            device=read.str("device"),
-            before=MemorySnapshot.from_dict(read.object("before")),
-            at_exit=MemorySnapshot.from_dict(read.object("at_exit")),
-            after=MemorySnapshot.from_dict(read.object("after")),
-            peak_allocated_bytes=read.int("peak_allocated_bytes", nullable=True),
-            peak_reserved_bytes=read.int("peak_reserved_bytes", nullable=True),
-            kept_bytes=read.int("kept_bytes"),
-            leaked_bytes=read.int("leaked_bytes", nullable=True),
+            name=read.string("name"),
+            device=read.string("device"),
+            before=MemorySnapshot.from_dict(read.child("before")),
+            at_exit=MemorySnapshot.from_dict(read.child("at_exit")),
+            after=MemorySnapshot.from_dict(read.child("after")),
+            peak_allocated_bytes=read.integer("peak_allocated_bytes", nullable=True),
+            peak_reserved_bytes=read.integer("peak_reserved_bytes", nullable=True),
+            kept_bytes=read.integer("kept_bytes"),
+            leaked_bytes=read.integer("leaked_bytes", nullable=True),
             release_steps=tuple(ReleaseStep.from_dict(s) for s in read.objects("release_steps")),
-            duration_s=read.float("duration_s"),
-            released=read.bool("released", True),
-            concurrent=read.bool("concurrent", False),
-            evicted=read.strs("evicted", ()),
+            duration_s=read.number("duration_s"),
+            released=read.flag("released", True),
+            concurrent=read.flag("concurrent", False),
+            evicted=read.strings("evicted", ()),
             leaks=Leaks(Leak.from_dict(x) for x in read.objects("leaks", ())),
             order_violations=tuple(OrderViolation.from_dict(v) for v in read.objects("order_violations", ())),
-            timeline=None if timeline is None else Timeline.from_dict(read.object("timeline")),
-            raised=read.str("raised", None, nullable=True),
-            notes=read.strs("notes", ()),
-            cycles=read.strs("cycles", ()),
+            timeline=None if timeline is None else Timeline.from_dict(read.child("timeline")),
+            raised=read.string("raised", None, nullable=True),
+            notes=read.strings("notes", ()),
+            cycles=read.strings("cycles", ()),
         )
 
     def __str__(self) -> str:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable
 
 import torch
 
-_MAX_KEPT_DEPTH = 6
+MAX_KEPT_OBJECTS = 20_000
+"""The most objects :func:`tensors_in` visits from what a session keeps: a bound by work, not
+by depth (a tensor in a dict nested 7 deep was missed under the old depth bound of 6)."""
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, str, bytes)
+"""Never walked into: classes, modules and functions are shared code, not the kept value."""
 
 
-def tensors_in(obj: object, *, depth: int = _MAX_KEPT_DEPTH) -> Iterable[torch.Tensor]:
-    """Tensors reachable from ``obj`` through modules, mappings, sequences, sets and dataclasses."""
+def tensors_in(obj: object, *, limit: int = MAX_KEPT_OBJECTS) -> Iterable[torch.Tensor]:
+    """Tensors reachable from ``obj`` through modules, mappings, sequences, sets, dataclasses
+    and plain objects' attributes (``__dict__`` and ``__slots__``), visiting at most ``limit``
+    objects. Attributes are read without ``__getattr__``: an object answering every name (a
+    mock, a proxy) is walked by what it really holds, and never raises here."""
     seen: set[int] = set()
-    stack: list[tuple[object, int]] = [(obj, 0)]
-    while stack:
-        item, level = stack.pop()
-        if id(item) in seen or level > depth:
+    stack: list[object] = [obj]
+    while stack and len(seen) < limit:
+        item = stack.pop()
+        if id(item) in seen:
             continue
         seen.add(id(item))
         if isinstance(item, torch.Tensor):
@@ -24,11 +32,32 @@ def tensors_in(obj: object, *, depth: int = _MAX_KEPT_DEPTH) -> Iterable[torch.T
             yield from item.parameters()
             yield from item.buffers()
         elif isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
+            stack.extend(item.values())
         elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend((v, level + 1) for v in item)
-        elif hasattr(item, "__dataclass_fields__"):
-            stack.extend((getattr(item, name, None), level + 1) for name in item.__dataclass_fields__)
+            stack.extend(item)
+        elif not isinstance(item, _OPAQUE):
+            stack.extend(_attributes(item))
+
+
+def _attributes(item: object) -> list[object]:
+    """The values of an object's instance attributes, read without running its ``__getattr__``
+    or properties (a dataclass's fields live in its ``__dict__`` or slots too)."""
+    found: list[object] = []
+    try:
+        namespace = object.__getattribute__(item, "__dict__")
+    except Exception:
+        namespace = None
+    if type(namespace) is dict:
+        found.extend(namespace.values())
+    for cls in type(item).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
+                try:
+                    found.append(object.__getattribute__(item, name))
+                except Exception:  # an unset slot
+                    pass
+    return found
 
 
 def on_device(tensor: torch.Tensor, device: torch.device) -> bool:

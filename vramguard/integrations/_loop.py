@@ -4,9 +4,13 @@ violations warned once per holder (or call site)."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import sys
 import warnings
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any, Literal
 
 import torch
@@ -19,6 +23,19 @@ from vramguard.probes import DeviceLike, resolve_device
 
 Every = Literal["epoch", "step"] | int
 LoopLeaks = Literal["warn", "raise", "ignore"]
+
+
+_PLACE = re.compile(r" in (?:suspended )?([\w.<>]+)\(\) at (\S+?):\d+")
+
+
+def _package_dir(name: str) -> str:
+    """The folder of an installed package (with a trailing separator), "" when it is not installed."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return ""
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    return os.path.join(os.path.abspath(locations[0]), "") if locations else ""
 
 
 def check_every(every: object) -> Every:
@@ -58,13 +75,7 @@ class LoopMeter:
         # A local of the framework's own loop (the last step's loss, its grad norm, the prefetched
         # batch) is carried from step to step by design: not a leak of the user's. Not ``self``:
         # the trainer's attributes hold the user's callbacks.
-        self._loop_frame = (
-            re.compile(
-                r"^local '(?!self')[^']*'\S* in .* at .*[/\\](" + "|".join(map(re.escape, loop_packages)) + r")[/\\]"
-            )
-            if loop_packages
-            else None
-        )
+        self._loop_dirs = tuple(_package_dir(name) for name in loop_packages)
         if leaks not in ("warn", "raise", "ignore"):
             raise InvalidArgument("leaks", leaks, ("warn", "raise", "ignore"))
         self.leaks: LoopLeaks = leaks
@@ -112,7 +123,7 @@ class LoopMeter:
         for obj in carried:
             if obj is not None:
                 session.keep(obj)
-        session.__exit__(None, None, None)
+        _exit_quietly(session)
         report = session.report
         assert report is not None
         self.train_report = report
@@ -133,7 +144,7 @@ class LoopMeter:
         for obj in carried:
             if obj is not None:
                 session.keep(obj)
-        session.__exit__(None, None, None)
+        _exit_quietly(session)
         report = session.report
         assert report is not None
         self.eval_report = report
@@ -156,13 +167,28 @@ class LoopMeter:
 
     # -- judging ----------------------------------------------------------------------------
     def user_leaks(self, report: SessionReport) -> tuple[Leak, ...]:
-        """The report's leaks but those held only by the framework loop's own locals."""
-        pattern = self._loop_frame
-        if pattern is None:
+        """The report's leaks but those held only by the framework loop's own locals: a holder
+        ``local 'x' ... in Q() at F:L`` (not ``self``) whose root frame is one of the framework's
+        frames on the stack now (the callbacks run inside its loop)."""
+        dirs = tuple(d for d in self._loop_dirs if d)
+        if not dirs:
             return tuple(report.leaks)
-        return tuple(
-            leak for leak in report.leaks if not leak.holders or not all(pattern.match(h) for h in leak.holders)
-        )
+        frames: set[tuple[str, str]] = set()
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename.startswith(dirs):
+                name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+                frames.add((name, os.path.basename(frame.f_code.co_filename)))
+            frame = frame.f_back
+        del frame
+
+        def loop_local(holder: str) -> bool:
+            if not holder.startswith("local '") or "local 'self'" in holder:
+                return False
+            places = _PLACE.findall(holder)
+            return bool(places) and (places[-1][0], os.path.basename(places[-1][1])) in frames
+
+        return tuple(leak for leak in report.leaks if not leak.holders or not all(map(loop_local, leak.holders)))
 
     def leaked_bytes(self, report: SessionReport) -> int | None:
         """The leak figure without the loop's own locals (the allocator's figure without the census)."""
@@ -203,6 +229,14 @@ class LoopMeter:
                 self.warned.add(key)
                 message = f"training loop session {report.name!r}: {violation}. Drop references before emptying"
                 warnings.warn(ReleaseOrderWarning(message), stacklevel=3)
+
+
+def _exit_quietly(session: GpuSession) -> None:
+    """Exit the window's session without its own release-order warning: the meter warns once
+    per call site, not at every window."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReleaseOrderWarning)
+        session.__exit__(None, None, None)
 
 
 def _line(group: LeakGroup) -> str:

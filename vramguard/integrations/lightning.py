@@ -109,8 +109,11 @@ class VramGuardCallback(Callback):  # type: ignore[misc]
 
 
 def _carried(trainer: Any, pl_module: Any, *more: Any) -> tuple[object, ...]:
-    """What the loop carries between steps: the module (its gradients), the optimizers (their
-    state), the schedulers, the loop's own logged results and metrics; the step's outputs and
-    batch, which Lightning hands to the hooks after the step."""
-    loop_state = (getattr(trainer, name, None) for name in ("fit_loop", "_logger_connector", "_results"))
-    return (pl_module, trainer.optimizers, trainer.lr_scheduler_configs, *loop_state, *more)
+    """What the loop carries between steps: the module's parameters, gradients and buffers, the
+    optimizers (their state), the schedulers, the logged results and metrics; the step's outputs
+    and batch, which Lightning hands to the hooks after the step. Never the module or the loops
+    themselves: they refer back to the Trainer, whose callbacks would then all be kept."""
+    parameters = list(pl_module.parameters())
+    tensors = [*parameters, *(p.grad for p in parameters if p.grad is not None), *pl_module.buffers()]
+    metrics = (getattr(trainer, name, None) for name in ("_results", "callback_metrics", "logged_metrics"))
+    return (tensors, trainer.optimizers, trainer.lr_scheduler_configs, *metrics, *more)

@@ -34,13 +34,14 @@ from vramguard.probes import resolve_device, take
 from vramguard.report.text import make_console, render
 
 try:
-    import IPython  # noqa: F401
+    import IPython
 except ImportError as error:  # pragma: no cover - the extra is installed in the test environment
     raise MissingDependency("ipython", "notebook", "vramguard's notebook magics") from error
 
 __all__ = ["VramMagics", "load_ipython_extension", "magics_of", "notebook_holder"]
 
 SAMPLE_EVERY_S = 0.01
+_IPYTHON_DIR = os.path.join(os.path.dirname(os.path.abspath(IPython.__file__)), "")
 _LAST_EXCEPTION = re.compile(r" via global sys\.last_(?:value|traceback|exc|type)\b.*$")
 _RAISED = re.compile(r"^unreachable from any global or live frame: objects through frame, traceback, (\w+)")
 _HISTORY = re.compile(r"^global (?:__main__\._oh|__main__\.Out|sys\.displayhook\._oh)\[(\d+)\](.*)$")
@@ -234,7 +235,9 @@ class VramMagics:
             frames: list[object] = []
             tb = error.__traceback__
             while tb is not None:
-                if tb.tb_frame.f_code.co_name != "<module>":  # a cell's own frame: its locals are the notebook's
+                code = tb.tb_frame.f_code
+                # Not a cell's own frame (its locals are the notebook's), nor IPython's (it holds the shell).
+                if code.co_name != "<module>" and not code.co_filename.startswith(_IPYTHON_DIR):
                     frames.append(dict(tb.tb_frame.f_locals))
                 tb = tb.tb_next
             nbytes = storage_bytes(frames, device)

@@ -52,7 +52,10 @@ def _walk(
 
 def _at(path: str, scope: Scope, call: int, code: str, message: str) -> Finding:
     node, _ = scope.calls[call]
-    return Finding(path, scope.file_line(node.lineno), node.col_offset + 1, code, message)
+    col = node.col_offset
+    if node.lineno <= len(scope.source_lines):  # ast counts UTF-8 bytes; editors and SARIF count characters
+        col = len(scope.source_lines[node.lineno - 1].encode()[:col].decode(errors="ignore"))
+    return Finding(path, scope.file_line(node.lineno), col + 1, code, message)
 
 
 def _others(scope: Scope, calls: list[int]) -> str:
@@ -140,12 +143,17 @@ def suppressed(line: str, code: str) -> bool:
     return codes is None or code.upper() in {c.strip().upper() for c in codes.split(",")}
 
 
-def check_tree(tree: ast.Module, path: str, lines: Callable[[int], int] | None = None) -> list[Finding]:
+def check_tree(
+    tree: ast.Module, path: str, lines: Callable[[int], int] | None = None, source: str = ""
+) -> list[Finding]:
     """Every rule's findings in a parsed module, unsorted and unfiltered; ``lines`` maps to the file's lines."""
     scalar_attrs = scalar_attributes(tree)
+    source_lines = tuple(re.split(r"\r\n|\r|\n", source))  # ast's line breaks, not str.splitlines()
     findings: list[Finding] = []
     for node, body in _scopes(tree):
-        findings += _scope_findings(path, _walk(node, body, scalar_attrs, lines))
+        scope = _walk(node, body, scalar_attrs, lines)
+        scope.source_lines = source_lines
+        findings += _scope_findings(path, scope)
     return findings
 
 
@@ -170,7 +178,7 @@ def check_source(
     text = source.splitlines()
     findings = {
         f
-        for f in check_tree(tree, path, lines)
+        for f in check_tree(tree, path, lines, source)
         if f.code in codes
         and not (noqa and lines is None and f.line <= len(text) and suppressed(text[f.line - 1], f.code))
     }

@@ -26,7 +26,7 @@ class Events:
         if ctx.in_except:
             scope.in_except.append(index)
         per_item = any(isinstance(n, ast.Name) and n.id in ctx.loop_targets for a in call.args for n in ast.walk(a))
-        if ctx.every_iteration and not st.dropped_in_iteration and not per_item:
+        if ctx.every_iteration and not (st.dropped_in_iteration or st.after_failure or per_item):
             scope.every_iteration.append(index)
         name = callee(call)
         if name in RELEASING_CALLS and any(is_reference(a) for a in call.args) and not self._forwards(call):

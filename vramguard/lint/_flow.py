@@ -97,6 +97,7 @@ class Walker(Events):
         loop = Loop()
         body_in = st.copy()
         body_in.dropped_in_iteration = False
+        body_in.after_failure = False
         if not isinstance(stmt, ast.While):
             self._bind(stmt.target, None, body_in)
         targets = frozenset(
@@ -128,6 +129,8 @@ class Walker(Events):
             ends.append(self.block(handler.body, h, replace(ctx, in_except=True, every_iteration=False)))
         ends.append(self.block(stmt.orelse, body_end, ctx) if body_end is not None else None)
         joined = merge(*ends)
+        if body_end is None and joined is not None:
+            joined.after_failure = True  # a retry loop: what follows runs only after an attempt failed
         if not stmt.finalbody:
             return joined
         if joined is None:

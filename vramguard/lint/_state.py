@@ -40,6 +40,7 @@ class State:
     opens: frozenset[Open] = frozenset()
     drops: frozenset[Drop] = frozenset()
     dropped_in_iteration: bool = False
+    after_failure: bool = False  # reached only through an except block of a try whose body leaves the loop
 
     def copy(self) -> State:
         return replace(self, kinds=dict(self.kinds))
@@ -68,6 +69,7 @@ def merge(*states: State | None) -> State | None:
         opens=frozenset(opens.values()),
         drops=frozenset().union(*(s.drops for s in alive)),
         dropped_in_iteration=all(s.dropped_in_iteration for s in alive),
+        after_failure=all(s.after_failure for s in alive),
     )
 
 
@@ -101,6 +103,7 @@ class Scope:
     later_names: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> its last position
     escaped: frozenset[str] = frozenset()  # locals stored on an object or in a container: del frees nothing
     lines: Callable[[int], int] | None = None  # a snippet's line -> the file's line
+    source_lines: tuple[str, ...] = ()  # to turn ast's UTF-8 byte offsets into character columns
     vararg: str | None = None
     single_statement: bool = False  # the body is one statement (after a docstring)
 

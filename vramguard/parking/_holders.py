@@ -42,6 +42,26 @@ def _storage_refcount(storage: torch.UntypedStorage) -> int:
     return sys.getrefcount(storage)
 
 
+def _excess(layout: Layout, own_count: dict[int, int]) -> bool:
+    """Whether any storage has more references than the modules' tensors and its Python object,
+    or its Python object more references than a storage nobody else holds."""
+    probe = torch.empty(1)
+    storage = probe.untyped_storage()
+    baseline = _storage_refcount(storage)
+    del storage, probe
+    seen: set[int] = set()
+    for tensor in layout.tensors:
+        storage = tensor.untyped_storage()
+        address = storage._cdata
+        if address in own_count and address not in seen:
+            seen.add(address)
+            count = _use_count(storage)
+            if count is None or count > own_count[address] + 1 or _storage_refcount(storage) > baseline:
+                return True
+        del storage
+    return False
+
+
 def foreign_holders(layout: Layout) -> tuple[str, ...]:
     """One line per outside holder of the layout's storages; empty when only the modules hold them."""
     ours = {id(t) for t in layout.tensors}
@@ -50,6 +70,10 @@ def foreign_holders(layout: Layout) -> tuple[str, ...]:
         if slot.storage >= 0:
             address = tensor.untyped_storage()._cdata
             own_count[address] = own_count.get(address, 0) + 1
+    if not _excess(layout, own_count):
+        # Every tensor holds its storage once: no reference beyond the modules' own tensors means
+        # no holder at all, and the heap scan (a pass over every object) is not needed.
+        return ()
     foreign_count: dict[int, int] = {}
     with EPOCH.thawed(), _collector_paused():
         # The foreign tensors live only in the search's own list (which its scans ignore), never

@@ -144,6 +144,8 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
         parked.host = _to_host(live, pin, notes)
     elif to == "disk":
         parked.path = _write_disk(target, live)
+        if target is None:  # a temporary file goes with its handle, woken or not
+            weakref.finalize(parked, _unlink, parked.path)
     del live
     if to == "discard":
         for module in modules:
@@ -175,6 +177,10 @@ def _to_host(live: list[torch.UntypedStorage], pin: bool, notes: list[str]) -> l
         copy_bytes(flat, as_bytes(storage))
         host.append(flat)
     return host
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def _write_disk(target: Path | None, live: list[torch.UntypedStorage]) -> Path:

@@ -85,12 +85,12 @@ class MemorySnapshot:
         """Rebuild a snapshot written by :meth:`to_dict`; a missing or malformed key raises
         :class:`~vramguard.ReportFormatError` naming it (a reading that was not taken is null)."""
         read = data if isinstance(data, Fields) else Fields(data)
-        figures = {name: read.int(name, None, nullable=True) for name in _FIGURES}
+        figures = {name: read.integer(name, None, nullable=True) for name in _FIGURES}
         return cls(
-            device=read.str("device"),
-            time_s=read.float("time_s"),
-            cuda_initialized=read.bool("cuda_initialized", False),
-            notes=read.strs("notes", ()),
+            device=read.string("device"),
+            time_s=read.number("time_s"),
+            cuda_initialized=read.flag("cuda_initialized", False),
+            notes=read.strings("notes", ()),
             **figures,
         )
 

@@ -21,7 +21,9 @@ def panels(reports: Iterable[object]) -> list[object]:
         elif isinstance(report, ClusterReport):
             for rank, r in zip(report.ranks, report.reports, strict=True):
                 sessions: tuple[SessionReport, ...] = r.devices if isinstance(r, MultiDeviceReport) else (r,)
-                out += [dataclasses.replace(s, name=f"rank {rank}: {s.name}") for s in sessions]
+                # `vramguard run` under torchrun already names its sessions "... [rank N]".
+                out += [s if f"[rank {rank}]" in s.name else dataclasses.replace(s, name=f"rank {rank}: {s.name}")
+                        for s in sessions]
         else:
             out.append(report)
     return out

@@ -197,8 +197,9 @@ def run_isolated(
         if answer[0] == "ok":
             try:
                 value = pickle.loads(answer[1])
-            except Exception as error:  # pickled in the child, but its class is not importable here
-                raise NotPicklable("result", f"not rebuilt here: {type(error).__name__}: {error}") from error
+            except Exception as failure:  # pickled in the child, but its class is not importable here
+                detail = f"not rebuilt here: {type(failure).__name__}: {failure}"
+                raise NotPicklable("result", detail) from failure
         received = time.monotonic()
         process.join()  # the child exits once it has answered: its memory and context are back
         exited = time.monotonic()

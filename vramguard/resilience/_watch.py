@@ -146,7 +146,12 @@ class Watch:
         tensors: list[object] = [new[key][0] for key in largest]
         sizes = [(new[key][1], describe(new[key][0])) for key in largest]
         new.clear()
-        holders = Census(self.device).holders_of(tensors, []) if tensors else []
+        holders: list[tuple[str, ...]] = [() for _ in tensors]
+        try:
+            if tensors:
+                holders = Census(self.device).holders_of(tensors, [])
+        except Exception:  # the watchdog must never break the service: report the growth without holders
+            LOG.exception("vramguard.watch: the holder search failed; the growth is reported without holders")
         tensors.clear()
         leaks = tuple(
             Leak(nbytes=nbytes, description=text, created_at=None, holders=paths)

@@ -1,0 +1,37 @@
+"""Swap mode: both models loaded once, the idle one parked per file; results as resident mode's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.asr.conftest import GENERATE
+from vramguard.asr import ASRDiarizationPipeline
+
+pytestmark = pytest.mark.slow
+
+
+def test_swap_maps_files_like_resident_and_parks_between_uses(
+    tiny_whisper: Path, tiny_diarizer: Path, sample_audio: Path
+) -> None:
+    with ASRDiarizationPipeline.from_pretrained(
+        tiny_whisper, tiny_diarizer, device="cpu", mode="swap", generate_kwargs=GENERATE
+    ) as swap:
+        # After loading, both models are parked: their weights hold no memory.
+        assert set(swap._parked) == {"asr", "diarizer"}
+        assert all(p.numel() == 0 for p in swap.asr_pipeline.model.parameters())
+        results = swap.map([sample_audio, sample_audio], progress=False)
+        run = swap.last_reports[-1]
+        assert set(swap._parked) == {"asr", "diarizer"}  # parked again between calls
+        single = swap(sample_audio)
+    with ASRDiarizationPipeline.from_pretrained(
+        tiny_whisper, tiny_diarizer, device="cpu", generate_kwargs=GENERATE
+    ) as resident:
+        expected = resident(sample_audio)
+    assert [r.ok for r in results] == [True, True]
+    assert results[0].segments == expected and single == expected
+    marks = [n for n in run.notes if n.startswith(("park ", "wake "))]
+    # Per file: wake asr, park asr + wake diarizer; at the end the diarizer is parked again.
+    assert sum(n.startswith("wake ") for n in marks) == 4
+    assert all("-> disk" in n or "disk " in n for n in marks)
