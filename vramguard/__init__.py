@@ -19,29 +19,26 @@ import importlib
 import logging
 import typing
 
-# Torch-free: imported at once.
-from vramguard.core._errors import (
-    BudgetExceeded,
-    ChildCrashed,
-    ClusterError,
-    InvalidArgument,
-    IsolationError,
-    LeakError,
-    LeakWarning,
-    MissingDependency,
-    NotPicklable,
-    ParkError,
-    PeakExceeded,
-    ProbeUnavailable,
-    ReleaseOrderError,
-    ReleaseOrderWarning,
-    ReportFormatError,
-    SessionError,
-    VramGuardError,
-)
-from vramguard.core._sizes import format_size, parse_size
-
 if typing.TYPE_CHECKING:
+    from vramguard.core._errors import (
+        BudgetExceeded,
+        ChildCrashed,
+        ClusterError,
+        InvalidArgument,
+        IsolationError,
+        LeakError,
+        LeakWarning,
+        MissingDependency,
+        NotPicklable,
+        ParkError,
+        PeakExceeded,
+        ProbeUnavailable,
+        ReleaseOrderError,
+        ReleaseOrderWarning,
+        ReportFormatError,
+        SessionError,
+        VramGuardError,
+    )
     from vramguard.core._lifecycle import HOST_NOISE_FLOOR_BYTES
     from vramguard.core._multi import MultiDeviceSession, resolve_devices
     from vramguard.core._multi_report import MultiDeviceReport
@@ -57,6 +54,7 @@ if typing.TYPE_CHECKING:
     )
     from vramguard.core._release import empty_cache, release
     from vramguard.core._session import GpuSession, gpu_session
+    from vramguard.core._sizes import format_size, parse_size
     from vramguard.distributed import ClusterReport, gather_report
     from vramguard.parking import Parked, ParkReport, park, parked, wake
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
@@ -64,10 +62,31 @@ if typing.TYPE_CHECKING:
     from vramguard.report.plot import plot_reports
     from vramguard.resilience import Isolated, Watch, adaptive_batch, isolated, watch
 
-# The names whose modules import torch, imported on first use: ``import vramguard.<submodule>``
-# runs this file, and pytest imports ``vramguard.pytest_plugin`` (its pytest11 entry point) in
-# every run in the environment, torch or no torch in the tests.
+# Every name is imported on first use: ``import vramguard.<submodule>`` runs this file, and pytest
+# imports ``vramguard.pytest_plugin`` (its pytest11 entry point) in every run in the environment,
+# torch or no torch in the tests. Even the torch-free errors load lazily: a package __init__ that
+# imports its own submodules can deadlock against a thread importing one of them directly
+# (Python locks a submodule before its parent package).
 _LAZY = {
+    "BudgetExceeded": "vramguard.core._errors",
+    "ChildCrashed": "vramguard.core._errors",
+    "ClusterError": "vramguard.core._errors",
+    "InvalidArgument": "vramguard.core._errors",
+    "IsolationError": "vramguard.core._errors",
+    "LeakError": "vramguard.core._errors",
+    "LeakWarning": "vramguard.core._errors",
+    "MissingDependency": "vramguard.core._errors",
+    "NotPicklable": "vramguard.core._errors",
+    "ParkError": "vramguard.core._errors",
+    "PeakExceeded": "vramguard.core._errors",
+    "ProbeUnavailable": "vramguard.core._errors",
+    "ReleaseOrderError": "vramguard.core._errors",
+    "ReleaseOrderWarning": "vramguard.core._errors",
+    "ReportFormatError": "vramguard.core._errors",
+    "SessionError": "vramguard.core._errors",
+    "VramGuardError": "vramguard.core._errors",
+    "format_size": "vramguard.core._sizes",
+    "parse_size": "vramguard.core._sizes",
     "Parked": "vramguard.parking",
     "ParkReport": "vramguard.parking",
     "park": "vramguard.parking",

@@ -225,3 +225,27 @@ def test_without_rich_the_commands_say_what_to_install(
     monkeypatch.setitem(sys.modules, "rich", None)
     assert main(command) == 2
     assert "pip install 'vramguard[cli]'" in capsys.readouterr().err
+
+
+def test_the_command_list_help_equals_each_subcommands_help() -> None:
+    import importlib
+
+    from vramguard import cli
+
+    for name in cli.SUBCOMMANDS:
+        assert cli.HELP[name] == importlib.import_module(f"vramguard.cli.{name}").HELP, name
+
+
+def test_check_loads_only_its_own_subcommand() -> None:
+    import subprocess
+    import sys
+
+    from vramguard import cli
+
+    folder = str(Path(cli.__file__).parent)
+    code = (
+        f"import sys; from vramguard.cli import main; rc = main(['check', '-q', '--select', 'VG001', {folder!r}]);"
+        "print(sorted(m for m in ('vramguard.cli.run', 'vramguard.cli.demo', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

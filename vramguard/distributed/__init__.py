@@ -8,8 +8,39 @@ layer (which renders a ClusterReport) and the faces.
 
 from __future__ import annotations
 
-from vramguard.distributed._cluster import ClusterReport, RankLeak, RankReport, rank_report_from_dict
-from vramguard.distributed._gather import DEFAULT_TIMEOUT_S, gather_report, group_ranks
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from vramguard.distributed._cluster import ClusterReport, RankLeak, RankReport, rank_report_from_dict
+    from vramguard.distributed._gather import DEFAULT_TIMEOUT_S, gather_report, group_ranks
+
+# Names load on first use: a package whose __init__ imports its own submodules can deadlock
+# against a thread that imports one of them directly (Python locks a submodule before its
+# parent package), so nothing here imports a submodule at import time.
+_LAZY = {
+    "ClusterReport": "vramguard.distributed._cluster",
+    "RankLeak": "vramguard.distributed._cluster",
+    "RankReport": "vramguard.distributed._cluster",
+    "rank_report_from_dict": "vramguard.distributed._cluster",
+    "DEFAULT_TIMEOUT_S": "vramguard.distributed._gather",
+    "gather_report": "vramguard.distributed._gather",
+    "group_ranks": "vramguard.distributed._gather",
+}
+
+if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -2,22 +2,72 @@
 
 from __future__ import annotations
 
-from vramguard.probes._blocks import Block, live_blocks, new_blocks, parse_snapshot, uncovered
-from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
-from vramguard.probes._host import (
-    ResidentPeak,
-    heap_in_use_bytes,
-    malloc_trim,
-    read_heap,
-    read_resident_peak,
-    reset_resident_peak,
-    resident_bytes,
-    resident_peak_reset_unavailable,
-    resident_peak_resettable,
-)
-from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
-from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
-from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from vramguard.probes._blocks import Block, live_blocks, new_blocks, parse_snapshot, uncovered
+    from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
+    from vramguard.probes._host import (
+        ResidentPeak,
+        heap_in_use_bytes,
+        malloc_trim,
+        read_heap,
+        read_resident_peak,
+        reset_resident_peak,
+        resident_bytes,
+        resident_peak_reset_unavailable,
+        resident_peak_resettable,
+    )
+    from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
+    from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
+    from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
+
+# Names load on first use: a package whose __init__ imports its own submodules can deadlock
+# against a thread that imports one of them directly (Python locks a submodule before its
+# parent package), so nothing here imports a submodule at import time.
+_LAZY = {
+    "Block": "vramguard.probes._blocks",
+    "live_blocks": "vramguard.probes._blocks",
+    "new_blocks": "vramguard.probes._blocks",
+    "parse_snapshot": "vramguard.probes._blocks",
+    "uncovered": "vramguard.probes._blocks",
+    "ACCEPTED_DEVICES": "vramguard.probes._device",
+    "DeviceLike": "vramguard.probes._device",
+    "resolve_device": "vramguard.probes._device",
+    "ResidentPeak": "vramguard.probes._host",
+    "heap_in_use_bytes": "vramguard.probes._host",
+    "malloc_trim": "vramguard.probes._host",
+    "read_heap": "vramguard.probes._host",
+    "read_resident_peak": "vramguard.probes._host",
+    "reset_resident_peak": "vramguard.probes._host",
+    "resident_bytes": "vramguard.probes._host",
+    "resident_peak_reset_unavailable": "vramguard.probes._host",
+    "resident_peak_resettable": "vramguard.probes._host",
+    "list_devices": "vramguard.probes._nvml",
+    "read_nvml": "vramguard.probes._nvml",
+    "unavailable_reason": "vramguard.probes._nvml",
+    "MemorySnapshot": "vramguard.probes._snapshot",
+    "snapshot": "vramguard.probes._snapshot",
+    "take": "vramguard.probes._snapshot",
+    "cuda_initialized": "vramguard.probes._torch",
+    "read_allocator": "vramguard.probes._torch",
+    "reset_peak": "vramguard.probes._torch",
+}
+
+if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ACCEPTED_DEVICES",
