@@ -199,19 +199,20 @@ def _spread(reports: list[SessionReport]) -> str:
 
 
 def conclusion(reports: dict[str, list[SessionReport]]) -> str:
-    """One sentence from the medians, with a margin (1 MiB, or 5% of the model's footprint) so
-    that noise between invocations cannot flip it."""
-    medians = {}
+    """One sentence from the repetitions: one way is said to hold more only when every one of its
+    runs held more than every run of the other by a margin (1 MiB, or 5% of the model's footprint),
+    so that noise between invocations cannot flip it."""
+    ranges = {}
     for which, runs in reports.items():
         values = [v for v in (held_bytes(r) for r in runs) if v is not None]
         if not values:
             return "no conclusion: the device's reserved memory could not be read"
-        medians[which] = statistics.median(values)
+        ranges[which] = (min(values), max(values))
     footprint = statistics.median(r.peak_increase_bytes or 0 for r in reports["vramguard"])
     margin = max(MIB, 0.05 * footprint)
-    difference = medians["bare del"] - medians["vramguard"]
-    if difference > margin:
+    (bare_low, bare_high), (guard_low, guard_high) = ranges["bare del"], ranges["vramguard"]
+    if bare_low - guard_high > margin:
         return "a bare del leaves memory held that the vramguard session gives back"
-    if difference < -margin:
+    if guard_low - bare_high > margin:
         return "the vramguard session held more than a bare del"
     return "no difference beyond the noise between a bare del and the vramguard session"
