@@ -62,6 +62,21 @@ def test_watch_redraws_the_table_for_each_frame(
     assert re.search(r"every 0\.05 s .* Ctrl-C to stop", out)
 
 
+def test_watch_shows_this_process_s_sessions_inside_their_blocks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(devices_command, "list_devices", lambda: [GPU])
+    monkeypatch.setenv("COLUMNS", "120")
+    with vramguard.gpu_session("transcribe-batch", device="cpu", census=False):
+        assert devices_command.watch(0.05, frames=1) == 0
+        inside = capsys.readouterr().out
+    assert devices_command.watch(0.05, frames=1) == 0
+    after = capsys.readouterr().out
+    assert "this process's sessions" in inside and "transcribe-batch" in inside and "cpu" in inside
+    assert "transcribe-batch" not in after
+    assert "no session inside its block" in after
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("1s", 1.0), ("500ms", 0.5), ("2", 2.0), ("0.25s", 0.25)])
 def test_every_accepts_seconds_and_milliseconds(text: str, seconds: float) -> None:
     assert devices_command.interval(text) == seconds

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from vramguard.core._errors import InvalidArgument
+from vramguard.core._run import ActiveSession, active_sessions
 from vramguard.probes import list_devices, unavailable_reason
 from vramguard.report.text import devices_table, make_console, render_devices
 
@@ -62,18 +63,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def sessions_table(sessions: tuple[ActiveSession, ...]) -> RenderableType:
+    """This process's sessions inside their blocks now (when ``watch`` runs in the process that
+    holds them: a notebook, a service's debug thread)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not sessions:
+        return Text("this process: no session inside its block", style="dim")
+    table = Table(title="this process's sessions", title_justify="left")
+    for column in ("session", "device", "running", "concurrent"):
+        table.add_column(column)
+    for session in sessions:
+        running = f"{session.running_s:.1f} s"
+        table.add_row(session.name, session.device, running, "yes" if session.concurrent else "")
+    return table
+
+
 def frame(devices: list[dict[str, Any]], reason: str | None, every_s: float) -> RenderableType:
-    """One redraw: the device table (or why there is none) and the footer line."""
+    """One redraw: the device table (or why there is none), this process's sessions, the footer."""
     from rich.console import Group
     from rich.text import Text
 
     stamp = time.strftime("%H:%M:%S")
     mine = os.getpid()
     footer = Text(f"{stamp}  every {every_s:g} s  (this process: pid {mine})  Ctrl-C to stop", style="dim")
+    sessions = sessions_table(active_sessions())
     if devices:
-        return Group(devices_table(devices), footer)
+        return Group(devices_table(devices), sessions, footer)
     why = reason or "NVML is running but lists no devices"
-    return Group(Text(f"no GPU visible: {why}"), footer)
+    return Group(Text(f"no GPU visible: {why}"), sessions, footer)
 
 
 def watch(every_s: float, *, frames: int | None = None, console: Console | None = None) -> int:

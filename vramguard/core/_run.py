@@ -135,3 +135,22 @@ def _exit_host_peak(
     if before.reserved_bytes is not None:
         reserved = _max(reserved, before.reserved_bytes + spike)
     return allocated, reserved, None
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    """A session of this process that is inside its block now (``vramguard devices --watch``)."""
+
+    name: str
+    device: str
+    running_s: float
+    concurrent: bool
+
+
+def active_sessions() -> tuple[ActiveSession, ...]:
+    """The sessions of this process inside their blocks now, oldest first, across devices."""
+    now = time.monotonic()
+    with _active_lock:
+        runs = [run for runs in _active.values() for run in runs]
+    runs.sort(key=lambda run: run.started_s)
+    return tuple(ActiveSession(run.name, str(run.device), now - run.started_s, run.concurrent) for run in runs)
