@@ -15,9 +15,10 @@ with ``malloc_trim``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import typing
+
+from vramguard._lazy import attach
 
 if typing.TYPE_CHECKING:
     from vramguard.core._errors import (
@@ -124,14 +125,7 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
+    __getattr__, _ = attach(__name__, _LAZY)
 
     def __dir__() -> list[str]:
         return sorted(__all__)

@@ -55,4 +55,5 @@ def test_package_inits_import_no_submodule(package: str) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     loaded = eval(done.stdout)  # a printed list of str
     parents = {package.rsplit(".", i)[0] for i in range(package.count(".") + 1)} - {"vramguard"}
-    assert set(loaded) <= parents, loaded
+    # vramguard._lazy is the one module the inits share; it imports nothing of vramguard's.
+    assert set(loaded) <= parents | {"vramguard._lazy"}, loaded

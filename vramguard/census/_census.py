@@ -163,7 +163,7 @@ class Census:
 
     def holders_of(self, objects: list[object], kept: list[object]) -> list[tuple[str, ...]]:
         """Who holds each of ``objects`` (the owned objects still alive after the release)."""
-        with EPOCH.thawed(), _collector_paused():
+        with EPOCH.thawed(), collector_paused():
             search = HolderSearch(kept, self.bounds)
             try:
                 for obj in objects:
@@ -184,7 +184,7 @@ class Census:
         :attr:`needs_full_collection` when some are reachable from no root."""
         if self._state != "stopped" or self._settled is not None:
             return
-        with _collector_paused(), EPOCH.lazily_thawed() as thaw:
+        with collector_paused(), EPOCH.lazily_thawed() as thaw:
             judge = Judge(self.device, self.bounds, self._entry, self._in_epoch)
             holders = judge.run(self._survivors, kept, thaw if self._in_epoch and EPOCH.frozen else None)
             self._bytes = judge.bytes
@@ -216,7 +216,7 @@ class Census:
         """After the release: every storage the block created, still alive and not kept, is a
         leak (largest first). Drops everything the census held and leaves the epoch."""
         try:
-            with _collector_paused():  # judged as the release left them
+            with collector_paused():  # judged as the release left them
                 self.stop(kept)
                 self.cycles = self._watch.stop()
                 violations, self._violations = self._violations, ()
@@ -306,7 +306,7 @@ class Census:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """No automatic collection while the census holds survivors for a walk: it would free the
     cycles that hold them (a leak when the release did not collect) and leave only the walk."""
     collecting = gc.isenabled()

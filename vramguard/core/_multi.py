@@ -7,8 +7,6 @@ reverse, each measuring and releasing its own device; the report is a
 
 from __future__ import annotations
 
-import functools
-import inspect
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from vramguard.core._decorate import check_decorated, decorate
 from vramguard.core._distributed_exit import check_distributed, gatherer, require_initialized
 from vramguard.core._errors import InvalidArgument, SessionError
 from vramguard.core._multi_report import MultiDeviceReport
@@ -174,38 +173,11 @@ class MultiDeviceSession:
     # -- decorator --------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
         """Decorate ``fn``: each call runs in a fresh session; the last report is ``fn.vram_report``."""
-        if not callable(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise InvalidArgument("fn", fn, "a function or coroutine function")
-        name = self.name or getattr(fn, "__qualname__", getattr(fn, "__name__", "session"))
+        name = self.name or check_decorated(fn)
         config = {**self._options, "distributed": self.distributed, "group": self.group}
         if self.gather_timeout is not None:
             config["gather_timeout"] = self.gather_timeout
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                session = MultiDeviceSession(name, device=self._device_arg, **config)
-                try:
-                    async with session:
-                        return session.keep(await fn(*args, **kwargs))
-                finally:
-                    async_wrapper.vram_report = session.report  # type: ignore[attr-defined]
-
-            async_wrapper.vram_report = None  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            session = MultiDeviceSession(name, device=self._device_arg, **config)
-            try:
-                with session:
-                    return session.keep(fn(*args, **kwargs))
-            finally:
-                wrapper.vram_report = session.report  # type: ignore[attr-defined]
-
-        wrapper.vram_report = None  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        return decorate(fn, lambda: MultiDeviceSession(name, device=self._device_arg, **config))
 
 
 def _drop_owned(

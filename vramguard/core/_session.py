@@ -6,8 +6,6 @@ arguments, sync or async functions). Each entry produces a fresh :class:`Session
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -16,6 +14,7 @@ from typing import Any, Literal, TypeVar, overload
 import torch
 
 from vramguard.core import _lifecycle
+from vramguard.core._decorate import check_decorated, decorate
 from vramguard.core._distributed_exit import check_distributed, finish_then_gather, gatherer, require_initialized
 from vramguard.core._errors import (
     InvalidArgument,
@@ -238,50 +237,13 @@ class GpuSession:
     # -- decorator --------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
         """Decorate ``fn``: each call runs in a fresh session; the last report is ``fn.vram_report``."""
-        if not callable(fn):
-            raise InvalidArgument("fn", fn, "a function to decorate")
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            # The wrapper would return the generator at once and close the session before
-            # the body ever ran: nothing would be measured.
-            raise InvalidArgument(
-                "fn", fn, "a function or coroutine function; for a generator, use `with gpu_session(...)` inside it"
-            )
-        name = self.name or getattr(fn, "__qualname__", getattr(fn, "__name__", "session"))
+        name = self.name or check_decorated(fn)
         config = self._config()
         if self.isolate:
             from vramguard.resilience._isolate import isolate_decorated
 
             return isolate_decorated(fn, str(name), {**config, "isolate": False})  # type: ignore[return-value]
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                session = GpuSession(name, **config)
-                try:
-                    async with session:
-                        result = await fn(*args, **kwargs)
-                        session.keep(result)
-                        return result
-                finally:
-                    async_wrapper.vram_report = session.report  # type: ignore[attr-defined]
-
-            async_wrapper.vram_report = None  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            session = GpuSession(name, **config)
-            try:
-                with session:
-                    result = fn(*args, **kwargs)
-                    session.keep(result)
-                    return result
-            finally:
-                wrapper.vram_report = session.report  # type: ignore[attr-defined]
-
-        wrapper.vram_report = None  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        return decorate(fn, lambda: GpuSession(name, **config))
 
     def _config(self) -> dict[str, Any]:
         return {

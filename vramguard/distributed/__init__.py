@@ -8,16 +8,15 @@ layer (which renders a ClusterReport) and the faces.
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from vramguard._lazy import attach
 
 if typing.TYPE_CHECKING:
     from vramguard.distributed._cluster import ClusterReport, RankLeak, RankReport, rank_report_from_dict
     from vramguard.distributed._gather import DEFAULT_TIMEOUT_S, gather_report, group_ranks
 
-# Names load on first use: a package whose __init__ imports its own submodules can deadlock
-# against a thread that imports one of them directly (Python locks a submodule before its
-# parent package), so nothing here imports a submodule at import time.
+# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "ClusterReport": "vramguard.distributed._cluster",
     "RankLeak": "vramguard.distributed._cluster",
@@ -29,17 +28,7 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = attach(__name__, _LAZY)
 
 
 __all__ = [

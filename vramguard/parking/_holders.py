@@ -9,28 +9,15 @@ the storages, named by the census's holder search, and storages held where Pytho
 
 from __future__ import annotations
 
-import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 
+from vramguard.census._census import collector_paused
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import HolderSearch, SearchBounds
 from vramguard.census._scan import describe, heap_tensors
 from vramguard.parking._layout import Layout
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _use_count(storage: torch.UntypedStorage) -> int | None:
@@ -75,7 +62,7 @@ def foreign_holders(layout: Layout) -> tuple[str, ...]:
         # no holder at all, and the heap scan (a pass over every object) is not needed.
         return ()
     foreign_count: dict[int, int] = {}
-    with EPOCH.thawed(), _collector_paused():
+    with EPOCH.thawed(), collector_paused():
         # The foreign tensors live only in the search's own list (which its scans ignore), never
         # in a local of this frame: a live frame's local would be named as their holder.
         search = HolderSearch(object(), SearchBounds())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from vramguard._lazy import attach
 
 if typing.TYPE_CHECKING:
     from vramguard.probes._blocks import Block, live_blocks, new_blocks, parse_snapshot, uncovered
@@ -23,9 +24,7 @@ if typing.TYPE_CHECKING:
     from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
     from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
 
-# Names load on first use: a package whose __init__ imports its own submodules can deadlock
-# against a thread that imports one of them directly (Python locks a submodule before its
-# parent package), so nothing here imports a submodule at import time.
+# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "Block": "vramguard.probes._blocks",
     "live_blocks": "vramguard.probes._blocks",
@@ -56,17 +55,7 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = attach(__name__, _LAZY)
 
 
 __all__ = [

@@ -7,17 +7,16 @@ rich and matplotlib are imported only when a table or a plot is made, and a miss
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from vramguard._lazy import attach
 
 if typing.TYPE_CHECKING:
     from vramguard.report.json import load_report, report_from_dict, save_report
     from vramguard.report.plot import plot_report, plot_reports
     from vramguard.report.text import make_console, render, render_devices
 
-# Names load on first use: a package whose __init__ imports its own submodules can deadlock
-# against a thread that imports one of them directly (Python locks a submodule before its
-# parent package), so nothing here imports a submodule at import time.
+# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "load_report": "vramguard.report.json",
     "report_from_dict": "vramguard.report.json",
@@ -30,17 +29,7 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = attach(__name__, _LAZY)
 
 
 __all__ = [

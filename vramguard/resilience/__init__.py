@@ -8,8 +8,9 @@ faces or the ASR consumer; the session imports it lazily, only when asked for th
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from vramguard._lazy import attach
 
 if typing.TYPE_CHECKING:
     from vramguard.resilience._adaptive import adaptive_batch
@@ -17,9 +18,7 @@ if typing.TYPE_CHECKING:
     from vramguard.resilience._oom import OUT_OF_MEMORY, is_out_of_memory
     from vramguard.resilience._watch import Growth, Watch, watch
 
-# Names load on first use: a package whose __init__ imports its own submodules can deadlock
-# against a thread that imports one of them directly (Python locks a submodule before its
-# parent package), so nothing here imports a submodule at import time.
+# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "adaptive_batch": "vramguard.resilience._adaptive",
     "Isolated": "vramguard.resilience._isolate",
@@ -32,17 +31,7 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = attach(__name__, _LAZY)
 
 
 __all__ = ["OUT_OF_MEMORY", "Growth", "Isolated", "Watch", "adaptive_batch", "is_out_of_memory", "isolated", "watch"]
