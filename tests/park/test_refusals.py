@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -101,8 +102,14 @@ def test_a_named_disk_file_stays_and_a_temporary_one_goes(tmp_path: Path) -> Non
     temporary = vramguard.park(zoo, to="disk")
     assert temporary.path is not None and temporary.path.exists()
     vramguard.wake(temporary)
-    assert not temporary.path.exists()
     zoo.whole.add_(1)  # copy-on-write: the woken tensors are writable, the file is unchanged
+    # The woken tensors are the temporary file's pages: it stays while they map it (a later
+    # park may keep it, tests/park/test_reuse.py) and goes with them.
+    kept = temporary.path
+    assert kept.exists()
+    del zoo, temporary, parked
+    gc.collect()
+    assert not kept.exists() and path.exists()
 
 
 @pytest.mark.parametrize(

@@ -12,20 +12,28 @@ MAX_KEPT_OBJECTS = 20_000
 by depth (a tensor in a dict nested 7 deep was missed under the old depth bound of 6)."""
 _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, str, bytes)
 """Never walked into: classes, modules and functions are shared code, not the kept value."""
+_LEAVES = (int, float, complex, str, bytes, type(None))
+"""Skipped before they count as a visit: a tokenizer's vocabulary (50k ``str -> int`` entries in a
+Hugging Face pipeline) used to spend the whole object bound before the walk reached the model."""
 
 
-def tensors_in(obj: object, *, limit: int = MAX_KEPT_OBJECTS) -> Iterable[torch.Tensor]:
+def tensors_in(
+    obj: object, *, limit: int = MAX_KEPT_OBJECTS, seen: set[int] | None = None
+) -> Iterable[torch.Tensor]:
     """Tensors reachable from ``obj`` through modules, mappings, sequences, sets, dataclasses
     and plain objects' attributes (``__dict__`` and ``__slots__``), visiting at most ``limit``
-    objects. Attributes are read without ``__getattr__``: an object answering every name (a
-    mock, a proxy) is walked by what it really holds, and never raises here."""
-    seen: set[int] = set()
+    objects (scalars and strings are not visits). Attributes are read without ``__getattr__``:
+    an object answering every name (a mock, a proxy) is walked by what it really holds, and
+    never raises here. ``seen`` (ids) is shared by walks that should visit an object once."""
+    seen = set() if seen is None else seen
     stack: list[object] = [obj]
-    while stack and len(seen) < limit:
+    visits = 0
+    while stack and visits < limit:
         item = stack.pop()
-        if id(item) in seen:
+        if isinstance(item, _LEAVES) or id(item) in seen:
             continue
         seen.add(id(item))
+        visits += 1
         if isinstance(item, torch.Tensor):
             yield item
         elif isinstance(item, torch.nn.Module):
@@ -127,9 +135,10 @@ def storage_bytes(objects: Iterable[object], device: torch.device) -> int:
     (views and tied weights share storage); sparse tensors count values and indices; meta and
     nested tensors count nothing."""
     seen: set[int] = set()
+    walked: set[int] = set()  # an object kept twice, or reached from two kept ones, is walked once
     total = 0
     for obj in objects:
-        for tensor in tensors_in(obj):
+        for tensor in tensors_in(obj, seen=walked):
             if not on_device(tensor, device):
                 continue
             for key, storage in storages_of(tensor):

@@ -10,6 +10,7 @@ their views of it again, so tied weights and views share one storage as before.
 
 from __future__ import annotations
 
+import mmap
 import time
 import weakref
 from collections.abc import Iterator, Mapping
@@ -22,15 +23,19 @@ import torch
 
 from vramguard.core._errors import InvalidArgument, ParkError
 from vramguard.core._release import empty_cache
-from vramguard.parking import _disk
+from vramguard.parking import _disk, _reuse
 from vramguard.parking._holders import foreign_holders
 from vramguard.parking._layout import Layout, as_bytes, build_layout, copy_bytes, find_modules, storages, view
 from vramguard.parking._records import ParkReport, Target
 from vramguard.probes import DeviceLike, MemorySnapshot, resolve_device, take
 
 _TARGETS = ("cpu", "disk", "discard")
-_registry: weakref.WeakKeyDictionary[torch.nn.Module, Parked] = weakref.WeakKeyDictionary()
-"""Each parked module -> its handle, until woken: parking twice is refused, ``wake(model)`` finds it."""
+_registry: weakref.WeakKeyDictionary[torch.nn.Module, weakref.ref[Parked]] = weakref.WeakKeyDictionary()
+"""Each parked module -> its handle, until woken: parking twice is refused, ``wake(model)`` finds it.
+Weak both ways: the module itself keeps its handle alive (``_HANDLE``), so a model dropped
+while parked goes with its handle, its host copy and its file (a strong value here would keep
+the handle, and through it the module, forever)."""
+_HANDLE = "_vramguard_parked"
 
 
 @dataclass(eq=False, repr=False)
@@ -47,6 +52,10 @@ class Parked:
     host: list[torch.Tensor] = field(default_factory=list)
     report: ParkReport | None = None
     wake_report: ParkReport | None = None
+    cleanup: weakref.finalize[Any, Any] | None = None
+    """Removes a temporary file when the handle goes (detached once a woken mapping owns it)."""
+    mapped: tuple[mmap.mmap, int] | None = None
+    """During a host wake from disk that mapped every storage in place: the mapping and its address."""
 
     @property
     def awake(self) -> bool:
@@ -116,7 +125,8 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
         raise InvalidArgument("path", path, 'None unless to="disk"')
     if path is not None and not isinstance(path, str | Path):
         raise InvalidArgument("path", path, "a file path (str or pathlib.Path), or None for a temporary file")
-    modules = [module for _, module in find_modules(obj)]
+    found = find_modules(obj)
+    modules = [module for _, module in found]
     for module in modules:
         earlier = _parked_around(module)
         if earlier is not None:
@@ -126,7 +136,7 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
         grads = [p for m in modules for p in m.parameters() if p.grad is not None]
         if grads:
             notes.append(f"{len(grads)} gradient(s) dropped (set to None): a discard keeps no values")
-    layout = build_layout(obj)
+    layout = build_layout(obj, found)
     holders = foreign_holders(layout)
     if holders:
         raise ParkError(
@@ -143,15 +153,13 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
     if to == "cpu":
         parked.host = _to_host(live, pin, notes)
     elif to == "disk":
-        parked.path = _write_disk(target, live)
-        if target is None:  # a temporary file goes with its handle, woken or not
-            weakref.finalize(parked, _unlink, parked.path)
+        _to_disk(parked, modules, target, live, notes)
     del live
     if to == "discard":
         for module in modules:
             for param in module.parameters():
                 param.grad = None
-        layout = parked.layout = build_layout(obj)
+        layout = parked.layout = build_layout(obj, found)
     for tensor in layout.tensors:
         tensor.data = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
     # The ordered release without its collection: the storages were freed the moment their
@@ -162,7 +170,8 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
             torch.cuda.synchronize(released)
         empty_cache(released)
     for module in modules:
-        _registry[module] = parked
+        _registry[module] = weakref.ref(parked)
+        module.__dict__[_HANDLE] = parked
     parked.report = _report("park", parked, dev, before, started, notes)
     return parked
 
@@ -183,6 +192,32 @@ def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _to_disk(
+    parked: Parked,
+    modules: list[torch.nn.Module],
+    target: Path | None,
+    live: list[torch.UntypedStorage],
+    notes: list[str],
+) -> None:
+    """Write the storages to a file, or, when they are still the unwritten pages of the file a
+    host wake mapped them from, keep that file (:mod:`vramguard.parking._reuse`)."""
+    # A file of our own is kept for a park that names none; a file the user named only for
+    # a park that names it again.
+    record = _reuse.reusable(modules, [s.data_ptr() for s in live], target)
+    if record is not None and target is None and record.cleanup is None:
+        record = None
+    _reuse.forget(modules)
+    if record is not None:
+        parked.path, parked.remove_file = record.path, record.cleanup is not None
+        notes.append("nothing written since the last wake mapped this file: kept it, wrote nothing")
+        if record.cleanup is not None and record.cleanup.detach() is not None:
+            parked.cleanup = weakref.finalize(parked, _unlink, record.path)
+        return
+    parked.path = _write_disk(target, live)
+    if target is None:  # a temporary file goes with its handle, woken or not
+        parked.cleanup = weakref.finalize(parked, _unlink, parked.path)
+
+
 def _write_disk(target: Path | None, live: list[torch.UntypedStorage]) -> Path:
     path = _disk.default_path() if target is None else target
     try:
@@ -198,7 +233,10 @@ def _write_disk(target: Path | None, live: list[torch.UntypedStorage]) -> Path:
 def _parked_around(module: torch.nn.Module) -> Parked | None:
     """The handle of a parked module that is, contains or lies inside ``module``."""
     inside = {id(m) for m in module.modules()}
-    for other, handle in list(_registry.items()):
+    for other, ref in list(_registry.items()):
+        handle = ref()
+        if handle is None:
+            continue
         if id(other) in inside or any(m is module for m in other.modules()):
             return handle
     return None
@@ -209,7 +247,8 @@ def parked_handle(obj: object) -> Parked | None:
     if isinstance(obj, Parked):
         return obj
     for _, module in find_modules(obj):
-        handle = _registry.get(module)
+        ref = _registry.get(module)
+        handle = None if ref is None else ref()
         if handle is not None:
             return handle
     return None
@@ -246,6 +285,7 @@ def wake(
     started = time.perf_counter()
     notes: list[str] = []
     restored = _restore(handle, target, non_blocking, notes)
+    mapped_in_place = _remember_mapping(handle, restored)
     views: list[torch.Tensor] = []
     for slot, info_device in zip(layout.slots, _slot_devices(layout, target), strict=True):
         if slot.storage < 0:
@@ -265,13 +305,31 @@ def wake(
         torch.cuda.synchronize()  # the time reported is the copy's, not its launch
     _verify(layout, target)
     for _, module in layout.modules:
-        if _registry.get(module) is handle:
+        ref = _registry.get(module)
+        if ref is not None and ref() is handle:
             del _registry[module]
+            module.__dict__.pop(_HANDLE, None)
     handle.host = []
-    if handle.remove_file and handle.path is not None:
-        handle.path.unlink(missing_ok=True)  # a host wake's mapping outlives the name
+    if handle.remove_file and handle.path is not None and not mapped_in_place:
+        handle.path.unlink(missing_ok=True)  # a host wake's copy outlives the name
     handle.wake_report = _report("wake", handle, dev, before, started, notes)
     return handle.wake_report
+
+
+def _remember_mapping(handle: Parked, restored: list[tuple[torch.UntypedStorage, int]]) -> bool:
+    """After a host wake from disk that left every storage on the file's pages: record it, so the
+    next park can keep the file; a temporary file then goes when the mapping closes."""
+    mapped = handle.mapped
+    handle.mapped = None
+    if mapped is None or handle.path is None:
+        return False
+    source, base = mapped
+    modules = [module for _, module in handle.layout.modules]
+    if not _reuse.remember(modules, handle.path, source, base, [s.data_ptr() for s, _ in restored], handle.remove_file):
+        return False
+    if handle.cleanup is not None:
+        handle.cleanup.detach()
+    return True
 
 
 def _slot_devices(layout: Layout, target: torch.device | None) -> list[torch.device]:
@@ -288,6 +346,7 @@ def _restore(
     layout = handle.layout
     found: list[tuple[torch.UntypedStorage, int]] = []
     offsets = mapped = None
+    in_place = handle.to == "disk"
     if handle.to == "disk":
         assert handle.path is not None
         offsets = _disk.offsets(handle.path, len(layout.storages))
@@ -304,11 +363,15 @@ def _restore(
         if dev.type == "cpu" and source.device.type == "cpu":
             found.append((source.untyped_storage(), 0))
             continue
+        in_place = False
         flat = torch.empty(info.nbytes, dtype=torch.uint8, device=dev)
         copy_bytes(flat, source, non_blocking=non_blocking and source.is_pinned())
         found.append((flat.untyped_storage(), 0))
     if offsets is not None and any((target or i.device).type == "cpu" for i in layout.storages):
         notes.append(f"memory-mapped from {handle.path}: pages load as they are touched")
+    if in_place and mapped is not None and offsets:
+        base = found[0][0].data_ptr() - offsets[0] if found[0][0].nbytes() else None
+        handle.mapped = None if base is None else (mapped, base)
     return found
 
 
