@@ -24,6 +24,9 @@ def test_swap_maps_files_like_resident_and_parks_between_uses(
         results = swap.map([sample_audio, sample_audio], progress=False)
         run = swap.last_reports[-1]
         assert set(swap._parked) == {"asr", "diarizer"}  # parked again between calls
+        # Inference only reads the weights: each model woken from its file parks again onto it,
+        # writing nothing (vramguard/parking/_reuse.py checks the pages, not a promise).
+        assert all("wrote nothing" in " ".join(h.report.notes) for h in swap._parked.values())
         single = swap(sample_audio)
     with ASRDiarizationPipeline.from_pretrained(
         tiny_whisper, tiny_diarizer, device="cpu", generate_kwargs=GENERATE
