@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/census.py [--objects 300000,1000000,3000000] [--steps 20] [--repeats 5]
     .venv/bin/python benchmarks/census.py --objects 1000000 --profile attr   # cProfile of one session
     .venv/bin/python benchmarks/census.py --breakdown           # CPU time per census function, leak sessions
+    .venv/bin/python benchmarks/census.py --quick               # --objects 100000 --steps 2 --repeats 3: CI
 
 Every time is CPU time of the process (``time.process_time()``, all its threads), not wall-clock
 time, so a loaded machine's waiting does not count; torch runs one thread.
@@ -458,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-loops", action="store_true", help="skip section 1")
     parser.add_argument("--profile", choices=[s.name for s in SHAPES], help="profile one session of this shape")
     parser.add_argument("--breakdown", action="store_true", help="CPU time per census step in leak sessions")
+    parser.add_argument("--quick", action="store_true", help="--objects 100000 --steps 2 --repeats 3: seconds")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.objects, args.steps, args.repeats = "100000", 2, 3
     if args.repeats < 3:
         parser.error("--repeats: at least 3")
     torch.set_num_threads(1)

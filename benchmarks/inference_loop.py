@@ -1,6 +1,7 @@
 """A session per inference step: its CPU cost beside the plain step, side by side in one run.
 
     .venv/bin/python benchmarks/inference_loop.py [--steps 100] [--rounds 7] [--objects 171000]
+    .venv/bin/python benchmarks/inference_loop.py --quick   # 2 steps, 5 rounds, a tiny model: CI
 
 A small ``nn.TransformerEncoder`` (d_model 256, 4 layers, batch 8×32, under
 ``torch.inference_mode()``: about 15–20 ms of CPU per step on a 2-core development machine;
@@ -118,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--batch", default="8x32", help="batch × sequence length")
+    parser.add_argument("--quick", action="store_true", help="2 steps, 5 rounds, d_model 32, 1 layer, 2x8, no ballast")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.rounds, args.objects, args.d_model, args.layers, args.batch = 2, 5, 0, 32, 1, "2x8"
     if args.rounds < 5:
         parser.error("--rounds: at least 5")
     torch.set_num_threads(1)

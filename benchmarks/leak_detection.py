@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda" (default: auto)')
     parser.add_argument("--heap-objects", type=int, default=1_000_000, help="the large heap (default: 1 M)")
-    parser.add_argument("--quick", action="store_true", help="three leaks, a small heap and a 50k one: seconds")
+    parser.add_argument("--quick", action="store_true", help="three leaks on the small heap, one child: seconds")
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--markdown", help="write the tables to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -473,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     leaks = ["global container", "closure", "reference cycle"] if args.quick else list(LEAKS)
     heaps = {"small heap": 0, f"heap of {args.heap_objects:,} objects": args.heap_objects}
-    if args.quick:
-        heaps = {"small heap": 0, "heap of 50,000 objects": 50_000}
+    if args.quick:  # the large heap runs the same code with a bigger --child count: CI keeps to one child
+        heaps = {"small heap": 0}
     label = (
         f"{torch.cuda.get_device_name(device)} ({device}), torch {torch.__version__}"
         if device.type == "cuda"

@@ -22,7 +22,6 @@ a GPU.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
 import gc
 import json
@@ -33,7 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,25 @@ def _import_peers() -> None:
         import accelerate.utils  # noqa: F401
 
 
+def on_main_arena() -> bool | None:
+    """Whether this thread allocates from glibc's main arena (a fresh chunk below the program
+    break); None off glibc. ``malloc_trim(0)`` returns the top of the main arena only: a thread
+    arena's top chunk (up to the trim threshold, 64 MiB) stays resident after any release."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        malloc, free, sbrk = libc.malloc, libc.free, libc.sbrk
+    except (OSError, AttributeError):
+        return None
+    malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    sbrk.restype, sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
+    free.restype, free.argtypes = None, [ctypes.c_void_p]
+    chunk, brk = malloc(64), sbrk(0)
+    free(chunk)
+    return None if chunk is None or brk is None else bool(chunk < brk)
+
+
 def child(scenario: str, strategy: str, env: Env) -> dict[str, Any]:
     _import_peers()
     build = SCENARIOS[scenario]
@@ -86,6 +104,7 @@ def child(scenario: str, strategy: str, env: Env) -> dict[str, Any]:
         "after": after.to_dict(),
         "release_s": took,
         "told": told,
+        "main_arena": on_main_arena(),
     }
 
 
@@ -120,59 +139,105 @@ def _spread(values: Sequence[float | int | None]) -> dict[str, float | None]:
     return {"min": min(present), "median": statistics.median(present), "max": max(present)}
 
 
-def _forked(scenario: str, strategy: str, args: argparse.Namespace) -> tuple[int, str, str]:
-    """One measurement in a child forked from this process, which has imported torch, the peers
-    and vramguard and run nothing: the child starts from the heap of a fresh interpreter after
-    those imports, without paying for them (a second on these CPUs)."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: measure, write one JSON line, and leave without running atexit hooks
-        code = 0
-        try:
-            os.close(read_fd)
-            env = Env(torch.device(args.device), Path(args.models) if args.models else None, args.small)
-            line = json.dumps(child(scenario, strategy, env)) + "\n"
-        except BaseException as error:
-            line, code = json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n", 1
-        with os.fdopen(write_fd, "w") as out:
-            out.write(line)
-        os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe_in:
-        text = pipe_in.read()
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code, text, text if code else ""
+class _Run:
+    """One measurement in flight: a child process writing its JSON line to ``out``."""
+
+    def __init__(self, cell: tuple[str, str], out: Path, pid: int | None, popen: subprocess.Popen[bytes] | None):
+        self.cell, self.out, self.pid, self.popen = cell, out, pid, popen
+
+    def poll(self) -> int | None:
+        """The child's exit code once it has ended, else None (never blocks)."""
+        if self.popen is not None:
+            return self.popen.poll()
+        assert self.pid is not None
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        return None if pid == 0 else os.waitstatus_to_exitcode(status)
+
+    def result(self, code: int) -> dict[str, Any]:
+        text = self.out.read_text() if self.out.exists() else ""
+        errors = self.out.with_suffix(".err")
+        if code == 0 and text.strip():
+            parsed: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+            return parsed
+        detail = errors.read_text()[-2000:] if errors.exists() else ""
+        return {"error": (text.strip() or f"exit status {code}") + ("\n" + detail if detail else "")}
 
 
-def run_cell(scenario: str, strategy: str, args: argparse.Namespace) -> dict[str, Any]:
-    runs = []
-    for _ in range(args.repeat):
-        if args.fork:
-            code, out, err = _forked(scenario, strategy, args)
-            if code == 0:
-                runs.append(json.loads(out.strip().splitlines()[-1]))
+def _start(scenario: str, strategy: str, args: argparse.Namespace, out: Path) -> _Run:
+    """Start one measurement. Forked children are forked from the main thread, always: a child
+    forked from a worker thread keeps that thread's glibc arena, whose top chunk ``malloc_trim(0)``
+    never returns (glibc trims the top of the main arena only), which left 0–40 MiB resident at
+    random in every strategy's cells (see docs/benchmarks.md)."""
+    if args.fork:
+        pid = os.fork()
+        if pid == 0:  # the child: measure, write one JSON line, and leave without running atexit hooks
+            code = 0
+            try:
+                env = Env(torch.device(args.device), Path(args.models) if args.models else None, args.small)
+                line = json.dumps(child(scenario, strategy, env)) + "\n"
+            except BaseException as error:
+                line, code = json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n", 1
+            out.write_text(line)
+            os._exit(code)
+        return _Run((scenario, strategy), out, pid, None)
+    command = [sys.executable, __file__, "--child", scenario, strategy, "--device", args.device]
+    if args.models:
+        command += ["--models", str(args.models)]
+    if args.small:
+        command.append("--small")
+    with out.open("wb") as stdout, out.with_suffix(".err").open("wb") as stderr:
+        popen = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=os.environ.copy())
+    return _Run((scenario, strategy), out, None, popen)
+
+
+def run_cells(
+    cells: Sequence[tuple[str, str]], args: argparse.Namespace, done: Callable[[tuple[str, str], dict[str, Any]], None]
+) -> None:
+    """Measure every cell ``args.repeat`` times, ``args.jobs`` children at once, all started from
+    this (the main) thread; ``done`` gets each cell's summary once its last repetition ended."""
+    queue = [(cell, i) for cell in cells for i in range(args.repeat)]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {cell: [] for cell in cells}
+    failed: set[tuple[str, str]] = set()
+    running: list[_Run] = []
+    with tempfile.TemporaryDirectory(prefix="vramguard-reclaim-runs-") as scratch:
+        while queue or running:
+            while queue and len(running) < max(1, args.jobs):
+                (cell, i) = queue.pop(0)
+                if cell not in failed:
+                    running.append(_start(*cell, args, Path(scratch) / f"{len(queue)}-{i}.json"))
+            ended = [(run, code) for run in running if (code := run.poll()) is not None]
+            if not ended:
+                time.sleep(0.02)
                 continue
-            if args.strict:
-                raise SystemExit(f"cell {scenario!r} x {strategy!r} failed: {err}")
-            print(f"cell {scenario!r} x {strategy!r} failed: {err}", file=sys.stderr)
-            return {"error": err}
-        command = [sys.executable, __file__, "--child", scenario, strategy, "--device", args.device]
-        if args.models:
-            command += ["--models", str(args.models)]
-        if args.small:
-            command.append("--small")
-        env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
-        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-        if done.returncode != 0:
-            if args.strict:
-                raise SystemExit(f"cell {scenario!r} x {strategy!r} failed:\n{done.stderr[-4000:]}")
-            print(f"cell {scenario!r} x {strategy!r} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-            return {"error": done.stderr[-2000:]}
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            for run, code in ended:
+                running.remove(run)
+                result = run.result(code)
+                if "error" in result:
+                    message = f"cell {run.cell[0]!r} x {run.cell[1]!r} failed: {result['error']}"
+                    if args.strict:
+                        for other in running:  # our own children, by their ids
+                            if other.pid is not None:
+                                os.kill(other.pid, 9)
+                                os.waitpid(other.pid, 0)
+                            elif other.popen is not None:
+                                other.popen.kill()
+                                other.popen.wait()
+                        raise SystemExit(message)
+                    print(message, file=sys.stderr)
+                    failed.add(run.cell)
+                    done(run.cell, {"error": result["error"]})
+                    continue
+                runs[run.cell].append(result)
+                if len(runs[run.cell]) == args.repeat:
+                    done(run.cell, summarise(runs[run.cell]))
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cell's figures per repetition and their spread."""
     per_run = [figures(r) for r in runs]
     summary = {key: _spread([f[key] for f in per_run]) for key in per_run[0]}
-    return {"runs": per_run, "summary": summary, "told": runs[-1]["told"]}
+    arenas = [r.get("main_arena") for r in runs]
+    return {"runs": per_run, "summary": summary, "told": runs[-1]["told"], "main_arena": arenas}
 
 
 def _mib(value: float | None) -> str:
@@ -325,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-models", help=argparse.SUPPRESS)
     parser.add_argument("--base", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Offline and quiet, in this process (which forks the measured children) and in spawned ones.
+    os.environ.update({"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"})
     if args.build_models:
         from vramguard.asr.testing import build_tiny_diarizer, build_tiny_whisper
 
@@ -368,17 +435,24 @@ def main(argv: list[str] | None = None) -> int:
     label = _device_label(device)
     print(f"device: {label}; {args.repeat} fresh process(es) per cell", flush=True)
     results: dict[str, dict[str, Any]] = {s: {} for s in scenarios}
+    order = [(sc, st) for sc in scenarios for st in strategies]
+    finished: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def done(cell: tuple[str, str], summary: dict[str, Any]) -> None:
+        """Print the cells in order as they end; save the JSON after each finished scenario, so a
+        long run that is stopped keeps what it measured."""
+        finished[cell] = summary
+        while order and order[0] in finished:
+            scenario, strategy = order.pop(0)
+            results[scenario][strategy] = finished[scenario, strategy]
+            print(f"  {scenario:<38} {strategy:<28} returned {_frac(results[scenario][strategy])}", flush=True)
+            if args.json and (not order or order[0][0] != scenario):
+                Path(args.json).write_text(json.dumps(_data(args, device, label, strategies, results), indent=2))
+
     if args.fork:
         _import_peers()
-    with _models(args, scenarios), concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        cells = {(sc, st): pool.submit(run_cell, sc, st, args) for sc in scenarios for st in strategies}
-        for scenario in scenarios:
-            for strategy in strategies:
-                cell = cells[scenario, strategy].result()
-                results[scenario][strategy] = cell
-                print(f"  {scenario:<38} {strategy:<28} returned {_frac(cell)}", flush=True)
-            if args.json:  # after each scenario, so a long run that is stopped keeps what it measured
-                Path(args.json).write_text(json.dumps(_data(args, device, label, strategies, results), indent=2))
+    with _models(args, scenarios):
+        run_cells([(sc, st) for sc in scenarios for st in strategies], args, done)
     data = _data(args, device, label, strategies, results)
     table = markdown(data)
     print()
@@ -396,6 +470,8 @@ def _data(
     args: argparse.Namespace, device: torch.device, label: str, strategies: list[str], results: dict[str, Any]
 ) -> dict[str, Any]:
     shown = "--quick" if args.quick else f"--device {device.type} --repeat {args.repeat}"
+    if args.jobs > 1:
+        shown += f" --jobs {args.jobs}"
     for option in ("scenarios", "strategies"):
         if getattr(args, option):
             shown += f" --{option} '{getattr(args, option)}'"

@@ -28,7 +28,16 @@ from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import ReleaseReport, ReleaseStep, _diff
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
-from vramguard.probes import DeviceLike, MemorySnapshot, cuda_initialized, malloc_trim, read_heap, resolve_device, take
+from vramguard.probes import (
+    DeviceLike,
+    MemorySnapshot,
+    cuda_initialized,
+    malloc_trim,
+    read_heap,
+    resolve_device,
+    take,
+)
+from vramguard.probes._host import HeapReading
 
 Mark = Callable[[str], None]
 _log = logging.getLogger("vramguard")
@@ -52,19 +61,40 @@ fault them back in: at every step of an inference loop (a 19 ms step, 4 MiB free
 cost 1.4–1.7 ms a step, most of a session's price (benchmarks/inference_loop.py). The explicit
 :func:`release` always trims."""
 
-_free_after_trim: int | None = None
+_after_trim: tuple[int | None, int | None] | None = None
+"""(malloc's free bytes, resident anonymous bytes not in malloc's use) right after the last trim."""
+
+
+def _idle_resident(reading: HeapReading) -> int | None:
+    """Resident anonymous memory malloc does not have in use: what a trim could hand back (and
+    what pymalloc's arenas and other mappings hold, so it over-counts, never under-counts)."""
+    anon, in_use = reading.resident_anonymous_bytes, reading.in_use_bytes
+    return None if anon is None or in_use is None else anon - in_use
+
+
+def _grown(now: int | None, then: int | None) -> int | None:
+    return None if now is None or then is None else now - then
 
 
 def _host_trim(floor_bytes: int) -> str:
-    global _free_after_trim
-    free = read_heap().free_in_arenas_bytes
-    last = _free_after_trim
-    if floor_bytes and free is not None and last is not None and free - last < floor_bytes:
-        grown = format_size(max(0, free - last))
-        return f"skipped: malloc's free bytes grew by {grown} since the last trim, under {format_size(floor_bytes)}"
+    """Trim unless neither malloc's free bytes nor its idle resident memory grew by
+    ``floor_bytes`` since the last trim. Both are needed: a block that reuses chunks an earlier
+    trim handed back faults them in again and frees them, so resident memory grows by tens of
+    MiB while malloc's free bytes barely move (a demo session held 32.6 MiB that way)."""
+    global _after_trim
+    if floor_bytes and _after_trim is not None:
+        reading = read_heap()
+        growth = [_grown(reading.free_in_arenas_bytes, _after_trim[0]), _grown(_idle_resident(reading), _after_trim[1])]
+        if None not in growth and max(g for g in growth if g is not None) < floor_bytes:
+            free, idle = (format_size(max(0, g or 0)) for g in growth)
+            return (
+                f"skipped: since the last trim malloc's free bytes grew by {free} and its idle resident "
+                f"memory by {idle}, both under {format_size(floor_bytes)}"
+            )
     if not malloc_trim():
         return "malloc_trim unavailable (not glibc)"
-    _free_after_trim = read_heap().free_in_arenas_bytes
+    after = read_heap()
+    _after_trim = (after.free_in_arenas_bytes, _idle_resident(after))
     return ""
 
 
