@@ -14,9 +14,12 @@ def conclusion(out: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 17, open: at 1 layer the two runs' spreads still flip the conclusion now and then")
 def test_two_demo_runs_print_the_same_conclusion(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["demo", "--device", "cpu", "--layers", "1", "--steps", "1", "--repeat", "3", "--no-plot"]
+    # Three layers: one (12.6 MiB of weights) is under a session's 16 MiB host trim floor, so
+    # the session may rightly leave a few MiB in malloc and the spreads could touch. At three the
+    # bare del's lowest run (about 16 MiB) is far above the session's highest (under 1 MiB):
+    # four invocations in a row on 2026-12-03 all concluded the same.
+    argv = ["demo", "--device", "cpu", "--layers", "3", "--steps", "1", "--repeat", "3", "--no-plot"]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert main(argv) == 0

@@ -286,10 +286,16 @@ def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], d
     # The label is the report's figure (the allocator's counter on CUDA, the resident spike folded
     # in on the host); the point is where the samples saw it.
     peak = sampled if report.peak_allocated_bytes is None else report.peak_allocated_bytes
-    ax.plot([at], [sampled / div], "o", color="tab:red", markersize=5)
+    label = f"peak {format_size(peak)}"
+    if peak - sampled > max(2**20, 0.02 * peak):
+        # The peak lived between two samples: the point is drawn at the report's figure, above
+        # the highest sample, joined to it, so the picture never shows a peak the line cannot reach.
+        ax.plot([at, at], [sampled / div, peak / div], ":", color="tab:red", linewidth=1)
+        label += " (between samples)"
+    ax.plot([at], [peak / div], "o", color="tab:red", markersize=5)
     ax.annotate(
-        f"peak {format_size(peak)}",
-        (at, sampled / div),
+        label,
+        (at, peak / div),
         xytext=(0, 10),
         ha="center",
         va="bottom",
