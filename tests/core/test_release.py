@@ -52,6 +52,17 @@ def test_a_session_that_freed_little_skips_the_trim_and_says_so() -> None:
     assert trim.detail.endswith(f"both under {format_size(_release.HOST_TRIM_FLOOR_BYTES)}")
 
 
+def test_a_session_that_owns_something_always_trims() -> None:
+    # Owning is releasing for good (a model, a pipeline): no floor, whatever the growth.
+    with gpu_session("warm", device="cpu", leaks="ignore"):
+        _mlp_workload()
+    with gpu_session("owned", device="cpu", leaks="ignore") as s:
+        s.own(torch.ones(64 * 1024))
+    assert s.report is not None
+    (trim,) = [step for step in s.report.release_steps if step.name == "malloc_trim"]
+    assert not trim.detail.startswith("skipped"), trim.detail
+
+
 def _chunks() -> list[torch.Tensor]:
     """40 MiB in 64 KiB tensors: under glibc's mmap threshold, so they come from the arena."""
     return [torch.ones(16 * 1024) for _ in range(640)]

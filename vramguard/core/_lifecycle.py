@@ -248,8 +248,13 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         else:
             floor = HOST_NOISE_FLOOR_BYTES if dev.type == "cpu" else 0
             collect = _collect.allocator_policy(dev, run.before, run.kept, floor)
+        # A block that handed the session something to own (a model, a pipeline) is releasing
+        # it for good: the host heap is always trimmed. Only blocks that own nothing (a step of
+        # an inference loop, measured) trim past the floor, so a loop does not pay for a trim
+        # and the faults after it at every step.
+        floor_bytes = 0 if run.owned else _release.HOST_TRIM_FLOOR_BYTES
         steps, after = _release.run_release(
-            dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=_release.HOST_TRIM_FLOOR_BYTES
+            dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=floor_bytes
         )
     else:
         drop()

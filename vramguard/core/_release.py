@@ -55,11 +55,12 @@ def evict_module(module: torch.nn.Module, device: torch.device) -> str:
 
 
 HOST_TRIM_FLOOR_BYTES = 16 * 1024 * 1024
-"""A session's release trims the host heap only when malloc's free bytes grew by this much since
-the last trim. ``malloc_trim(0)`` hands freed pages back to the OS, and the next allocations
-fault them back in: at every step of an inference loop (a 19 ms step, 4 MiB freed per step) that
-cost 1.4–1.7 ms a step, most of a session's price (benchmarks/inference_loop.py). The explicit
-:func:`release` always trims."""
+"""A session that owns nothing trims the host heap only when malloc's free bytes or its idle
+resident memory grew by this much since the last trim. ``malloc_trim(0)`` hands freed pages back
+to the OS, and the next allocations fault them back in: at every step of an inference loop (a
+19 ms step, 4 MiB freed per step) that cost 1.4–1.7 ms a step, most of a session's price
+(benchmarks/inference_loop.py). The explicit :func:`release`, and a session given something to
+own, always trim."""
 
 _after_trim: tuple[int | None, int | None] | None = None
 """(malloc's free bytes, resident anonymous bytes not in malloc's use) right after the last trim."""
