@@ -2,7 +2,8 @@
 resident vs staged peak, and three ways to release a resident pipeline side by side.
 
     .venv/bin/python benchmarks/asr_memory.py [--device cpu|cuda] [--size base|tiny] [--json out.json]
-    .venv/bin/python benchmarks/asr_memory.py --files 10 [--size tiny] [--plot docs/img/asr-memory.png] [--quick]
+    .venv/bin/python benchmarks/asr_memory.py --files 10 [--size tiny] [--clip-s 3] [--plot docs/img/asr-memory.png]
+    .venv/bin/python benchmarks/asr_memory.py --quick [--plot out.png] [--json out.json]
 
 ``--files N`` runs the many-files comparison instead: N files through each way users run the
 pipeline, each way in a fresh child process after a warm-up cycle, memory sampled over time
@@ -16,7 +17,16 @@ the peak and the time per file of each:
 - swap: ``mode="swap"`` (the idle model parked on the host), where the pipeline accepts it;
 - resident with release between files: load, run, ``release_resources()`` for every file.
 
-``--quick``: two files, tiny models, four tokens per chunk, three of the ways (for CI).
+Each file is the first ``--clip-s`` seconds (default 3) of the bundled WAV, greedy decoding capped
+at ``--max-new-tokens`` (default 8 here): the memory behaviour across files (growth against
+sawtooth) is the point, not transcription. Where one file's time goes (measured, tiny models, CPU):
+pyannote's embedding step (WeSpeaker ResNet34 over three 10 s windows, padded however short the
+file: about 1.5 s), then Whisper's decoding; a cap of 4 tokens is slower than 8, because Whisper
+then never reaches an end timestamp and its long-form loop decodes 27 short segments.
+
+``--quick`` (for CI): two files of a 2 s clip, tiny models, 8 tokens, the two ways the assertion
+compares (whisper-plus's reload per file and resident), their child processes run side by side
+(memory is per process; the seconds are not comparable with a full run's).
 
 The models are vramguard.asr.testing's random-weight builds (``size="base"``: whisper-base's
 architecture, 74M parameters, and pyannote speaker-diarization-3.1's), run on the bundled 8.8 s
@@ -183,7 +193,6 @@ FILE_WAYS = (
     "swap",
     "resident, release between files",
 )
-QUICK_WAYS = ("whisper-plus (reload per file)", "resident", "resident, release between files")
 
 
 def _swap_accepted() -> bool:
@@ -192,11 +201,34 @@ def _swap_accepted() -> bool:
     return "swap" in getattr(_pipeline, "MODES", ())
 
 
-def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
-    """N files through the pipeline ``way``, memory sampled over time; the peak and time per file."""
+QUICK_FILE_WAYS = ("whisper-plus (reload per file)", "resident")
+
+
+def write_clip(path: Path, seconds: float) -> Path:
+    """The first ``seconds`` of the bundled WAV, written to ``path`` (a file, as users pass them)."""
+    import wave
+
     from vramguard.asr.testing import sample_audio_path
 
-    audio = sample_audio_path()
+    with wave.open(str(sample_audio_path()), "rb") as source:
+        frames = source.readframes(min(source.getnframes(), round(seconds * source.getframerate())))
+        params = source.getparams()
+    with wave.open(str(path), "wb") as clip:
+        clip.setparams(params)
+        clip.writeframes(frames)
+    return path
+
+
+def _reserved(device: torch.device) -> int | None:
+    """Reserved bytes (on the host: resident anonymous memory), without USS: reading USS walks
+    /proc/self/smaps (about 24 ms with the models' libraries mapped), and at one sample every
+    20 ms that sampler thread held the GIL most of the time (33 s per file instead of about 2)."""
+    return vramguard.snapshot(device, nvml=False, uss=False).reserved_bytes
+
+
+def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
+    """N files through the pipeline ``way``, memory sampled over time; the peak and time per file."""
+    audio = Path(args.audio)
     device = vramguard.resolve_device(args.device)
     mode: Any = {"staged": "staged", "swap": "swap"}.get(way, "resident")
     _warm_up(args, audio, mode)
@@ -206,12 +238,12 @@ def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
 
     def sample() -> None:
         while True:
-            samples.append((time.perf_counter() - origin, vramguard.snapshot(device, nvml=False).reserved_bytes))
+            samples.append((time.perf_counter() - origin, _reserved(device)))
             if stop.wait(0.02):
                 return
 
     thread = threading.Thread(target=sample, daemon=True)
-    before = vramguard.snapshot(device, nvml=False).reserved_bytes
+    before = _reserved(device)
     thread.start()
     per_file: list[float] = []
     pipe: Any = None
@@ -231,7 +263,7 @@ def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
     if pipe is not None and way != "whisper-plus (reload per file)":
         pipe.release_resources()
     del pipe
-    end = vramguard.snapshot(device, nvml=False).reserved_bytes
+    end = _reserved(device)
     stop.set()
     thread.join()
     present = [v for _, v in samples if v is not None]
@@ -242,6 +274,10 @@ def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
         "per_file_s": per_file,
         "samples": samples,
     }
+
+
+def _clip_label(args: argparse.Namespace) -> str:
+    return f"{args.clip_s:g} s clip"
 
 
 def _plot_files(results: dict[str, dict[str, Any]], path: str, title: str) -> None:
@@ -265,7 +301,7 @@ def _plot_files(results: dict[str, dict[str, Any]], path: str, title: str) -> No
 
 
 def files_main(args: argparse.Namespace, device: torch.device) -> int:
-    ways = [w for w in (QUICK_WAYS if args.quick else FILE_WAYS) if w != "swap" or _swap_accepted()]
+    ways = [w for w in (QUICK_FILE_WAYS if args.quick else FILE_WAYS) if w != "swap" or _swap_accepted()]
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="vramguard-asr-bench-") as scratch:
         if args.models is None:
@@ -274,14 +310,23 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
             args.models = scratch
             build_tiny_whisper(Path(scratch) / "whisper", size=args.size)
             build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size)
-        for way in ways:
-            results[way] = _run_child(args, "files", way)
-            print(f"  {way}: done", flush=True)
+        args.audio = str(write_clip(Path(scratch) / "clip.wav", args.clip_s))
+        if args.quick:
+            # Side by side: each child measures its own process, so only the seconds are shared.
+            children = {way: _start_child(args, "files", way) for way in ways}
+            results = {way: _finish_child(child, "files", way) for way, child in children.items()}
+        else:
+            for way in ways:
+                results[way] = _run_child(args, "files", way)
+                print(f"  {way}: done", flush=True)
     label = _device_label(device)
     print(f"device: {label}")
-    print(f"{args.files} files of 8.8 s each, models size={args.size}; memory: reserved (host: resident anonymous)")
+    print(
+        f"{args.files} files ({_clip_label(args)} of the bundled WAV), models size={args.size}, "
+        f"max_new_tokens={args.max_new_tokens}; memory: reserved (host: resident anonymous)"
+    )
     print(f"  {'way':<34} {'peak above start':>17} {'held at the end':>16} {'s per file (median, min-max)':>30}")
-    options = f"--files {args.files} --size {args.size} --max-new-tokens {args.max_new_tokens}"
+    options = f"--files {args.files} --size {args.size} --clip-s {args.clip_s:g} --max-new-tokens {args.max_new_tokens}"
     lines = [
         f"Device: {label}. Date: {time.strftime('%Y-%m-%d')}. Command: "
         f"`.venv/bin/python benchmarks/asr_memory.py "
@@ -302,24 +347,34 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
     if args.markdown:
         Path(args.markdown).write_text("\n".join(lines) + "\n")
     if args.plot:
-        _plot_files(results, args.plot, f"{args.files} files, {label.split(',')[0]}: memory above the start")
+        where = label.split(",")[0]
+        title = f"{args.files} files ({_clip_label(args)}, size={args.size}), {where}: memory above the start"
+        _plot_files(results, args.plot, title)
         print(f"plot written to {args.plot}")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": label, "files": results}, indent=2))
     return 0
 
 
-def _run_child(args: argparse.Namespace, kind: str, variant: str) -> dict[str, Any]:
+def _start_child(args: argparse.Namespace, kind: str, variant: str) -> subprocess.Popen[str]:
     command = [
         sys.executable, __file__, "--child", kind, variant, "--models", str(args.models), "--device", args.device,
         "--max-new-tokens", str(args.max_new_tokens), "--num-beams", str(args.num_beams),
-        "--files", str(args.files or 0),
+        "--files", str(args.files or 0), "--audio", str(getattr(args, "audio", "") or ""),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"child {kind} {variant!r} failed:\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_child(child: subprocess.Popen[str], kind: str, variant: str) -> dict[str, Any]:
+    stdout, stderr = child.communicate()
+    if child.returncode != 0:
+        raise SystemExit(f"child {kind} {variant!r} failed:\n{stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     return result
+
+
+def _run_child(args: argparse.Namespace, kind: str, variant: str) -> dict[str, Any]:
+    return _finish_child(_start_child(args, kind, variant), kind, variant)
 
 
 def _size(value: int | None) -> str:
@@ -348,11 +403,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda" (default: auto)')
     parser.add_argument("--size", choices=("base", "tiny"), default="base", help="model sizes (default: base)")
     parser.add_argument("--models", help="a folder with whisper/ and diarizer/ already built (default: build them)")
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="Whisper's cap per chunk (default: 40)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, help="Whisper's cap per chunk (default: 40; 8 with --files)"
+    )
+    parser.add_argument(
+        "--clip-s", type=float, default=3.0, help="with --files: seconds of the bundled WAV per file (default: 3)"
+    )
+    parser.add_argument("--audio", help=argparse.SUPPRESS)
     parser.add_argument("--num-beams", type=int, default=1, help="Whisper's beams (default: 1, greedy)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--files", type=int, default=0, help="run the many-files comparison over this many files")
-    parser.add_argument("--quick", action="store_true", help="with --files: two files, tiny models, three ways")
+    parser.add_argument(
+        "--quick", action="store_true", help="the many-files comparison reduced for CI: two files, two ways"
+    )
     parser.add_argument("--plot", help="with --files: draw memory over time for every way into this PNG")
     parser.add_argument("--markdown", help="with --files: write the table to this file")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -360,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     device = vramguard.resolve_device(args.device)
     args.device = str(device)
     if args.quick:
-        args.files, args.size, args.max_new_tokens = 2, "tiny", 4
+        args.files, args.size, args.max_new_tokens, args.clip_s = 2, "tiny", 8, 2.0
+    if args.max_new_tokens is None:
+        args.max_new_tokens = 8 if args.files else 40
     if args.child:
         kind, variant = args.child
         if kind == "files":
