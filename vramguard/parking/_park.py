@@ -54,8 +54,6 @@ class Parked:
     wake_report: ParkReport | None = None
     cleanup: weakref.finalize[Any, Any] | None = None
     """Removes a temporary file when the handle goes (detached once a woken mapping owns it)."""
-    mapped: tuple[mmap.mmap, int] | None = None
-    """During a host wake from disk that mapped every storage in place: the mapping and its address."""
 
     @property
     def awake(self) -> bool:
@@ -284,8 +282,8 @@ def wake(
     before = take(dev, nvml=False)
     started = time.perf_counter()
     notes: list[str] = []
-    restored = _restore(handle, target, non_blocking, notes)
-    mapped_in_place = _remember_mapping(handle, restored)
+    restored, mapping = _restore(handle, target, non_blocking, notes)
+    mapped_in_place = mapping is not None and _remember_mapping(handle, restored, *mapping)
     views: list[torch.Tensor] = []
     for slot, info_device in zip(layout.slots, _slot_devices(layout, target), strict=True):
         if slot.storage < 0:
@@ -316,14 +314,14 @@ def wake(
     return handle.wake_report
 
 
-def _remember_mapping(handle: Parked, restored: list[tuple[torch.UntypedStorage, int]]) -> bool:
-    """After a host wake from disk that left every storage on the file's pages: record it, so the
-    next park can keep the file; a temporary file then goes when the mapping closes."""
-    mapped = handle.mapped
-    handle.mapped = None
-    if mapped is None or handle.path is None:
+def _remember_mapping(
+    handle: Parked, restored: list[tuple[torch.UntypedStorage, int]], source: mmap.mmap, base: int
+) -> bool:
+    """After a host wake from disk that left every storage on the file's pages (``source``,
+    mapped at ``base``): record it, so the next park can keep the file; a temporary file then
+    goes when the mapping closes."""
+    if handle.path is None:
         return False
-    source, base = mapped
     modules = [module for _, module in handle.layout.modules]
     if not _reuse.remember(modules, handle.path, source, base, [s.data_ptr() for s, _ in restored], handle.remove_file):
         return False
@@ -341,8 +339,9 @@ def _slot_devices(layout: Layout, target: torch.device | None) -> list[torch.dev
 
 def _restore(
     handle: Parked, target: torch.device | None, non_blocking: bool, notes: list[str]
-) -> list[tuple[torch.UntypedStorage, int]]:
-    """Each storage rebuilt on its device, as (storage, byte offset of its data in it)."""
+) -> tuple[list[tuple[torch.UntypedStorage, int]], tuple[mmap.mmap, int] | None]:
+    """Each storage rebuilt on its device, as (storage, byte offset of its data in it); and, for a
+    host wake from disk that left every storage on the file's pages, the mapping and its address."""
     layout = handle.layout
     found: list[tuple[torch.UntypedStorage, int]] = []
     offsets = mapped = None
@@ -369,10 +368,9 @@ def _restore(
         found.append((flat.untyped_storage(), 0))
     if offsets is not None and any((target or i.device).type == "cpu" for i in layout.storages):
         notes.append(f"memory-mapped from {handle.path}: pages load as they are touched")
-    if in_place and mapped is not None and offsets:
-        base = found[0][0].data_ptr() - offsets[0] if found[0][0].nbytes() else None
-        handle.mapped = None if base is None else (mapped, base)
-    return found
+    if in_place and mapped is not None and offsets and found[0][0].nbytes():
+        return found, (mapped, found[0][0].data_ptr() - offsets[0])
+    return found, None
 
 
 def _check_state_dict(handle: Parked, state_dict: Mapping[str, torch.Tensor] | None) -> dict[int, torch.Tensor] | None:
