@@ -18,7 +18,7 @@ RELOAD, RESIDENT = "whisper-plus (reload per file)", "resident"
 MiB = 2**20
 
 
-@pytest.mark.slow  # about 2 minutes on 2 shared cores: two fresh processes, each with a warm-up cycle
+@pytest.mark.slow  # 50 s to 2 min on 2 shared cores: two fresh processes, each with a warm-up cycle
 def test_asr_memory_quick_reload_per_file_ends_above_resident(tmp_path: Path) -> None:
     out, png, table = tmp_path / "asr.json", tmp_path / "asr.png", tmp_path / "asr.md"
     env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
