@@ -24,7 +24,8 @@ pyannote's embedding step (WeSpeaker ResNet34 over three 10 s windows, padded ho
 file: about 1.5 s), then Whisper's decoding; a cap of 4 tokens is slower than 8, because Whisper
 then never reaches an end timestamp and its long-form loop decodes 27 short segments.
 
-``--quick`` (for CI): two files of a 2 s clip, tiny models, 8 tokens, the two ways the assertion
+``--quick`` (for CI): two files of a 2 s clip, tiny models, 8 tokens at temperature 0 (no
+fallback), a 2 s diarization window (``build_tiny_diarizer(window_s=2)``), the two ways the assertion
 compares (whisper-plus's reload per file and resident), their child processes run side by side
 (memory is per process; the seconds are not comparable with a full run's).
 
@@ -72,8 +73,11 @@ RELEASES = ("vramguard", "whisper-plus", "bare del")
 MiB = 2**20
 
 
-def _generate(args: argparse.Namespace) -> dict[str, int]:
-    return {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+def _generate(args: argparse.Namespace) -> dict[str, int | float]:
+    options: dict[str, int | float] = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    if args.temperature is not None:  # one temperature: no fallback (random weights always fall back)
+        options["temperature"] = args.temperature
+    return options
 
 
 def _load(args: argparse.Namespace, mode: Mode) -> Any:
@@ -309,7 +313,7 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
 
             args.models = scratch
             build_tiny_whisper(Path(scratch) / "whisper", size=args.size)
-            build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size)
+            build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size, window_s=args.window_s)
         args.audio = str(write_clip(Path(scratch) / "clip.wav", args.clip_s))
         if args.quick:
             # Side by side: each child measures its own process, so only the seconds are shared.
@@ -360,6 +364,7 @@ def _start_child(args: argparse.Namespace, kind: str, variant: str) -> subproces
     command = [
         sys.executable, __file__, "--child", kind, variant, "--models", str(args.models), "--device", args.device,
         "--max-new-tokens", str(args.max_new_tokens), "--num-beams", str(args.num_beams),
+        *([] if args.temperature is None else ["--temperature", str(args.temperature)]),
         "--files", str(args.files or 0), "--audio", str(getattr(args, "audio", "") or ""),
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -411,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--audio", help=argparse.SUPPRESS)
     parser.add_argument("--num-beams", type=int, default=1, help="Whisper's beams (default: 1, greedy)")
+    parser.add_argument(
+        "--temperature", type=float,
+        help="one decoding temperature, no fallback (default: Whisper's fallback schedule; 0 with --quick)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--window-s", type=float, default=10.0,
+        help="the diarizer's window in seconds (default: pyannote's 10; 2 with --quick)",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--files", type=int, default=0, help="run the many-files comparison over this many files")
     parser.add_argument(
@@ -424,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     args.device = str(device)
     if args.quick:
         args.files, args.size, args.max_new_tokens, args.clip_s = 2, "tiny", 8, 2.0
+        args.temperature, args.window_s = 0.0, 2.0  # a 2 s window for a 2 s clip, no fallback: seconds
     if args.max_new_tokens is None:
         args.max_new_tokens = 8 if args.files else 40
     if args.child:
@@ -444,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
 
             args.models = scratch
             build_tiny_whisper(Path(scratch) / "whisper", size=args.size)
-            build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size)
+            build_tiny_diarizer(Path(scratch) / "diarizer", size=args.size, window_s=args.window_s)
         peaks = {mode: _run_child(args, "peak", mode) for mode in MODES}
         releases = {how: _run_child(args, "release", how) for how in RELEASES}
     print(f"device: {_device_label(device)}")

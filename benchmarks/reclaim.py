@@ -11,7 +11,8 @@ release. The objects live on an application object ``app`` (as whisper-plus's pi
 models); the strategies are what users write today, verbatim, against vramguard.
 
 Per cell: the fraction of the reclaimable memory that came back (1.0 = the level before loading;
-reserved memory on CUDA, resident anonymous memory on the host), the bytes still cached (reserved −
+reserved memory on CUDA; on the host the resident set, anonymous memory and mapped files, since
+transformers maps a safetensors checkpoint rather than copying it), the bytes still cached (reserved −
 allocated), the bytes still referenced (allocated above the level before loading), the release
 time, and whether the strategy told the user what stayed and why. Each figure is the median of
 the repetitions, with the min and max. On the host, "empty_cache" is ``vramguard.empty_cache("cpu")``
@@ -26,7 +27,6 @@ import datetime
 import gc
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from asr_memory import write_clip
 from reclaim_cases import (
+    CLIP,
+    CLIP_S,
     NEEDS_MODELS,
     QUICK_SCENARIOS,
     SCENARIOS,
@@ -47,18 +50,25 @@ from reclaim_cases import (
     available_strategies,
     manual_order,
 )
+from reclaim_tables import fraction_text, markdown, plot, summarise
 
 import vramguard
 
 # --- The child: one measured cell ------------------------------------------------------------
 
 
-def _import_peers() -> None:
-    """Every peer the run compares, imported before any measurement (an import is not a leak).
-    The scenarios' own libraries (transformers, pyannote) are loaded by the warm-up cycle."""
+def _import_peers(scenarios: Sequence[str] = ()) -> None:
+    """Every peer the run compares, imported before any measurement (an import is not a leak),
+    and transformers where the run has a model scenario: imported once in the parent, every
+    forked child starts with it instead of paying seconds for each cell. Not pyannote.audio: its
+    import starts a telemetry thread, and a process with threads must not fork (the children
+    import it themselves). The warm-up cycle loads whatever the imports leave lazy."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import accelerate.utils  # noqa: F401
+
+        if NEEDS_MODELS.intersection(scenarios):
+            import transformers  # noqa: F401
 
 
 def on_main_arena() -> bool | None:
@@ -104,39 +114,12 @@ def child(scenario: str, strategy: str, env: Env) -> dict[str, Any]:
         "after": after.to_dict(),
         "release_s": took,
         "told": told,
+        "device": str(env.device),
         "main_arena": on_main_arena(),
     }
 
 
 # --- The parent: run every cell, summarise -----------------------------------------------------
-
-
-def figures(result: dict[str, Any]) -> dict[str, float | int | None]:
-    """The cell's figures from one child's three snapshots."""
-    before, loaded, after = (result[k]["reserved_bytes"] for k in ("before", "loaded", "after"))
-    reclaimable = None if loaded is None or before is None else loaded - before
-    fraction = None
-    if reclaimable is not None and after is not None and reclaimable > 0:
-        fraction = (loaded - after) / reclaimable
-    alloc_before, alloc_after = result["before"]["allocated_bytes"], result["after"]["allocated_bytes"]
-    referenced = None if alloc_before is None or alloc_after is None else max(0, alloc_after - alloc_before)
-    cached_before, cached_after = result["before"]["cached_bytes"], result["after"]["cached_bytes"]
-    return {
-        "fraction": fraction,
-        "reclaimable_bytes": reclaimable,
-        # Above the level before loading: on the host the absolute figure also counts pymalloc's
-        # arenas and the libraries' own memory, which no strategy is about.
-        "cached_bytes": None if cached_before is None or cached_after is None else cached_after - cached_before,
-        "referenced_bytes": referenced,
-        "release_s": result["release_s"],
-    }
-
-
-def _spread(values: Sequence[float | int | None]) -> dict[str, float | None]:
-    present = [float(v) for v in values if v is not None]
-    if not present:
-        return {"min": None, "median": None, "max": None}
-    return {"min": min(present), "median": statistics.median(present), "max": max(present)}
 
 
 class _Run:
@@ -232,121 +215,10 @@ def run_cells(
                     done(run.cell, summarise(runs[run.cell]))
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """A cell's figures per repetition and their spread."""
-    per_run = [figures(r) for r in runs]
-    summary = {key: _spread([f[key] for f in per_run]) for key in per_run[0]}
-    arenas = [r.get("main_arena") for r in runs]
-    return {"runs": per_run, "summary": summary, "told": runs[-1]["told"], "main_arena": arenas}
-
-
-def _mib(value: float | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:.1f}"
-
-
-def _frac(cell: dict[str, Any]) -> str:
-    if "error" in cell:
-        return "failed"
-    s = cell["summary"]["fraction"]
-    if s["median"] is None:
-        return "n/a"
-    if s["min"] == s["max"]:
-        return _two(s["median"])
-    return f"{_two(s['median'])} ({_two(s['min'])}–{_two(s['max'])})"
-
-
-def _two(value: float) -> str:
-    return f"{value:.2f}".replace("-0.00", "0.00")
-
-
-def _mib_spread(cell: dict[str, Any], key: str) -> str:
-    s = cell["summary"][key]
-    if s["median"] is None:
-        return "n/a"
-    if s["min"] == s["max"]:
-        return _mib(s["median"])
-    return f"{_mib(s['median'])} ({_mib(s['min'])}–{_mib(s['max'])})"
-
-
-def markdown(data: dict[str, Any]) -> str:
-    """The run as Markdown: a summary matrix, then one table per scenario."""
-    results: dict[str, dict[str, Any]] = data["results"]
-    strategies = data["strategies"]
-    lines = [
-        f"Device: {data['device_label']}. Date: {data['date']}. Repetitions per cell: {data['repeat']} "
-        "(median, with min–max in brackets). Command: `" + data["command"] + "`.",
-        "",
-        "Fraction of the reclaimable memory returned (1.00 = the level before loading):",
-        "",
-        "| strategy | " + " | ".join(results) + " |",
-        "|---|" + "---|" * len(results),
-    ]
-    for strategy in strategies:
-        lines.append(f"| {strategy} | " + " | ".join(_frac(results[s][strategy]) for s in results) + " |")
-    for scenario, cells in results.items():
-        reclaimable = next(
-            (c["summary"]["reclaimable_bytes"]["median"] for c in cells.values() if "summary" in c), None
-        )
-        lines += [
-            "",
-            f"**{scenario}** (loading and one run added {_mib(reclaimable)} MiB):",
-            "",
-            "| strategy | returned | more cached (MiB) | still referenced (MiB) | release (ms) | told why |",
-            "|---|---|---|---|---|---|",
-        ]
-        for strategy in strategies:
-            cell = cells[strategy]
-            if "error" in cell:
-                lines.append(f"| {strategy} | failed | | | | |")
-                continue
-            ms = cell["summary"]["release_s"]
-            took = "n/a"
-            if ms["median"] is not None:
-                took = f"{ms['median'] * 1000:.0f} ({ms['min'] * 1000:.0f}–{ms['max'] * 1000:.0f})"
-            told = cell["told"] or "no"
-            lines.append(
-                f"| {strategy} | {_frac(cell)} | {_mib_spread(cell, 'cached_bytes')} | "
-                f"{_mib_spread(cell, 'referenced_bytes')} | {took} | {told} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def plot(data: dict[str, Any], path: str) -> None:
-    """Median fraction returned per strategy, one group of bars per scenario, min–max as error bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    results: dict[str, dict[str, Any]] = data["results"]
-    strategies: list[str] = data["strategies"]
-    figure = Figure(figsize=(12, 4.8), dpi=80, layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.subplots()
-    width = 0.8 / len(strategies)
-    for i, strategy in enumerate(strategies):
-        xs, ys, low, high = [], [], [], []
-        for j, cells in enumerate(results.values()):
-            cell = cells.get(strategy, {})
-            s = cell.get("summary", {}).get("fraction")
-            if not s or s["median"] is None:
-                continue
-            xs.append(j + (i - len(strategies) / 2 + 0.5) * width)
-            ys.append(s["median"])
-            low.append(s["median"] - s["min"])
-            high.append(s["max"] - s["median"])
-        ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
-    ax.set_xticks(range(len(results)), list(results), fontsize=8)
-    ax.set_ylabel("fraction of the reclaimable memory returned")
-    ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
-    ax.set_title(f"{data['device_label'].split(',')[0]}, {data['date']}: median of {data['repeat']}, min–max bars",
-                 fontsize=9, loc="left")  # fmt: skip
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
-    figure.savefig(path)
-
-
 def _device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device}), torch {torch.__version__}"
-    return f"CPU (host heap: resident anonymous memory and malloc), torch {torch.__version__}; no GPU figure"
+    return f"CPU (host: resident set, anonymous and mapped files; malloc), torch {torch.__version__}; no GPU figure"
 
 
 @contextmanager
@@ -400,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.base:
             build_tiny_whisper(folder / "whisper-base", size="base")
         build_tiny_diarizer(folder / "diarizer", size="tiny")
+        write_clip(folder / CLIP, CLIP_S)
         return 0
     device = vramguard.resolve_device(args.device)
     args.device = str(device)
@@ -445,12 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         while order and order[0] in finished:
             scenario, strategy = order.pop(0)
             results[scenario][strategy] = finished[scenario, strategy]
-            print(f"  {scenario:<38} {strategy:<28} returned {_frac(results[scenario][strategy])}", flush=True)
+            print(f"  {scenario:<38} {strategy:<28} returned {fraction_text(results[scenario][strategy])}", flush=True)
             if args.json and (not order or order[0][0] != scenario):
                 Path(args.json).write_text(json.dumps(_data(args, device, label, strategies, results), indent=2))
 
     if args.fork:
-        _import_peers()
+        _import_peers(scenarios)
     with _models(args, scenarios):
         run_cells([(sc, st) for sc in scenarios for st in strategies], args, done)
     data = _data(args, device, label, strategies, results)

@@ -137,12 +137,14 @@ def object_heavy(env: Env) -> App:
     return app
 
 
-def _audio() -> dict[str, Any]:
+CLIP, CLIP_S = "clip.wav", 3.0  # the first 3 s of the bundled WAV, written beside the models: a cheap cell
+
+
+def _audio(env: Env) -> dict[str, Any]:
     import numpy as np
 
-    from vramguard.asr.testing import sample_audio_path
-
-    with wave.open(str(sample_audio_path())) as handle:
+    assert env.models is not None
+    with wave.open(str(env.models / CLIP)) as handle:
         frames = handle.readframes(handle.getnframes())
         rate = handle.getframerate()
     return {"raw": np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0, "sampling_rate": rate}
@@ -156,7 +158,7 @@ def _transformers_pipeline(env: Env, size: str) -> App:
     app.model = transformers.pipeline("automatic-speech-recognition", model=str(env.models / f"whisper-{size}"),
                                       device=env.device)  # fmt: skip
     app.out = app.model(
-        _audio(), return_timestamps=True, chunk_length_s=30, batch_size=1, generate_kwargs={"max_new_tokens": 8}
+        _audio(env), return_timestamps=True, chunk_length_s=30, batch_size=1, generate_kwargs={"max_new_tokens": 8}
     )
     return app
 
@@ -174,14 +176,13 @@ def whisper_base(env: Env) -> App:
 def asr(env: Env) -> App:
     """vramguard's ASR + diarization pipeline (tiny Whisper, tiny pyannote), resident."""
     from vramguard.asr import ASRDiarizationPipeline
-    from vramguard.asr.testing import sample_audio_path
 
     assert env.models is not None
     app = App(env.device)
     app.model = ASRDiarizationPipeline.from_pretrained(
         env.models / "whisper-tiny", env.models / "diarizer", device=env.device, generate_kwargs={"max_new_tokens": 8}
     )
-    app.out = app.model(sample_audio_path())
+    app.out = app.model(env.models / CLIP)
     return app
 
 

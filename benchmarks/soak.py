@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    if not 0 < args.window <= args.sessions // 2:
+        parser.error(f"--window {args.window} must be from 1 to --sessions // 2 ({args.sessions // 2})")
+    if args.warmup < 0:
+        parser.error(f"--warmup {args.warmup} must be 0 or more")
     result = soak(args.sessions, args.window, args.warmup)
     for line in result.lines():
         print(line)

@@ -6,7 +6,9 @@ form is ``benchmarks/soak.py``."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -52,3 +54,24 @@ def test_growth_in_any_figure_is_not_flat() -> None:
     for field, value in grown.items():
         last = soak.Window(**{**first.__dict__, field: value})
         assert not soak.Soak(10, 2, first, last).flat(), field
+
+
+def test_the_command_line_prints_the_windows_writes_json_and_exits_by_the_judgement(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    command = [sys.executable, str(SCRIPT), "--sessions", "40", "--window", "10", "--warmup", "10", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    saved = json.loads(out.read_text())
+    assert done.returncode == (0 if saved["flat"] else 1), done.stderr[-2000:]
+    assert saved["sessions"] == 40 and saved["window"] == 10
+    assert saved["rss_drift_bytes"] == saved["last"]["rss_median_bytes"] - saved["first"]["rss_median_bytes"]
+    assert "40 sessions (census on and off alternately), windows of 10" in done.stdout
+    assert f"flat: {saved['flat']}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "named"), [(["--window", "30"], "--window 30"), (["--window", "10", "--warmup", "-1"], "--warmup -1")]
+)
+def test_the_command_line_refuses_a_window_or_warmup_out_of_range(options: list[str], named: str) -> None:
+    command = [sys.executable, str(SCRIPT), "--sessions", "40", *options]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and named in done.stderr, done.stderr

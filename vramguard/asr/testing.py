@@ -179,7 +179,12 @@ def _write_plda(folder: Path, seed: int) -> None:
 
 
 def build_tiny_diarizer(
-    path: str | os.PathLike[str], *, size: Size = "tiny", force_speech: bool = False, seed: int = 0
+    path: str | os.PathLike[str],
+    *,
+    size: Size = "tiny",
+    force_speech: bool = False,
+    seed: int = 0,
+    window_s: float = 10.0,
 ) -> Path:
     """Write a random-weight speaker-diarization pipeline that pyannote loads from ``path``.
 
@@ -188,11 +193,16 @@ def build_tiny_diarizer(
     architecture (four bidirectional LSTM layers of 128) with the same embedding, as in
     speaker-diarization-3.1. ``force_speech=True`` zeroes the segmentation classifier and biases
     it towards one speaker, so the output is one speaker over the whole file, deterministically.
+    ``window_s`` is the window both models see (pyannote's 10 s by default); every file is cut
+    into such windows, padded however short it is, so a 2 s window makes a 2 s file's embedding
+    step about five times cheaper (for tests and benchmarks of memory, not of diarization).
     Returns the folder (its ``config.yaml`` can be passed too).
     """
     checked = _check_size(size)
     if not isinstance(force_speech, bool):
         raise vramguard.InvalidArgument("force_speech", force_speech, "True or False")
+    if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0.5 <= window_s <= 10.0:
+        raise vramguard.InvalidArgument("window_s", window_s, "a number of seconds from 0.5 to 10")
     folder = _folder(path)
     task = _module("pyannote.audio.core.task", "build_tiny_diarizer", "pyannote.audio")
     segmentation_models = _module("pyannote.audio.models.segmentation", "build_tiny_diarizer", "pyannote.audio")
@@ -210,8 +220,8 @@ def build_tiny_diarizer(
         segmentation.specifications = Specifications(
             problem=Problem.MONO_LABEL_CLASSIFICATION,
             resolution=Resolution.FRAME,
-            duration=10.0,
-            min_duration=10.0,
+            duration=float(window_s),
+            min_duration=float(window_s),
             classes=["speaker#1", "speaker#2", "speaker#3"],
             powerset_max_classes=2,
             permutation_invariant=True,
@@ -219,7 +229,7 @@ def build_tiny_diarizer(
         segmentation.build()
         embedding = embedding_models.WeSpeakerResNet34()
         embedding.specifications = Specifications(
-            problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=10.0
+            problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=float(window_s)
         )
         embedding.build()
     if force_speech:

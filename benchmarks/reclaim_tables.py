@@ -1,0 +1,164 @@
+"""The reclaim benchmark's figures and tables: a cell's fractions from its children's snapshots,
+their spread over the repetitions, and the Markdown tables and the plot (imported by
+``benchmarks/reclaim.py``; ``--from-json`` redraws them from a saved run)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+
+def figures(result: dict[str, Any]) -> dict[str, float | int | None]:
+    """The cell's figures from one child's three snapshots."""
+    # On the host the basis is the resident set: anonymous memory *and* file-backed mappings.
+    # transformers maps a safetensors checkpoint instead of copying it (whisper-base's 277 MiB of
+    # weights added 25 MiB of anonymous memory and the rest as mapped file pages once run), so a
+    # model kept alive would look returned by resident anonymous memory alone.
+    key = "reserved_bytes" if result.get("device", "cpu").startswith("cuda") else "rss_bytes"
+    before, loaded, after = (result[k][key] for k in ("before", "loaded", "after"))
+    reclaimable = None if loaded is None or before is None else loaded - before
+    fraction = None
+    if reclaimable is not None and after is not None and reclaimable > 0:
+        fraction = (loaded - after) / reclaimable
+    alloc_before, alloc_after = result["before"]["allocated_bytes"], result["after"]["allocated_bytes"]
+    referenced = None if alloc_before is None or alloc_after is None else max(0, alloc_after - alloc_before)
+    cached_before, cached_after = result["before"]["cached_bytes"], result["after"]["cached_bytes"]
+    mapped = None
+    if not key.startswith("reserved"):
+        parts = [result[k][f] for k in ("before", "after") for f in ("rss_bytes", "reserved_bytes")]
+        if None not in parts:
+            mapped = (parts[2] - parts[3]) - (parts[0] - parts[1])
+    return {
+        "fraction": fraction,
+        "reclaimable_bytes": reclaimable,
+        # Above the level before loading: on the host the absolute figure also counts pymalloc's
+        # arenas and the libraries' own memory, which no strategy is about.
+        "cached_bytes": None if cached_before is None or cached_after is None else cached_after - cached_before,
+        "referenced_bytes": referenced,
+        "mapped_bytes": mapped,  # host only: file-backed resident pages above the level before loading
+        "release_s": result["release_s"],
+    }
+
+
+def _spread(values: Sequence[float | int | None]) -> dict[str, float | None]:
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(present), "median": statistics.median(present), "max": max(present)}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cell's figures per repetition and their spread."""
+    per_run = [figures(r) for r in runs]
+    summary = {key: _spread([f[key] for f in per_run]) for key in per_run[0]}
+    arenas = [r.get("main_arena") for r in runs]
+    return {"runs": per_run, "summary": summary, "told": runs[-1]["told"], "main_arena": arenas}
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f}"
+
+
+def fraction_text(cell: dict[str, Any]) -> str:
+    if "error" in cell:
+        return "failed"
+    s = cell["summary"]["fraction"]
+    if s["median"] is None:
+        return "n/a"
+    if s["min"] == s["max"]:
+        return _two(s["median"])
+    return f"{_two(s['median'])} ({_two(s['min'])}–{_two(s['max'])})"
+
+
+def _two(value: float) -> str:
+    return f"{value:.2f}".replace("-0.00", "0.00")
+
+
+def _mib_spread(cell: dict[str, Any], key: str) -> str:
+    s = cell["summary"].get(key)
+    if s is None or s["median"] is None:
+        return "n/a"
+    if s["min"] == s["max"]:
+        return _mib(s["median"])
+    return f"{_mib(s['median'])} ({_mib(s['min'])}–{_mib(s['max'])})"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The run as Markdown: a summary matrix, then one table per scenario."""
+    results: dict[str, dict[str, Any]] = data["results"]
+    strategies = data["strategies"]
+    cuda = data["device"].startswith("cuda")
+    lines = [
+        f"Device: {data['device_label']}. Date: {data['date']}. Repetitions per cell: {data['repeat']} "
+        "(median, with min–max in brackets). Command: `" + data["command"] + "`.",
+        "",
+        "Fraction of the reclaimable memory returned (1.00 = the level before loading):",
+        "",
+        "| strategy | " + " | ".join(results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for strategy in strategies:
+        lines.append(f"| {strategy} | " + " | ".join(fraction_text(results[s][strategy]) for s in results) + " |")
+    for scenario, cells in results.items():
+        reclaimable = next(
+            (c["summary"]["reclaimable_bytes"]["median"] for c in cells.values() if "summary" in c), None
+        )
+        lines += [
+            "",
+            f"**{scenario}** (loading and one run added {_mib(reclaimable)} MiB):",
+            "",
+            "| strategy | returned | more cached (MiB) | still referenced (MiB) | "
+            + ("" if cuda else "mapped files (MiB) | ")
+            + "release (ms) | told why |",
+            "|---|---|---|---|---|" + ("" if cuda else "---|") + "---|",
+        ]
+        for strategy in strategies:
+            cell = cells[strategy]
+            if "error" in cell:
+                lines.append(f"| {strategy} | failed |" + " |" * (4 if cuda else 5))
+                continue
+            ms = cell["summary"]["release_s"]
+            took = "n/a"
+            if ms["median"] is not None:
+                took = f"{ms['median'] * 1000:.0f} ({ms['min'] * 1000:.0f}–{ms['max'] * 1000:.0f})"
+            told = cell["told"] or "no"
+            lines.append(
+                f"| {strategy} | {fraction_text(cell)} | {_mib_spread(cell, 'cached_bytes')} | "
+                f"{_mib_spread(cell, 'referenced_bytes')} | "
+                + ("" if cuda else f"{_mib_spread(cell, 'mapped_bytes')} | ")
+                + f"{took} | {told} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: str) -> None:
+    """Median fraction returned per strategy, one group of bars per scenario, min–max as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    results: dict[str, dict[str, Any]] = data["results"]
+    strategies: list[str] = data["strategies"]
+    figure = Figure(figsize=(12, 4.8), dpi=80, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    width = 0.8 / len(strategies)
+    for i, strategy in enumerate(strategies):
+        xs, ys, low, high = [], [], [], []
+        for j, cells in enumerate(results.values()):
+            cell = cells.get(strategy, {})
+            s = cell.get("summary", {}).get("fraction")
+            if not s or s["median"] is None:
+                continue
+            xs.append(j + (i - len(strategies) / 2 + 0.5) * width)
+            ys.append(s["median"])
+            low.append(s["median"] - s["min"])
+            high.append(s["max"] - s["median"])
+        ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
+    ax.set_xticks(range(len(results)), list(results), fontsize=8)
+    ax.set_ylabel("fraction of the reclaimable memory returned")
+    ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
+    ax.set_title(f"{data['device_label'].split(',')[0]}, {data['date']}: median of {data['repeat']}, min–max bars",
+                 fontsize=9, loc="left")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
+    figure.savefig(path)
