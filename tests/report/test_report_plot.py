@@ -138,3 +138,45 @@ def test_titles_and_peak_label_carry_the_reports_figures() -> None:
     assert format_size(report.reclaimed_bytes) in ax.get_title(loc="left")
     peak_texts = [t.get_text() for t in ax.texts if t.get_text().startswith("peak ")]
     assert peak_texts == [f"peak {format_size(report.peak_allocated_bytes)}"]
+
+
+def _crosses(figure: Any, label: Any) -> list[str]:
+    """The series whose line passes through ``label``'s box (the line sampled every pixel)."""
+    import numpy as np
+    from matplotlib.text import Text
+
+    renderer = figure.canvas.get_renderer()
+    box = Text.get_window_extent(label, renderer)  # the words, not the arrow to the peak
+    crossed = []
+    for line in figure.axes[0].lines:
+        data = np.asarray(line.get_xydata(), dtype=float)
+        if len(data) <= 2:
+            continue
+        xy = line.get_transform().transform(data)
+        xs = np.arange(max(box.x0, xy[0, 0]), min(box.x1, xy[-1, 0]) + 1.0)
+        ys = np.interp(xs, xy[:, 0], xy[:, 1])
+        if ((ys >= box.y0) & (ys <= box.y1)).any():
+            crossed.append(str(line.get_label()))
+    return crossed
+
+
+def test_the_peak_label_sits_clear_of_every_line_and_inside_its_panel() -> None:
+    from matplotlib.text import Text
+
+    # The demo's session panel: allocated flat near 180 MiB, reserved near 280 MiB, a peak of
+    # 226 MiB between two samples just before the release, and the reserved line dropping to
+    # 150 MiB right under where the label would be drawn (it used to cross the label).
+    samples = tuple(
+        (t / 100, (190 if t == 306 else 180) * MIB, (280 if t < 310 else 150) * MIB, None) for t in range(313)
+    )
+    marks = ((0.0, "enter"), (3.1, "exit"), (3.1, "release:drop"), (3.105, "release:gc"), (3.11, "release:malloc_trim"))
+    report = session_report(timeline=Timeline(0.01, samples, marks), peak_allocated_bytes=226 * MIB)
+    figure = render_figure([report], 1000, 450, 100)
+    label = next(t for t in figure.axes[0].texts if t.get_text().startswith("peak "))
+    assert "(between samples)" in label.get_text()
+    assert _crosses(figure, label) == []
+    renderer = figure.canvas.get_renderer()
+    panel, box = figure.axes[0].get_window_extent(renderer), Text.get_window_extent(label, renderer)
+    assert panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
+    steps = [t.get_window_extent(renderer) for t in figure.axes[0].texts if t.get_color() == "tab:green"]
+    assert steps and not any(box.overlaps(step) for step in steps)

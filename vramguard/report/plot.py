@@ -127,6 +127,7 @@ def render_figure(items: Sequence[Report], width: int, height: int, dpi: int) ->
         figure.set_layout_engine("none")
         renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
         for ax, labels in timelines:
+            _clear_peak_label(ax, renderer)
             _place_step_labels(ax, labels, renderer)
     return figure
 
@@ -304,6 +305,41 @@ def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], d
         color="tab:red",
         arrowprops={"arrowstyle": "-", "color": "tab:red"},
     )
+
+
+def _clear_peak_label(ax: Axes, renderer: Any) -> None:
+    """Move the peak's label off the lines: kept inside the panel's width, then lifted above every
+    line under it (or, with no room above, set below them), its arrow still at the peak."""
+    import numpy as np
+    from matplotlib.text import Text
+
+    label = next((t for t in ax.texts if t.get_text().startswith("peak ")), None)
+    if label is None:
+        return
+    box, pad = ax.get_window_extent(renderer), LABEL_PAD_PX
+    to_points = 72.0 / ax.figure.dpi
+    dx, dy = label.xyann  # type: ignore[attr-defined]
+    extent = Text.get_window_extent(label, renderer)  # the words alone, not the arrow down to the peak
+    shift = min(0.0, box.x1 - pad - extent.x1) + max(0.0, box.x0 + pad - extent.x0)
+    x0, x1 = extent.x0 + shift, extent.x1 + shift
+    under = []
+    for line in ax.lines:
+        data = np.asarray(line.get_xydata(), dtype=float)
+        if len(data) <= 2:  # the peak's point and its dotted join, not a series
+            continue
+        xy = line.get_transform().transform(data)
+        xs = np.arange(max(x0 - pad, xy[0, 0]), min(x1 + pad, xy[-1, 0]) + 1.0)  # every pixel column
+        under.append(np.interp(xs, xy[:, 0], xy[:, 1]))
+    ys = np.concatenate(under) if under else np.empty(0)
+    lift = 0.0
+    if ys.size and ((ys >= extent.y0 - pad) & (ys <= extent.y1 + pad)).any():
+        above = float(ys.max()) + pad - extent.y0
+        below = float(ys.min()) - pad - extent.y1
+        if extent.y1 + above <= box.y1 - pad:
+            lift = above
+        elif extent.y0 + below >= box.y0 + pad:
+            lift = below
+    label.xyann = (dx + shift * to_points, dy + lift * to_points)  # type: ignore[attr-defined]
 
 
 def _draw_bars(ax: Axes, report: Report, unit: tuple[str, int]) -> None:
