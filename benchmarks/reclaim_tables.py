@@ -5,6 +5,7 @@ their spread over the repetitions, and the Markdown tables and the plot (importe
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -139,7 +140,7 @@ def plot(data: dict[str, Any], path: str) -> None:
 
     results: dict[str, dict[str, Any]] = data["results"]
     strategies: list[str] = data["strategies"]
-    figure = Figure(figsize=(12, 4.8), dpi=80, layout="constrained")
+    figure = Figure(figsize=(12, 5.2), dpi=80, layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.subplots()
     width = 0.8 / len(strategies)
@@ -155,10 +156,10 @@ def plot(data: dict[str, Any], path: str) -> None:
             low.append(s["median"] - s["min"])
             high.append(s["max"] - s["median"])
         ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
-    ax.set_xticks(range(len(results)), list(results), fontsize=8)
+    ax.set_xticks(range(len(results)), [textwrap.fill(name, 16) for name in results], fontsize=8)
     ax.set_ylabel("fraction of the reclaimable memory returned")
     ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
-    ax.set_title(f"{data['device_label'].split(',')[0]}, {data['date']}: median of {data['repeat']}, min–max bars",
+    ax.set_title(f"{data['device_label'].split(' (')[0]}, {data['date']}: median of {data['repeat']}, min–max bars",
                  fontsize=9, loc="left")  # fmt: skip
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
     figure.savefig(path)
