@@ -5,8 +5,9 @@
 
 Every (scenario, strategy) cell runs ``--repeat`` times, each time in a fresh child process that
 first imports every peer (accelerate, transformers, vramguard's ASR pipeline: an import is not a
-leak), runs one warm-up load+run+release cycle (lazy one-time caches are not a leak either), and
-then measures: the level before loading, after loading and running, and after the strategy's
+leak), runs one warm-up cycle of the strategy measured, whatever it left then dropped, collected and
+trimmed (lazy one-time caches, and the strategy's own code loaded on first use, are not a leak
+either), and then measures: the level before loading, after loading and running, and after the strategy's
 release. The objects live on an application object ``app`` (as whisper-plus's pipeline holds its
 models); the strategies are what users write today, verbatim, against vramguard.
 
@@ -48,7 +49,6 @@ from reclaim_cases import (
     STRATEGIES,
     Env,
     available_strategies,
-    manual_order,
 )
 from reclaim_tables import fraction_text, markdown, plot, summarise
 
@@ -94,9 +94,11 @@ def child(scenario: str, strategy: str, env: Env) -> dict[str, Any]:
     _import_peers()
     build = SCENARIOS[scenario]
     run, _ = STRATEGIES[strategy]
-    # Warm-up: one cycle released in the right order, so one-time lazy allocations (kernels,
-    # thread pools, modules loaded on first use) are counted by no strategy.
-    manual_order(lambda: build(env), env)
+    # Warm-up: one cycle of the strategy measured, then whatever it left dropped, collected and
+    # trimmed, so one-time lazy allocations (kernels, thread pools, modules loaded on first use,
+    # the strategy's own code: park's first use loads parking's modules) are counted by no one.
+    left, _ = run(lambda: build(env), env)
+    del left
     gc.enable()
     gc.collect()
     env.empty_cache()
