@@ -38,3 +38,11 @@ def test_reclaim_quick_ranks_the_right_order_above_a_bare_del(tmp_path: Path) ->
         assert all(cell["main_arena"] == [True] for cell in cells.values()), cells
     assert "CPU" in data["device_label"] and "| vramguard.release |" in table.read_text()
     assert "returned" in done.stdout
+    # A saved run redraws its tables and its plot without measuring anything.
+    again, png = tmp_path / "again.md", tmp_path / "reclaim.png"
+    redraw = [sys.executable, str(ROOT / "benchmarks" / "reclaim.py"), "--from-json", str(out),
+              "--markdown", str(again), "--plot", str(png)]  # fmt: skip
+    redone = subprocess.run(redraw, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False)
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert again.read_text() == table.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
