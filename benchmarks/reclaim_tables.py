@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -64,12 +64,7 @@ def _mib(value: float | None) -> str:
 def fraction_text(cell: dict[str, Any]) -> str:
     if "error" in cell:
         return "failed"
-    s = cell["summary"]["fraction"]
-    if s["median"] is None:
-        return "n/a"
-    if s["min"] == s["max"]:
-        return _two(s["median"])
-    return f"{_two(s['median'])} ({_two(s['min'])}–{_two(s['max'])})"
+    return _with_spread(cell, "fraction", _two)
 
 
 def _two(value: float) -> str:
@@ -77,12 +72,19 @@ def _two(value: float) -> str:
 
 
 def _mib_spread(cell: dict[str, Any], key: str) -> str:
+    return _with_spread(cell, key, _mib)
+
+
+def _with_spread(cell: dict[str, Any], key: str, text: Callable[[float], str]) -> str:
+    """The median and, from two repetitions on, always the min–max: identical repetitions are a
+    finding too, and a bare figure would hide whether there was a spread."""
     s = cell["summary"].get(key)
     if s is None or s["median"] is None:
         return "n/a"
-    if s["min"] == s["max"]:
-        return _mib(s["median"])
-    return f"{_mib(s['median'])} ({_mib(s['min'])}–{_mib(s['max'])})"
+    measured = sum(run.get(key) is not None for run in cell["runs"])
+    if measured < 2:
+        return text(s["median"])
+    return f"{text(s['median'])} ({text(s['min'])}–{text(s['max'])})"
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -94,7 +96,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"Device: {data['device_label']}. Date: {data['date']}. Repetitions per cell: {data['repeat']} "
         "(median, with min–max in brackets). Command: `" + data["command"] + "`.",
         "",
-        "Fraction of the reclaimable memory returned (1.00 = the level before loading):",
+        "**Fraction of the reclaimable memory returned (1.00 = the level before loading):**",
         "",
         "| strategy | " + " | ".join(results) + " |",
         "|---|" + "---|" * len(results),

@@ -8,6 +8,7 @@ a peak above the entry and exit readings can only come from VmHWM.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from pathlib import Path
@@ -34,9 +35,16 @@ KiB measured on a 2-CPU machine)."""
 
 
 def _spike(mib: int) -> None:
-    """Allocate, touch and free ``mib`` MiB at once: far shorter than a sampling interval."""
-    x = torch.ones(mib * MIB // 4)
+    """Fault in and free ``mib`` MiB of fresh pages at once: far shorter than a sampling interval.
+
+    A tensor over its own anonymous mapping, not ``torch.ones``: after other tests, malloc may
+    serve ``torch.ones`` from free chunks that are resident already, which raises neither the
+    resident set nor VmHWM (the suite once failed so, in this file's probe test)."""
+    pages = mmap.mmap(-1, mib * MIB)
+    x = torch.frombuffer(pages, dtype=torch.uint8)
+    x.fill_(1)  # every page touched
     del x
+    pages.close()
 
 
 def _status_kib(name: str) -> int:

@@ -136,8 +136,8 @@ def test_titles_and_peak_label_carry_the_reports_figures() -> None:
     ax = figure.axes[0]
     assert format_size(report.peak_increase_bytes, signed=True) in ax.get_title(loc="left")
     assert format_size(report.reclaimed_bytes) in ax.get_title(loc="left")
-    peak_texts = [t.get_text() for t in ax.texts if t.get_text().startswith("peak ")]
-    assert peak_texts == [f"peak {format_size(report.peak_allocated_bytes)}"]
+    peak_texts = [t.get_text() for t in ax.texts if t.get_text().startswith("allocated peak ")]
+    assert peak_texts == [f"allocated peak {format_size(report.peak_allocated_bytes)}"]
 
 
 def _crosses(figure: Any, label: Any) -> list[str]:
@@ -172,7 +172,7 @@ def test_the_peak_label_sits_clear_of_every_line_and_inside_its_panel() -> None:
     marks = ((0.0, "enter"), (3.1, "exit"), (3.1, "release:drop"), (3.105, "release:gc"), (3.11, "release:malloc_trim"))
     report = session_report(timeline=Timeline(0.01, samples, marks), peak_allocated_bytes=226 * MIB)
     figure = render_figure([report], 1000, 450, 100)
-    label = next(t for t in figure.axes[0].texts if t.get_text().startswith("peak "))
+    label = next(t for t in figure.axes[0].texts if t.get_text().startswith("allocated peak "))
     assert "(between samples)" in label.get_text()
     assert _crosses(figure, label) == []
     renderer = figure.canvas.get_renderer()

@@ -40,6 +40,7 @@ _STEP_SHADES = ("tab:green", "tab:olive")
 LABEL_HEADROOM = 1.3
 """A timeline panel's y range is this much above its data: the band where step labels go."""
 LABEL_PAD_PX = 3.0
+PEAK_LABEL = "allocated peak "  # the peak annotation's text starts so: found again to move it clear of the lines
 
 
 def _figure(width_px: int, height_px: int, dpi: int) -> Figure:
@@ -287,7 +288,9 @@ def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], d
     # The label is the report's figure (the allocator's counter on CUDA, the resident spike folded
     # in on the host); the point is where the samples saw it.
     peak = sampled if report.peak_allocated_bytes is None else report.peak_allocated_bytes
-    label = f"peak {format_size(peak)}"
+    # "allocated": the reserved line may run higher than this point (a resident set above malloc's
+    # in-use bytes, a cache above the allocated blocks), and a bare "peak" beside it reads as a contradiction.
+    label = f"{PEAK_LABEL}{format_size(peak)}"
     if peak - sampled > max(2**20, 0.02 * peak):
         # The peak lived between two samples: the point is drawn at the report's figure, above
         # the highest sample, joined to it, so the picture never shows a peak the line cannot reach.
@@ -313,7 +316,7 @@ def _clear_peak_label(ax: Axes, renderer: Any) -> None:
     import numpy as np
     from matplotlib.text import Text
 
-    label = next((t for t in ax.texts if t.get_text().startswith("peak ")), None)
+    label = next((t for t in ax.texts if t.get_text().startswith(PEAK_LABEL)), None)
     if label is None:
         return
     box, pad = ax.get_window_extent(renderer), LABEL_PAD_PX
