@@ -3,6 +3,7 @@ every link and anchor resolves, and the API reference renders from the docstring
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -45,3 +46,16 @@ def test_figures_on_the_benchmarks_page_name_their_command_and_device() -> None:
     assert "CPU" in page
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page):
         assert (ROOT / "docs" / image).is_file(), image
+
+
+def test_the_reclaim_tables_on_the_page_are_the_saved_runs() -> None:
+    """The page's reclaim tables are the committed JSON rendered, word for word: a figure on the
+    page cannot drift from the run that measured it (redraw: ``reclaim.py --from-json``)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from reclaim_tables import markdown
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    saved = json.loads((ROOT / "docs" / "data" / "reclaim-cpu.json").read_text())
+    assert saved["device"] == "cpu" and "no GPU figure" in saved["device_label"]
+    assert markdown(saved) in (ROOT / "docs" / "benchmarks.md").read_text()
