@@ -250,6 +250,7 @@ def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
     before = _reserved(device)
     thread.start()
     per_file: list[float] = []
+    file_ends: list[tuple[float, int | None]] = []  # (seconds, memory) as each file is done: the floor
     pipe: Any = None
     if way in ("resident", "staged", "swap"):
         pipe = _load(args, mode)
@@ -264,18 +265,21 @@ def child_files(args: argparse.Namespace, way: str) -> dict[str, Any]:
             pipe.release_resources()
             pipe = None
         per_file.append(time.perf_counter() - began)
+        file_ends.append((time.perf_counter() - origin, _reserved(device)))
     if pipe is not None and way != "whisper-plus (reload per file)":
         pipe.release_resources()
     del pipe
-    end = _reserved(device)
     stop.set()
     thread.join()
+    end = _reserved(device)
+    samples.append((time.perf_counter() - origin, end))  # the line ends at the figure the table gives
     present = [v for _, v in samples if v is not None]
     return {
         "before_reserved_bytes": before,
         "end_reserved_bytes": end,
         "peak_reserved_bytes": max(present) if present else None,
         "per_file_s": per_file,
+        "file_ends": file_ends,
         "samples": samples,
     }
 
@@ -285,23 +289,43 @@ def _clip_label(args: argparse.Namespace) -> str:
 
 
 def _plot_files(results: dict[str, dict[str, Any]], path: str, title: str) -> None:
+    """One panel per way, stacked on shared axes: each way's memory over time, and a dot where
+    each file was done, so growth (the dots climb) and a sawtooth (they stay low) read at a glance."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4.5), dpi=100, layout="constrained")
+    figure = Figure(figsize=(10, 0.6 + 1.55 * len(results)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
-    ax = figure.subplots()
-    for way, result in results.items():
+    axes = figure.subplots(len(results), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    for ax, (colour, (way, result)) in zip(axes, enumerate(results.items()), strict=True):
         base = result["before_reserved_bytes"] or 0
         xs = [t for t, v in result["samples"] if v is not None]
         ys = [(v - base) / MiB for _, v in result["samples"] if v is not None]
-        ax.plot(xs, ys, label=way, linewidth=1.2)
-    ax.set_xlabel("seconds since the first file")
-    ax.set_ylabel("memory above the start (MiB)")
-    ax.set_title(title, fontsize=10, loc="left")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
+        ax.plot(xs, ys, color=f"C{colour}", linewidth=1.0)
+        ends = [(t, (v - base) / MiB) for t, v in result.get("file_ends", ()) if v is not None]
+        if ends:
+            ax.plot(*zip(*ends, strict=True), "o", color="black", markersize=3, label="each file done")
+        ax.axhline(0, color="0.5", linewidth=0.7, linestyle=":")
+        peak, end = _above_start(result, "peak_reserved_bytes"), _above_start(result, "end_reserved_bytes")
+        times = result["per_file_s"]
+        ax.set_title(
+            f"{way}: peak {_signed(peak)}, held at the end {_signed(end)}, "
+            f"{statistics.median(times):.2f} s per file (median)",
+            fontsize=9, loc="left",
+        )  # fmt: skip
+        ax.grid(alpha=0.3)
+    legend = next((h for h in (ax.get_legend_handles_labels() for ax in axes) if h[0]), None)
+    if legend is not None:  # above the panels, clear of every line
+        figure.legend(*legend, fontsize=8, loc="upper right")
+    axes[-1].set_xlabel("seconds since the first file")
+    figure.supylabel("memory above the start (MiB)", fontsize=10)
+    figure.suptitle(title, fontsize=10, x=0.01, ha="left")
     figure.savefig(path)
+
+
+def _above_start(result: dict[str, Any], key: str) -> int | None:
+    base, value = result["before_reserved_bytes"], result[key]
+    return None if base is None or value is None else value - base
 
 
 def files_main(args: argparse.Namespace, device: torch.device) -> int:
@@ -341,9 +365,7 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
         "|---|---|---|---|",
     ]
     for way, r in results.items():
-        base = r["before_reserved_bytes"]
-        peak = None if base is None or r["peak_reserved_bytes"] is None else r["peak_reserved_bytes"] - base
-        end = None if base is None or r["end_reserved_bytes"] is None else r["end_reserved_bytes"] - base
+        peak, end = _above_start(r, "peak_reserved_bytes"), _above_start(r, "end_reserved_bytes")
         times = r["per_file_s"]
         spread = f"{statistics.median(times):.2f} ({min(times):.2f}–{max(times):.2f})"
         print(f"  {way:<34} {_size(peak):>17} {_size(end):>16} {spread:>30}")
@@ -384,6 +406,10 @@ def _run_child(args: argparse.Namespace, kind: str, variant: str) -> dict[str, A
 
 def _size(value: int | None) -> str:
     return vramguard.format_size(value)
+
+
+def _signed(value: int | None) -> str:
+    return "n/a" if value is None else vramguard.format_size(value, signed=True)
 
 
 def _delta(result: dict[str, Any], field: str, key: str = "after") -> int | None:

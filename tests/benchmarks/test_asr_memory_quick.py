@@ -34,6 +34,8 @@ def test_asr_memory_quick_reload_per_file_ends_above_resident(tmp_path: Path) ->
     for way, result in ways.items():
         assert len(result["per_file_s"]) == 2 and all(t > 0 for t in result["per_file_s"]), way
         assert len(result["samples"]) >= 2, way
+        assert [t for t, _ in result["file_ends"]] == sorted(t for t, _ in result["file_ends"]), way
+        assert len(result["file_ends"]) == 2, way
         assert result["peak_reserved_bytes"] >= result["before_reserved_bytes"], way
         assert f"| {way} |" in table.read_text()
     held = {way: r["end_reserved_bytes"] - r["before_reserved_bytes"] for way, r in ways.items()}
@@ -42,5 +44,7 @@ def test_asr_memory_quick_reload_per_file_ends_above_resident(tmp_path: Path) ->
     # released at the end returns to within ~5 MiB (4.3 and 5.2 MiB).
     assert held[RELOAD] > held[RESIDENT] + 8 * MiB, held
     assert "CPU" in data["device"].upper() and "no GPU" in data["device"]
-    # Every way on one plot: a single PNG, written once for all of them.
+    # Every way on one figure, a panel each: a single PNG, written once for all of them.
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    for way, result in ways.items():  # the line ends at the figure the table gives
+        assert result["samples"][-1][1] == result["end_reserved_bytes"], way
