@@ -7,7 +7,7 @@ resident vs staged peak, and three ways to release a resident pipeline side by s
 
 ``--files N`` runs the many-files comparison instead: N files through each way users run the
 pipeline, each way in a fresh child process after a warm-up cycle, memory sampled over time
-(every 20 ms, on a thread) and drawn for every way on one plot (growth against sawtooth), with
+(every 20 ms, on a thread) and drawn for every way on one figure, a panel each (growth against sawtooth), with
 the peak and the time per file of each:
 
 - whisper-plus as users write it: the pipeline built again for every file, never released
@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import torch
+from asr_memory_plot import above_start, plot_files
 
 import vramguard
 
@@ -288,46 +289,6 @@ def _clip_label(args: argparse.Namespace) -> str:
     return f"{args.clip_s:g} s clip"
 
 
-def _plot_files(results: dict[str, dict[str, Any]], path: str, title: str) -> None:
-    """One panel per way, stacked on shared axes: each way's memory over time, and a dot where
-    each file was done, so growth (the dots climb) and a sawtooth (they stay low) read at a glance."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 0.6 + 1.55 * len(results)), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(len(results), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
-    for ax, (colour, (way, result)) in zip(axes, enumerate(results.items()), strict=True):
-        base = result["before_reserved_bytes"] or 0
-        xs = [t for t, v in result["samples"] if v is not None]
-        ys = [(v - base) / MiB for _, v in result["samples"] if v is not None]
-        ax.plot(xs, ys, color=f"C{colour}", linewidth=1.0)
-        ends = [(t, (v - base) / MiB) for t, v in result.get("file_ends", ()) if v is not None]
-        if ends:
-            ax.plot(*zip(*ends, strict=True), "o", color="black", markersize=3, label="each file done")
-        ax.axhline(0, color="0.5", linewidth=0.7, linestyle=":")
-        peak, end = _above_start(result, "peak_reserved_bytes"), _above_start(result, "end_reserved_bytes")
-        times = result["per_file_s"]
-        ax.set_title(
-            f"{way}: peak {_signed(peak)}, held at the end {_signed(end)}, "
-            f"{statistics.median(times):.2f} s per file (median)",
-            fontsize=9, loc="left",
-        )  # fmt: skip
-        ax.grid(alpha=0.3)
-    legend = next((h for h in (ax.get_legend_handles_labels() for ax in axes) if h[0]), None)
-    if legend is not None:  # above the panels, clear of every line
-        figure.legend(*legend, fontsize=8, loc="upper right")
-    axes[-1].set_xlabel("seconds since the first file")
-    figure.supylabel("memory above the start (MiB)", fontsize=10)
-    figure.suptitle(title, fontsize=10, x=0.01, ha="left")
-    figure.savefig(path)
-
-
-def _above_start(result: dict[str, Any], key: str) -> int | None:
-    base, value = result["before_reserved_bytes"], result[key]
-    return None if base is None or value is None else value - base
-
-
 def files_main(args: argparse.Namespace, device: torch.device) -> int:
     ways = [w for w in (QUICK_FILE_WAYS if args.quick else FILE_WAYS) if w != "swap" or _swap_accepted()]
     results: dict[str, dict[str, Any]] = {}
@@ -365,7 +326,7 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
         "|---|---|---|---|",
     ]
     for way, r in results.items():
-        peak, end = _above_start(r, "peak_reserved_bytes"), _above_start(r, "end_reserved_bytes")
+        peak, end = above_start(r, "peak_reserved_bytes"), above_start(r, "end_reserved_bytes")
         times = r["per_file_s"]
         spread = f"{statistics.median(times):.2f} ({min(times):.2f}–{max(times):.2f})"
         print(f"  {way:<34} {_size(peak):>17} {_size(end):>16} {spread:>30}")
@@ -375,7 +336,7 @@ def files_main(args: argparse.Namespace, device: torch.device) -> int:
     if args.plot:
         where = label.split(",")[0]
         title = f"{args.files} files ({_clip_label(args)}, size={args.size}), {where}: memory above the start"
-        _plot_files(results, args.plot, title)
+        plot_files(results, args.plot, title)
         print(f"plot written to {args.plot}")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": label, "files": results}, indent=2))
@@ -406,10 +367,6 @@ def _run_child(args: argparse.Namespace, kind: str, variant: str) -> dict[str, A
 
 def _size(value: int | None) -> str:
     return vramguard.format_size(value)
-
-
-def _signed(value: int | None) -> str:
-    return "n/a" if value is None else vramguard.format_size(value, signed=True)
 
 
 def _delta(result: dict[str, Any], field: str, key: str = "after") -> int | None:
