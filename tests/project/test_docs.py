@@ -3,6 +3,7 @@ every link and anchor resolves, and the API reference renders from the docstring
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -48,14 +49,18 @@ def test_figures_on_the_benchmarks_page_name_their_command_and_device() -> None:
         assert (ROOT / "docs" / image).is_file(), image
 
 
-def test_the_reclaim_tables_on_the_page_are_the_saved_runs() -> None:
-    """The page's reclaim tables are the committed JSON rendered, word for word: a figure on the
-    page cannot drift from the run that measured it (redraw: ``reclaim.py --from-json``)."""
+@pytest.mark.parametrize(
+    ("renderer", "saved_run"),
+    [("reclaim_tables", "reclaim-cpu.json"), ("leak_detection", "leak-detection-cpu.json")],
+)
+def test_the_benchmark_tables_on_the_page_are_the_saved_runs(renderer: str, saved_run: str) -> None:
+    """A benchmark's tables on the page are its committed JSON rendered by its own ``markdown``,
+    word for word: a figure on the page cannot drift from the run that measured it."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from reclaim_tables import markdown
+        markdown = importlib.import_module(renderer).markdown
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    saved = json.loads((ROOT / "docs" / "data" / "reclaim-cpu.json").read_text())
-    assert saved["device"] == "cpu" and "no GPU figure" in saved["device_label"]
+    saved = json.loads((ROOT / "docs" / "data" / saved_run).read_text())
+    assert saved["device_label"].startswith("CPU") and "cuda" not in saved["device"]
     assert markdown(saved) in (ROOT / "docs" / "benchmarks.md").read_text()
