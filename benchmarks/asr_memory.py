@@ -7,8 +7,8 @@ resident vs staged peak, and three ways to release a resident pipeline side by s
 
 ``--files N`` runs the many-files comparison instead: N files through each way users run the
 pipeline, each way in a fresh child process after a warm-up cycle, memory sampled over time
-(every 20 ms, on a thread) and drawn for every way on one figure, a panel each (growth against sawtooth), with
-the peak and the time per file of each:
+(every 20 ms, on a thread) and drawn for every way on one figure, a panel each (growth against
+sawtooth), with the peak and the time per file of each:
 
 - whisper-plus as users write it: the pipeline built again for every file, never released
   (``pipe = Pipeline(...)`` in the loop; the previous one goes only when the name is rebound);

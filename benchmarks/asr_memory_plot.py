@@ -25,7 +25,7 @@ def plot_files(results: dict[str, dict[str, Any]], path: str, title: str) -> Non
         xs = [t for t, v in result["samples"] if v is not None]
         ys = [(v - base) / MiB for _, v in result["samples"] if v is not None]
         ax.plot(xs, ys, color=f"C{colour}", linewidth=1.0)
-        ends = [(t, (v - base) / MiB) for t, v in result.get("file_ends", ()) if v is not None]
+        ends = [(t, (v - base) / MiB) for t, v in result["file_ends"] if v is not None]
         if ends:
             ax.plot(*zip(*ends, strict=True), "o", color="black", markersize=3, label="each file done")
         ax.axhline(0, color="0.5", linewidth=0.7, linestyle=":")
