@@ -22,7 +22,7 @@ if typing.TYPE_CHECKING:
     )
     from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
     from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
-    from vramguard.probes._torch import cuda_initialized, read_allocator, reset_peak
+    from vramguard.probes._torch import cuda_available, cuda_device_count, cuda_initialized, read_allocator, reset_peak
 
 # Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
@@ -49,6 +49,8 @@ _LAZY = {
     "MemorySnapshot": "vramguard.probes._snapshot",
     "snapshot": "vramguard.probes._snapshot",
     "take": "vramguard.probes._snapshot",
+    "cuda_available": "vramguard.probes._torch",
+    "cuda_device_count": "vramguard.probes._torch",
     "cuda_initialized": "vramguard.probes._torch",
     "read_allocator": "vramguard.probes._torch",
     "reset_peak": "vramguard.probes._torch",
@@ -64,6 +66,8 @@ __all__ = [
     "DeviceLike",
     "MemorySnapshot",
     "ResidentPeak",
+    "cuda_available",
+    "cuda_device_count",
     "cuda_initialized",
     "heap_in_use_bytes",
     "list_devices",

@@ -7,6 +7,7 @@ import re
 import torch
 
 from vramguard.core._errors import InvalidArgument
+from vramguard.probes._torch import cuda_available, cuda_device_count
 
 DeviceLike = str | int | torch.device
 ACCEPTED_DEVICES = '"auto", "cpu", "cuda", "cuda:N", an int N, or a torch.device of type cpu/cuda'
@@ -18,10 +19,11 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
 
     "auto" is the current CUDA device when CUDA is available, else the CPU. Asking for CUDA
     where there is none, or for an index that does not exist, raises :class:`InvalidArgument`
-    naming the devices that do exist. Nothing here creates a CUDA context.
+    naming the devices that do exist. Nothing here creates a CUDA context or initialises the
+    driver (:func:`~vramguard.probes.cuda_available` asks NVML), so a later ``fork()`` still works.
     """
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
-        if torch.cuda.is_available():
+        if cuda_available():
             return torch.device("cuda", _current())
         return torch.device("cpu")
     if isinstance(device, bool):
@@ -48,7 +50,7 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
 
 
 def _current_index(original: object, argument: str) -> int:
-    if not torch.cuda.is_available():
+    if not cuda_available():
         raise InvalidArgument(argument, original, f"{ACCEPTED_DEVICES}; this machine has no CUDA device, use \"cpu\"")
     return _current()
 
@@ -60,7 +62,7 @@ def _current() -> int:
 
 
 def _cuda(index: int, original: object, argument: str) -> torch.device:
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = cuda_device_count()
     if count == 0:
         raise InvalidArgument(argument, original, f"{ACCEPTED_DEVICES}; this machine has no CUDA device, use \"cpu\"")
     if not 0 <= index < count:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,38 @@ _ZERO = AllocatorReading(0, 0, 0, 0, 0, 0, 0, 0)
 def cuda_initialized() -> bool:
     """True once this process has a CUDA context through torch."""
     return bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _device_count_uninitialised() -> int:
+    # torch/cuda/__init__.py (2.13, device_count ~:1150): NVML is asked first
+    # (_device_count_nvml, through libnvidia-ml by ctypes, honouring CUDA_VISIBLE_DEVICES), and only
+    # where NVML cannot answer does it fall back to cudaGetDeviceCount. Cached: devices do not
+    # come and go within a process, and NVML's init costs more than a session should.
+    return int(torch.cuda.device_count())
+
+
+def cuda_available() -> bool:
+    """Whether this process can use a CUDA device, without initialising the driver.
+
+    ``torch.cuda.is_available()`` calls ``cuInit`` unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1``
+    (torch/cuda/__init__.py:166-187), after which a ``fork()``ed child can no longer use CUDA.
+    This asks NVML instead, as that variable would, and so leaves a later fork working.
+    """
+    if not torch.backends.cuda.is_built():
+        return False
+    if cuda_initialized():
+        return int(torch.cuda.device_count()) > 0  # cached by torch once initialised
+    return _device_count_uninitialised() > 0
+
+
+def cuda_device_count() -> int:
+    """The number of visible CUDA devices, read as :func:`cuda_available` reads it."""
+    if not torch.backends.cuda.is_built():
+        return 0
+    if cuda_initialized():
+        return int(torch.cuda.device_count())
+    return _device_count_uninitialised()
 
 
 def read_allocator(device: torch.device) -> AllocatorReading:
