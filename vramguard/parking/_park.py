@@ -13,7 +13,7 @@ from __future__ import annotations
 import mmap
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +26,9 @@ from vramguard.core._release import empty_cache
 from vramguard.parking import _disk, _reuse
 from vramguard.parking._holders import foreign_holders
 from vramguard.parking._layout import Layout, as_bytes, build_layout, copy_bytes, find_modules, storages, view
+from vramguard.parking._pinned import CudaRegistrar, HostBuffer, pack
 from vramguard.parking._records import ParkReport, Target
-from vramguard.probes import DeviceLike, MemorySnapshot, resolve_device, take
+from vramguard.probes import DeviceLike, MemorySnapshot, cuda_available, resolve_device, take
 
 _TARGETS = ("cpu", "disk", "discard")
 _registry: weakref.WeakKeyDictionary[torch.nn.Module, weakref.ref[Parked]] = weakref.WeakKeyDictionary()
@@ -50,6 +51,9 @@ class Parked:
     path: Path | None
     remove_file: bool = False
     host: list[torch.Tensor] = field(default_factory=list)
+    host_buffer: HostBuffer | None = None
+    """The one host buffer the CUDA storages' copies are views of (pinned when it could be),
+    unpinned and dropped on wake; None when nothing was copied into one."""
     report: ParkReport | None = None
     wake_report: ParkReport | None = None
     cleanup: weakref.finalize[Any, Any] | None = None
@@ -149,7 +153,7 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
     parked = Parked(obj, to, layout, target, remove_file=to == "disk" and path is None)
     live = storages(layout)
     if to == "cpu":
-        parked.host = _to_host(live, pin, notes)
+        parked.host, parked.host_buffer = _to_host(live, pin, notes)
     elif to == "disk":
         _to_disk(parked, modules, target, live, notes)
     del live
@@ -164,8 +168,7 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
     # last tensor let go (the holder check proved nothing else holds them), so only the cache
     # is left to return (synchronize and empty_cache; the host's malloc_trim).
     for released in dict.fromkeys(info.device for info in layout.storages) or (dev,):
-        if released.type == "cuda":
-            torch.cuda.synchronize(released)
+        synchronize([released])
         empty_cache(released)
     for module in modules:
         _registry[module] = weakref.ref(parked)
@@ -174,16 +177,48 @@ def park(obj: Any, *, to: Target = "cpu", pin: bool = True, path: str | Path | N
     return parked
 
 
-def _to_host(live: list[torch.UntypedStorage], pin: bool, notes: list[str]) -> list[torch.Tensor]:
-    pinned = pin and any(s.device.type == "cuda" for s in live) and torch.cuda.is_available()
-    if pinned:
-        notes.append("host copy pinned: the wake is a DMA copy")
+def synchronize(devices: Iterable[torch.device]) -> list[torch.device]:
+    """Wait for each CUDA device among ``devices``, naming it: ``torch.cuda.synchronize()``
+    without a device waits for the current device only (torch/cuda/__init__.py:1209-1214), so
+    a model on cuda:1 with cuda:0 current would not be waited for. Returns the devices waited for."""
+    waited = list(dict.fromkeys(d for d in devices if d.type == "cuda"))
+    for device in waited:
+        torch.cuda.synchronize(device)
+    return waited
+
+
+def _to_host(
+    live: list[torch.UntypedStorage], pin: bool, notes: list[str]
+) -> tuple[list[torch.Tensor], HostBuffer | None]:
+    """Each storage's bytes on the host: the CUDA ones, when ``pin``, as views of one buffer
+    pinned as a whole (:mod:`vramguard.parking._pinned`); the others each in memory of its own."""
+    on_cuda = [index for index, s in enumerate(live) if s.device.type == "cuda"]
+    places: dict[int, int] = {}
+    buffer = None
+    if pin and on_cuda and cuda_available():
+        packing = pack([live[index].nbytes() for index in on_cuda])
+        places = dict(zip(on_cuda, packing.offsets_bytes, strict=True))
+        shares: dict[torch.device, int] = {}
+        for index in on_cuda:
+            shares[live[index].device] = shares.get(live[index].device, 0) + live[index].nbytes()
+        buffer = HostBuffer(packing.total_bytes, CudaRegistrar(max(shares, key=lambda d: shares[d])))
+        if buffer.pinned:
+            notes.append(f"host copy pinned, one buffer of {packing.total_bytes} bytes: the wake is a DMA copy")
+        else:
+            notes.append(
+                f"host copy not pinned: cudaHostRegister failed (CUDA error {buffer.error}); "
+                "the wake copies from pageable memory"
+            )
     host = []
-    for storage in live:
-        flat = torch.empty(storage.nbytes(), dtype=torch.uint8, pin_memory=pinned and storage.device.type == "cuda")
+    for index, storage in enumerate(live):
+        start = places.get(index)
+        if buffer is not None and start is not None:
+            flat = buffer.data[start : start + storage.nbytes()]
+        else:
+            flat = torch.empty(storage.nbytes(), dtype=torch.uint8)
         copy_bytes(flat, as_bytes(storage))
         host.append(flat)
-    return host
+    return host, buffer
 
 
 def _unlink(path: Path) -> None:
@@ -299,8 +334,10 @@ def wake(
     for tensor, new in zip(layout.tensors, views, strict=True):
         tensor.data = new
     del views, restored
-    if any(t.device.type == "cuda" for t in layout.tensors):
-        torch.cuda.synchronize()  # the time reported is the copy's, not its launch
+    # Every device copied to, each by name: the time reported is the copies', not their launch,
+    # and the host buffer below may be unpinned only once no copy reads it (registered memory
+    # carries no event of torch's pinned allocator to wait on).
+    synchronize([t.device for t in layout.tensors] + [v.device for v in (values or {}).values()])
     _verify(layout, target)
     for _, module in layout.modules:
         ref = _registry.get(module)
@@ -308,6 +345,9 @@ def wake(
             del _registry[module]
             module.__dict__.pop(_HANDLE, None)
     handle.host = []
+    if handle.host_buffer is not None:
+        handle.host_buffer.release()
+        handle.host_buffer = None
     if handle.remove_file and handle.path is not None and not mapped_in_place:
         handle.path.unlink(missing_ok=True)  # a host wake's copy outlives the name
     handle.wake_report = _report("wake", handle, dev, before, started, notes)
@@ -352,14 +392,18 @@ def _restore(
         mapped = _disk.map_file(handle.path)
     for index, info in enumerate(layout.storages):
         dev = target or info.device
+        shared = False
         if handle.to == "cpu":
             source = handle.host[index]
+            # A view of the park's one host buffer is copied even onto the host: kept, it would
+            # hold the whole (pinned) buffer alive for as long as this one storage lives.
+            shared = handle.host_buffer is not None and info.device.type == "cuda"
         elif offsets is not None and mapped is not None:
             source = _disk.entry(mapped, offsets[index], info.nbytes)
         else:
             found.append((torch.empty(info.nbytes, dtype=torch.uint8, device=dev).untyped_storage(), 0))
             continue
-        if dev.type == "cpu" and source.device.type == "cpu":
+        if dev.type == "cpu" and source.device.type == "cpu" and not shared:
             found.append((source.untyped_storage(), 0))
             continue
         in_place = False
