@@ -33,7 +33,11 @@ def _block(scenario: str, rank: int) -> dict[str, Any]:
         if rank not in (0, 1):
             return {"outside": True}
     timeout = 3.0 if scenario == "absent" else 60.0
-    device = f"cuda:{rank}" if scenario == "nccl" else "cpu"
+    device = f"cuda:{rank}" if scenario.startswith("nccl") else "cpu"
+    if scenario == "gatherfail":
+        _break_the_gather()
+    if scenario.startswith("nccl"):
+        _watch_the_gather_device()
     session = vramguard.gpu_session(
         f"step-{scenario}",
         device=device,
@@ -47,19 +51,47 @@ def _block(scenario: str, rank: int) -> dict[str, Any]:
         with session:
             # Rank-dependent sizes: rank r holds (r + 1) MiB at its peak.
             work = torch.ones((rank + 1) * 256 * 1024, device=device)
-            if rank == 1 or scenario == "nccl":
+            if rank == 1 or scenario.startswith("nccl"):
                 HELD.append(torch.zeros(64 * 1024, device=device))  # 256 KiB kept alive by a global: a leak
-            if scenario == "raise" and rank == 1:
+            if scenario in ("raise", "gatherfail") and rank == 1:
                 raise RuntimeError("rank 1 failed inside its block")
             del work
     except RuntimeError as error:
         seen["raised"] = str(error)
+        seen["raised_type"] = type(error).__name__
         seen["notes"] = list(getattr(error, "__notes__", []))
     except ClusterError as error:
         seen["cluster_error"] = {"missing_ranks": list(error.missing_ranks), "message": str(error)}
     if session.cluster_report is not None:
         seen["cluster"] = session.cluster_report.to_dict()
+    if GATHER_DEVICES:
+        seen["gather_devices"] = GATHER_DEVICES
     return seen
+
+
+GATHER_DEVICES: list[int] = []
+
+
+def _watch_the_gather_device() -> None:
+    """Record the current CUDA device while all_gather_object runs: under NCCL torch moves the
+    payload to it (distributed_c10d.py, all_gather_object)."""
+    real = dist.all_gather_object
+
+    def watched(*args: Any, **kwargs: Any) -> None:
+        GATHER_DEVICES.append(torch.cuda.current_device())
+        real(*args, **kwargs)
+
+    dist.all_gather_object = watched
+
+
+def _break_the_gather() -> None:
+    """The collective fails after every rank checked in through the store, as a backend failure
+    does (NCCL raises DistBackendError, a RuntimeError)."""
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise dist.DistBackendError("the collective failed (injected by the test)")
+
+    dist.all_gather_object = broken
 
 
 def _write(outdir: str, rank: int, seen: dict[str, Any]) -> None:
@@ -68,9 +100,10 @@ def _write(outdir: str, rank: int, seen: dict[str, Any]) -> None:
 
 def _spawned(rank: int, scenario: str, world: int, port: int, outdir: str) -> None:
     backend = "gloo"
-    if scenario == "nccl":  # one rank per GPU; on a single GPU, one rank
-        torch.cuda.set_device(rank)
+    if scenario.startswith("nccl"):  # one rank per GPU; on a single GPU, one rank
         backend = "nccl"
+    if scenario == "nccl":  # "nccl-noset": the ranks never select a device, as the old docs had it
+        torch.cuda.set_device(rank)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         _write(outdir, rank, _block(scenario, rank))

@@ -43,3 +43,25 @@ def test_outputs_are_per_rank_only_under_torchrun(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert per_rank_outputs(args) == 1
     assert (args.json, args.plot, args.device) == ("report-rank1.json", "mem-rank1.png", "cpu")
+
+
+def test_auto_becomes_the_rank_s_gpu_without_is_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import vramguard.probes
+
+    def refuse() -> bool:
+        raise AssertionError("torch.cuda.is_available() called: cuInit in the launcher's child")
+
+    monkeypatch.setattr(torch.cuda, "is_available", refuse)
+    monkeypatch.setattr(vramguard.probes, "cuda_device_count", lambda: 2)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    args = argparse.Namespace(json=None, plot=None, device="auto")
+    assert per_rank_outputs(args) == 3
+    assert args.device == "cuda:1"
+    monkeypatch.setattr(vramguard.probes, "cuda_device_count", lambda: 1)  # rank 1 has no GPU of its own
+    args = argparse.Namespace(json=None, plot=None, device="auto")
+    per_rank_outputs(args)
+    assert args.device == "auto"

@@ -151,3 +151,48 @@ def test_nccl_ranks_gather_their_gpu_reports(tmp_path_factory: pytest.TempPathFa
     assert cluster["backend"] == "nccl" and cluster["ranks"] == list(range(world))
     assert [r["device"] for r in cluster["reports"]] == [f"cuda:{r}" for r in range(world)]
     assert [r["leaked_bytes"] for r in cluster["reports"]] == [256 * KIB] * world
+
+
+def test_a_failing_collective_keeps_the_block_s_own_exception(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Every rank checks in through the store, then the collective itself fails (a backend error).
+    ranks = _spawn(tmp_path_factory, "gatherfail", 2)
+    failed = ranks[1]
+    assert failed["raised"] == "rank 1 failed inside its block"  # the block's, not the backend's
+    assert failed["raised_type"] == "RuntimeError"
+    gather_notes = [note for note in failed["notes"] if "could not gather" in note]
+    assert len(gather_notes) == 1 and "DistBackendError: the collective failed" in gather_notes[0]
+    assert "cluster" not in failed
+    # Rank 0's block raised nothing: the gather's failure is what it gets.
+    assert ranks[0]["raised_type"] == "DistBackendError"
+    assert "cluster" not in ranks[0]
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+@pytest.mark.gpu
+def test_gpu_point04_gather_without_set_device_runs_on_each_rank_s_device(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    if _gpu_count() < 2:
+        pytest.skip("needs two GPUs: with one, every rank's device is cuda:0 and no rank can gather on the wrong one")
+    # The ranks never call set_device: before the fix both gathered on cuda:0 (NCCL: duplicate GPU).
+    ranks = _spawn(tmp_path_factory, "nccl-noset", 2)
+    for rank, seen in enumerate(ranks):
+        assert seen["gather_devices"] == [rank]
+        cluster = seen["cluster"]
+        assert cluster["backend"] == "nccl" and cluster["ranks"] == [0, 1]
+        assert [r["device"] for r in cluster["reports"]] == ["cuda:0", "cuda:1"]
+
+
+@pytest.mark.gpu
+def test_gpu_point04_nccl_gather_runs_under_the_session_s_device(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # One rank, NCCL, no set_device: the gather selects the session's device and comes back.
+    ranks = _spawn(tmp_path_factory, "nccl-noset", 1)
+    seen = ranks[0]
+    assert seen["gather_devices"] == [0]
+    assert seen["cluster"]["backend"] == "nccl"
+    assert [r["leaked_bytes"] for r in seen["cluster"]["reports"]] == [256 * KIB]

@@ -172,3 +172,40 @@ def test_a_cuda_subset_measures_only_those_devices() -> None:
     assert s.report is not None and s.report.device_names == ("cuda:0",)
     assert s.report.peak_increase_bytes is not None and s.report.peak_increase_bytes >= 4 * MIB
     assert s.report.leaked_bytes == 0
+
+
+def test_all_counts_devices_through_nvml_not_is_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    # is_available() calls cuInit (a later fork() then fails); "all" must ask the probes' count.
+    from vramguard.core import _multi
+
+    def refuse() -> bool:
+        raise AssertionError("torch.cuda.is_available() called")
+
+    monkeypatch.setattr(torch.cuda, "is_available", refuse)
+    monkeypatch.setattr(_multi, "cuda_device_count", lambda: 2)
+    assert resolve_devices("all") == (torch.device("cuda", 0), torch.device("cuda", 1))
+    monkeypatch.setattr(_multi, "cuda_device_count", lambda: 0)
+    assert resolve_devices("all") == (torch.device("cpu"),)
+
+
+GIB = 1024 * MIB
+
+
+@pytest.mark.gpu
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24 point 7: MultiDeviceSession still releases device by device until the lifecycle's "
+    "exit is split into phases and _finish calls release_together (see core/_multi.py)",
+)
+def test_gpu_point07_each_device_reclaims_its_own_cache() -> None:
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs: empty_cache emptying another device's cache needs another device")
+    # 1.5 GiB per device: above the cache floor under which a release may keep the cache.
+    with vramguard.gpu_session("two", device=[0, 1], leaks="ignore") as s:
+        for i in (0, 1):
+            s.own(torch.empty(int(1.5 * GIB), dtype=torch.uint8, device=f"cuda:{i}"))
+    assert s.report is not None
+    # Before the fix cuda:1 released first, and its empty_cache emptied cuda:0's cache too, before
+    # cuda:0 read its exit figures: cuda:0 reported (about) nothing reclaimed.
+    for report in s.report.devices:
+        assert report.reclaimed_bytes is not None and report.reclaimed_bytes >= int(1.5 * GIB), report.device

@@ -43,8 +43,9 @@ def per_rank_outputs(args: argparse.Namespace) -> int | None:
     if args.plot:
         args.plot = rank_path(args.plot, rank)
     if str(args.device).strip().lower() == "auto":
-        import torch
+        from vramguard.probes import cuda_device_count
 
-        if torch.cuda.is_available() and local < torch.cuda.device_count():
+        # NVML's count: is_available() would call cuInit in the launcher's child before the script runs.
+        if local < cuda_device_count():
             args.device = f"cuda:{local}"
     return rank

@@ -53,13 +53,17 @@ def gatherer(session: Any, group: Any, timeout_s: float | None) -> Callable[[Bas
     def gather(pending: BaseException | None) -> None:
         from vramguard.distributed._gather import gather_report
 
+        devices = tuple(str(d) for d in getattr(session, "devices", (session.device,)))
         try:
-            cluster = gather_report(session.report, name=session.name, group=group, timeout_s=timeout)
-        except ClusterError as error:
+            cluster = gather_report(session.report, name=session.name, group=group, timeout_s=timeout, device=devices)
+        except Exception as error:
+            # A ClusterError, or the backend's own (a DistBackendError from NCCL): either way the
+            # block's exception stays the one raised, with the gather's failure as a note.
             session.cluster_report = None
             if pending is None:
                 raise
-            add_note(pending, f"vramguard could not gather the ranks' reports: {error}")
+            problem = str(error) if isinstance(error, ClusterError) else f"{type(error).__name__}: {error}"
+            add_note(pending, f"vramguard could not gather the ranks' reports: {problem}")
             return
         session.cluster_report = cluster
         if pending is not None:
