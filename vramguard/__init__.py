@@ -40,7 +40,7 @@ if typing.TYPE_CHECKING:
         SessionError,
         VramGuardError,
     )
-    from vramguard.core._lifecycle import HOST_NOISE_FLOOR_BYTES
+    from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES
     from vramguard.core._multi import MultiDeviceSession, resolve_devices
     from vramguard.core._multi_report import MultiDeviceReport
     from vramguard.core._records import (
@@ -103,7 +103,7 @@ _LAZY = {
     "Timeline": "vramguard.core._records",
     "empty_cache": "vramguard.core._release",
     "release": "vramguard.core._release",
-    "HOST_NOISE_FLOOR_BYTES": "vramguard.core._lifecycle",
+    "HOST_NOISE_FLOOR_BYTES": "vramguard.core._leak_figure",
     "GpuSession": "vramguard.core._session",
     "gpu_session": "vramguard.core._session",
     "MultiDeviceSession": "vramguard.core._multi",

@@ -101,8 +101,10 @@ def test_nvml_without_a_driver_is_none_with_a_reason() -> None:
 class _FakeNvml:
     """NVML as a driver would answer, for the one edge that cannot run here (no driver)."""
 
+    nvmlMemory_v2 = 0x02000028
+
     def __init__(self, pid: int, used: int | None) -> None:
-        self.pid, self.used, self.shutdown = pid, used, False
+        self.pid, self.used, self.shutdown, self.has_v2 = pid, used, False, True
 
     def nvmlInit(self) -> None:
         pass
@@ -113,8 +115,13 @@ class _FakeNvml:
     def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
         return f"h{index}"
 
-    def nvmlDeviceGetMemoryInfo(self, handle: str) -> SimpleNamespace:
-        return SimpleNamespace(total=80 * 2**30, used=3 * 2**30)
+    def nvmlDeviceGetMemoryInfo(self, handle: str, version: int | None = None) -> SimpleNamespace:
+        # pynvml: no version → the v1 struct, whose used counts the driver's reserved 512 MiB.
+        if version is None:
+            return SimpleNamespace(total=80 * 2**30, used=3 * 2**30)
+        if not self.has_v2:
+            raise RuntimeError("NVMLError_FunctionNotFound")
+        return SimpleNamespace(total=80 * 2**30, used=3 * 2**30 - 512 * MIB, reserved=512 * MIB)
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list[SimpleNamespace]:
         return [SimpleNamespace(pid=1, usedGpuMemory=5), SimpleNamespace(pid=self.pid, usedGpuMemory=self.used)]
@@ -131,16 +138,32 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> _FakeNvml:
 def test_nvml_process_memory_is_matched_by_pid(fake_nvml: _FakeNvml) -> None:
     reading = _nvml.read_nvml(0)
     assert reading.device_total_bytes == 80 * 2**30
-    assert reading.device_used_bytes == 3 * 2**30
     assert reading.process_used_bytes == 700 * MIB
     assert reading.reason is None
+
+
+def test_nvml_point12_device_memory_is_read_through_the_v2_struct(fake_nvml: _FakeNvml) -> None:
+    """Issue 24, point 12: v1's used counts the driver's reserved memory; v2 has it apart."""
+    reading = _nvml.read_nvml(0)
+    assert reading.device_used_bytes == 3 * 2**30 - 512 * MIB
+    assert reading.driver_reserved_bytes == 512 * MIB
+
+
+def test_nvml_point12_an_old_driver_falls_back_to_v1_and_says_so(fake_nvml: _FakeNvml) -> None:
+    fake_nvml.has_v2 = False
+    reading = _nvml.read_nvml(0)
+    assert reading.device_used_bytes == 3 * 2**30
+    assert reading.driver_reserved_bytes is None
+    assert reading.reason is not None and "v1" in reading.reason
 
 
 def test_nvml_pid_not_found_gives_none_and_a_reason(fake_nvml: _FakeNvml) -> None:
     fake_nvml.pid = -5
     reading = _nvml.read_nvml(0)
     assert reading.process_used_bytes is None
+    # Other pids listed, this one not: a container without the host's pid namespace, said so.
     assert reading.reason is not None and "pid" in reading.reason and "namespace" in reading.reason
+    assert "unknown" in reading.reason
 
 
 def test_nvml_honours_cuda_visible_devices(fake_nvml: _FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:

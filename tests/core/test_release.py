@@ -9,6 +9,7 @@ import torch
 import vramguard
 from vramguard import InvalidArgument, ReleaseReport, format_size, gpu_session, release
 from vramguard.core import _release
+from vramguard.probes import stranded
 
 MIB = 2**20
 
@@ -179,4 +180,7 @@ def test_cuda_release_leaves_nothing_cached() -> None:
     holder.diarization_pipeline.cuda()
     report = release(holder, attrs=("asr_pipeline", "diarization_pipeline"), device="cuda")
     assert report.freed_allocated_bytes == 2 * 2048 * 2049 * 4
-    assert report.cached_bytes_after == 0
+    # Whatever earlier tests keep alive (small blocks in 2 MiB segments) stays cached with its
+    # segment's free space; everything else went back.
+    _, stranded_free = stranded(torch.cuda.memory_snapshot(), torch.cuda.current_device())
+    assert report.cached_bytes_after == stranded_free

@@ -20,6 +20,7 @@ from vramguard import (
     SessionReport,
     gpu_session,
 )
+from vramguard.probes import stranded
 
 MIB = 2**20
 RETAINED: list[torch.Tensor] = []
@@ -140,8 +141,12 @@ def test_cuda_release_steps_and_cache_emptied() -> None:
     report = s.report
     assert report is not None and report.before.allocated_bytes is not None
     assert [step.name for step in report.release_steps] == ["drop", "gc", "synchronize", "empty_cache"]
-    assert report.cached_bytes_after == 0
-    assert report.after.allocated_bytes == report.before.allocated_bytes + report.kept_bytes
+    # The kept 1 MiB lives in a 2 MiB small-pool segment (CUDACachingAllocator.cpp: kSmallSize,
+    # kSmallBuffer), which empty_cache() cannot return while it is live: what stays cached is the
+    # free space of segments with a live block, never 0 by construction.
+    _, stranded_free = stranded(torch.cuda.memory_snapshot(), torch.cuda.current_device())
+    assert report.cached_bytes_after == stranded_free
+    assert report.after.requested_bytes == report.before.requested_bytes + report.kept_bytes
     assert report.kept_bytes == MIB
     del kept
 

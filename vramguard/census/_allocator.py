@@ -16,7 +16,7 @@ from vramguard.census._judge import grad_of
 from vramguard.census._scan import heap_tensors, on_device
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import tensor_key
-from vramguard.probes import Block, live_blocks, new_blocks, uncovered
+from vramguard.probes import Block, live_blocks, new_blocks, uncovered, workspace_sizes
 
 
 class BlockDiff:
@@ -67,13 +67,31 @@ class BlockDiff:
         block = self._now.get(pointer)
         return None if block is None else block.site
 
-    @staticmethod
-    def note(blocks: list[Block]) -> tuple[str, ...]:
-        if not blocks:
-            return ()
-        total = sum(b.size_bytes for b in blocks)
-        return (
-            f"{format_size(total)} in {len(blocks)} allocator block(s) allocated in the block are still live "
-            "with no Python tensor using them (held from C++: an autograd graph, a library's workspace "
-            "such as cuBLAS's)",
+    def note(self, blocks: list[Block]) -> tuple[str, ...]:
+        """Lines for the blocks no tensor uses: cuBLAS workspaces named as such, the rest as
+        memory held from C++."""
+        return held_from_cpp(blocks, workspace_sizes(self.device))
+
+
+def held_from_cpp(blocks: list[Block], workspace_bytes: frozenset[int]) -> tuple[str, ...]:
+    """The report's lines for new blocks that no Python tensor uses. A block of exactly a cuBLAS
+    or cuBLASLt workspace's requested size is one (torch keeps one per thread, device and stream
+    for the handle's life: not a leak); the rest is held from C++ (an autograd graph, another
+    library's workspace)."""
+    workspaces = [b for b in blocks if b.requested_bytes is not None and b.requested_bytes in workspace_bytes]
+    rest = [b for b in blocks if b not in workspaces]
+    lines = []
+    if workspaces:
+        total = sum(b.size_bytes for b in workspaces)
+        lines.append(
+            f"{format_size(total)} in {len(workspaces)} cuBLAS workspace(s) allocated in the block: torch keeps "
+            "one per thread and stream for the cuBLAS handle's life (not a leak; "
+            "torch._C._cuda_clearCublasWorkspaces() frees them)"
         )
+    if rest:
+        total = sum(b.size_bytes for b in rest)
+        lines.append(
+            f"{format_size(total)} in {len(rest)} allocator block(s) allocated in the block are still live "
+            "with no Python tensor using them (held from C++: an autograd graph, a library's workspace)"
+        )
+    return tuple(lines)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from vramguard.core._leak_figure import growth_bytes
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import MemorySnapshot, take
 
@@ -58,11 +59,9 @@ def allocator_policy(
     def collect() -> str:
         freed = gc.collect(1)
         young = f"collected generations 0-1 ({freed} unreachable)"
-        now = take(device, nvml=False).allocated_bytes
-        if now is None or before.allocated_bytes is None:
-            held = True  # the allocator cannot tell: be safe
-        else:
-            held = now - before.allocated_bytes - storage_bytes(kept, device) > tolerance_bytes
+        growth = growth_bytes(before, take(device, nvml=False))
+        # Where the allocator cannot tell, be safe: collect everything.
+        held = True if growth is None else growth - storage_bytes(kept, device) > tolerance_bytes
         if not held:
             return f"{young}; no full collection: the allocator holds no more than at entry"
         found = gc.collect()

@@ -11,6 +11,8 @@ _lock = threading.Lock()
 _history_users = [0]
 HISTORY_MAX_ENTRIES = 100_000
 """Allocator events torch keeps for ``record_history=True`` (several KB each in the pickle)."""
+HISTORY_OPTIONS: dict[str, Any] = {"enabled": "all", "stacks": "python", "max_entries": HISTORY_MAX_ENTRIES}
+"""The arguments of ``torch.cuda.memory._record_memory_history`` (all three exist since torch 2.1)."""
 
 
 def record_history(start: bool) -> Any:
@@ -19,7 +21,10 @@ def record_history(start: bool) -> Any:
     snap = None if start else torch.cuda.memory._snapshot()
     with _lock:
         if start and _history_users[0] == 0:
-            torch.cuda.memory._record_memory_history(max_entries=HISTORY_MAX_ENTRIES)
+            # stacks="python": the default "all" records C++ frames as well and symbolises them
+            # in every snapshot, so a creation site read like "??:0 in c10::...::malloc"
+            # (torch/cuda/memory.py:_record_memory_history, stacks defaults to "all").
+            torch.cuda.memory._record_memory_history(**HISTORY_OPTIONS)
         _history_users[0] += 1 if start else -1
         if not start and _history_users[0] == 0:
             torch.cuda.memory._record_memory_history(enabled=None)

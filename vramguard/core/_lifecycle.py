@@ -13,6 +13,7 @@ import torch
 
 from vramguard.core import _collect, _hooks, _release
 from vramguard.core._history import record_history as _history
+from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES, allocator_leak
 from vramguard.core._policy import add_note, enforce
 from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
 from vramguard.core._run import (
@@ -28,16 +29,20 @@ from vramguard.core._run import (
 from vramguard.core._sampler import SAMPLER, Subscription
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
-from vramguard.probes import MemorySnapshot, malloc_trim, reset_peak, resident_peak_resettable, take
+from vramguard.probes import (
+    MemorySnapshot,
+    malloc_trim,
+    reset_peak,
+    resident_peak_resettable,
+    seed_workspaces,
+    take,
+)
 
 if TYPE_CHECKING:
     from vramguard.core._session import GpuSession
 
 _log = logging.getLogger("vramguard")
 
-HOST_NOISE_FLOOR_BYTES = 256 * 1024
-"""Without the census, a host leak figure under this is interpreter noise (malloc deltas of
-1–42 KiB were measured for a block that kept nothing) and is reported as 0."""
 
 
 _watched: dict[weakref.ref[Any], _Run] = {}
@@ -82,6 +87,8 @@ def start(session: GpuSession, name: str) -> _Run:
         # take allocations without raising the resident mark. Trimmed only for limited sessions:
         # at every step of a loop the page faults it causes cost more than the session.
         malloc_trim()
+    if dev.type == "cuda" and not session.census:
+        seed_workspaces(dev)  # once per device: which workspace-sized blocks predate every session
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
     sweep_abandoned()  # before the registry is read: a dead session is nobody's concurrent block
@@ -252,9 +259,11 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         # it for good: the host heap is always trimmed. Only blocks that own nothing (a step of
         # an inference loop, measured) trim past the floor, so a loop does not pay for a trim
         # and the faults after it at every step.
-        floor_bytes = 0 if run.owned else _release.HOST_TRIM_FLOOR_BYTES
+        # On CUDA the same holds for emptying the cache (the cudaFree now and the cudaMalloc at
+        # the next step): only past a floor of cache growth since the block's entry.
+        floor_bytes = 0 if run.owned else _release.empty_floor_bytes(dev)
         steps, after = _release.run_release(
-            dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=floor_bytes
+            dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=floor_bytes, entry=run.before
         )
     else:
         drop()
@@ -297,13 +306,9 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         if dev.type == "cpu":
             notes += _unattributed_host(run.before, after, kept_bytes + leaked)
     else:
-        leaked = _allocator_leak(run.before, after, kept_bytes)
-        if dev.type == "cpu" and leaked is not None and 0 < leaked < HOST_NOISE_FLOOR_BYTES:
-            notes.append(
-                f"host malloc grew by {format_size(leaked)}, under the noise floor of "
-                f"{format_size(HOST_NOISE_FLOOR_BYTES)}: counted as no leak"
-            )
-            leaked = 0
+        figure = allocator_leak(dev, run.before, after, kept_bytes)
+        leaked = figure.leaked_bytes
+        notes += figure.notes
     run.kept.clear()
     timeline = None
     if subscription is not None and subscription.record:
@@ -364,12 +369,6 @@ def _unattributed_host(before: MemorySnapshot, after: MemorySnapshot, accounted_
         f"host malloc holds {format_size(extra)} more than at entry that no tensor created in the block "
         "accounts for (e.g. gradients written into parameters older than the block: zero_grad(set_to_none=True))"
     ]
-
-
-def _allocator_leak(before: MemorySnapshot, after: MemorySnapshot, kept_bytes: int) -> int | None:
-    if before.allocated_bytes is None or after.allocated_bytes is None:
-        return None
-    return max(0, after.allocated_bytes - before.allocated_bytes - kept_bytes)
 
 
 def _start_census(device: torch.device, strict: bool, bounds: tuple[int, int, int]) -> Any:

@@ -35,6 +35,7 @@ from vramguard.probes import (
     malloc_trim,
     read_heap,
     resolve_device,
+    stranded_segments,
     take,
 )
 from vramguard.probes._host import HeapReading
@@ -54,6 +55,13 @@ def evict_module(module: torch.nn.Module, device: torch.device) -> str:
     return f"{type(module).__name__}: {format_size(nbytes)} of parameters and buffers moved to the meta device"
 
 
+CUDA_EMPTY_FLOOR_BYTES = 1024 * 1024 * 1024
+"""A session that owns nothing empties the CUDA cache only when the block left this much more
+cached-but-free memory than at its entry (see :func:`cuda_empty_skip`). Below it, the memory is
+what the next step of a loop allocates again; above it, it is worth the ``cudaFree`` and the
+``cudaMalloc`` after it. The explicit :func:`release`, and a session given something to own,
+always empty."""
+
 HOST_TRIM_FLOOR_BYTES = 16 * 1024 * 1024
 """A session that owns nothing trims the host heap only when malloc's free bytes or its idle
 resident memory grew by this much since the last trim. ``malloc_trim(0)`` hands freed pages back
@@ -61,6 +69,13 @@ to the OS, and the next allocations fault them back in: at every step of an infe
 19 ms step, 4 MiB freed per step) that cost 1.4–1.7 ms a step, most of a session's price
 (benchmarks/inference_loop.py). The explicit :func:`release`, and a session given something to
 own, always trim."""
+
+
+
+def empty_floor_bytes(dev: torch.device) -> int:
+    """The floor a session that owns nothing applies to its device's trim or cache emptying."""
+    return HOST_TRIM_FLOOR_BYTES if dev.type == "cpu" else CUDA_EMPTY_FLOOR_BYTES
+
 
 _after_trim: tuple[int | None, int | None] | None = None
 """(malloc's free bytes, resident anonymous bytes not in malloc's use) right after the last trim."""
@@ -99,8 +114,32 @@ def _host_trim(floor_bytes: int) -> str:
     return ""
 
 
-def _sync_and_empty(dev: torch.device, trim_floor_bytes: int = 0) -> list[tuple[str, Callable[[], str]]]:
-    """The device-specific steps after gc: (name, action returning a detail)."""
+def cuda_empty_skip(cached_bytes: int | None, entry_cached_bytes: int | None, floor_bytes: int) -> str | None:
+    """Why the session's release keeps the CUDA cache, or None to empty it (a pure function).
+
+    ``empty_cache()`` ``cudaFree``s every unused cached segment and the next step ``cudaMalloc``s
+    them again (each ``cudaFree`` waits for the device): a decorated step called per request
+    must not pay that. The cache is kept when the block left less than ``floor_bytes`` more
+    cached-but-free memory than there was at its entry, which a loop's next step reuses.
+    Unknown figures (``cudaMallocAsync`` reports no reserved bytes) always empty.
+    """
+    if floor_bytes <= 0 or cached_bytes is None or entry_cached_bytes is None:
+        return None
+    grown = cached_bytes - entry_cached_bytes
+    if grown >= floor_bytes:
+        return None
+    return (
+        f"skipped: the block left {format_size(max(0, grown))} more cached than at entry, under the floor of "
+        f"{format_size(floor_bytes)} (the next step reuses it; release(), own() or empty_cache() empty it)"
+    )
+
+
+def _sync_and_empty(
+    dev: torch.device, trim_floor_bytes: int = 0, entry: MemorySnapshot | None = None
+) -> list[tuple[str, Callable[[], str]]]:
+    """The device-specific steps after gc: (name, action returning a detail). On the host the
+    heap is trimmed past ``trim_floor_bytes`` of growth since the last trim; on CUDA the cache is
+    emptied past ``trim_floor_bytes`` of cached-but-free growth since ``entry``."""
     if dev.type == "cpu":
         return [("malloc_trim", lambda: _host_trim(trim_floor_bytes))]
     if not cuda_initialized():
@@ -113,12 +152,37 @@ def _sync_and_empty(dev: torch.device, trim_floor_bytes: int = 0) -> list[tuple[
         return ""
 
     def empty() -> str:
+        if entry is not None:
+            reason = cuda_empty_skip(take(dev, nvml=False).cached_bytes, entry.cached_bytes, trim_floor_bytes)
+            if reason is not None:
+                return reason
+        # emptyCache frees every device's unused segments, whatever the current device
+        # (c10/cuda/CUDACachingAllocator.cpp, NativeCachingAllocator::emptyCache loops over
+        # device_allocator); the device guard only scopes ipc_collect.
         with torch.cuda.device(dev):
             _raw_empty_cache()
             torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
-        return ""
+        return _left_cached(dev)
 
     return [("synchronize", synchronize), ("empty_cache", empty)]
+
+
+def _left_cached(dev: torch.device) -> str:
+    """What an ``empty_cache()`` could not return, said once it stays: free space in segments
+    that still hold a live block. Requests up to 1 MiB share 2 MiB small-pool segments
+    (CUDACachingAllocator.cpp: kSmallSize, kSmallBuffer), so one kept scalar strands most of a
+    segment; read from the block list only when something stays cached."""
+    cached = take(dev, nvml=False).cached_bytes
+    if not cached:
+        return ""
+    segments = stranded_segments(dev)
+    if segments is None:
+        return f"{format_size(cached)} stays cached"
+    count, free = segments
+    return (
+        f"{format_size(free)} stays cached in {count} segment(s) that still hold live blocks "
+        "(empty_cache() returns only whole free segments)"
+    )
 
 
 _original_empty_cache = torch.cuda.empty_cache
@@ -143,18 +207,21 @@ def run_release(
     mark: Mark | None = None,
     collect: Callable[[], str] = full_collect,
     trim_floor_bytes: int = 0,
+    entry: MemorySnapshot | None = None,
 ) -> tuple[tuple[ReleaseStep, ...], MemorySnapshot]:
     """Run the four steps on ``dev``, timing each and measuring what it freed.
 
     ``drop`` performs step 1 and returns a detail for the report; ``collect`` performs step 2
     (a session passes a policy that pays for a full collection only when it must) and says
     which collections ran; on the host the heap is trimmed only when malloc's free bytes grew by
-    ``trim_floor_bytes`` since the last trim. Returns the steps and the final snapshot (with NVML).
+    ``trim_floor_bytes`` since the last trim, and on CUDA the cache is emptied only when its free
+    bytes grew by ``trim_floor_bytes`` since ``entry`` (see :func:`cuda_empty_skip`; 0 always
+    trims and empties). Returns the steps and the final snapshot (with NVML).
     """
     steps: list[ReleaseStep] = []
     current = start if start is not None else take(dev, nvml=False)
     actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
-    actions += _sync_and_empty(dev, trim_floor_bytes)
+    actions += _sync_and_empty(dev, trim_floor_bytes, entry)
     for name, action in actions:
         if mark is not None:
             mark(f"release:{name}")

@@ -7,7 +7,15 @@ import typing
 from vramguard._lazy import attach
 
 if typing.TYPE_CHECKING:
-    from vramguard.probes._blocks import Block, live_blocks, new_blocks, parse_snapshot, uncovered
+    from vramguard.probes._blocks import (
+        Block,
+        live_blocks,
+        new_blocks,
+        parse_snapshot,
+        stranded,
+        stranded_segments,
+        uncovered,
+    )
     from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
     from vramguard.probes._host import (
         ResidentPeak,
@@ -23,6 +31,7 @@ if typing.TYPE_CHECKING:
     from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
     from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
     from vramguard.probes._torch import cuda_available, cuda_device_count, cuda_initialized, read_allocator, reset_peak
+    from vramguard.probes._workspaces import new_workspaces, seed_workspaces, workspace_sizes
 
 # Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
@@ -31,6 +40,8 @@ _LAZY = {
     "new_blocks": "vramguard.probes._blocks",
     "parse_snapshot": "vramguard.probes._blocks",
     "uncovered": "vramguard.probes._blocks",
+    "stranded": "vramguard.probes._blocks",
+    "stranded_segments": "vramguard.probes._blocks",
     "ACCEPTED_DEVICES": "vramguard.probes._device",
     "DeviceLike": "vramguard.probes._device",
     "resolve_device": "vramguard.probes._device",
@@ -49,6 +60,9 @@ _LAZY = {
     "MemorySnapshot": "vramguard.probes._snapshot",
     "snapshot": "vramguard.probes._snapshot",
     "take": "vramguard.probes._snapshot",
+    "new_workspaces": "vramguard.probes._workspaces",
+    "seed_workspaces": "vramguard.probes._workspaces",
+    "workspace_sizes": "vramguard.probes._workspaces",
     "cuda_available": "vramguard.probes._torch",
     "cuda_device_count": "vramguard.probes._torch",
     "cuda_initialized": "vramguard.probes._torch",
@@ -74,6 +88,7 @@ __all__ = [
     "live_blocks",
     "malloc_trim",
     "new_blocks",
+    "new_workspaces",
     "parse_snapshot",
     "read_allocator",
     "read_heap",
@@ -85,8 +100,12 @@ __all__ = [
     "resident_peak_reset_unavailable",
     "resident_peak_resettable",
     "resolve_device",
+    "seed_workspaces",
     "snapshot",
+    "stranded",
+    "stranded_segments",
     "take",
     "unavailable_reason",
     "uncovered",
+    "workspace_sizes",
 ]

@@ -14,6 +14,7 @@ the stack that allocated it: the first frame outside torch names the creation si
 from __future__ import annotations
 
 import bisect
+import inspect
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class Block:
     address: int
     size_bytes: int
     site: str | None = None
+    requested_bytes: int | None = None
+    """What was asked for (the snapshot's ``requested_size``): a block is rounded up from it."""
 
 
 def parse_snapshot(segments: Iterable[Mapping[str, Any]], device_index: int) -> dict[int, Block]:
@@ -48,7 +51,10 @@ def parse_snapshot(segments: Iterable[Mapping[str, Any]], device_index: int) -> 
         for block in segment.get("blocks", ()):
             size = int(block.get("size", 0))
             if block.get("state") == "active_allocated":
-                found[address] = Block(address, size, _site(block.get("frames") or ()))
+                requested = block.get("requested_size")
+                found[address] = Block(
+                    address, size, _site(block.get("frames") or ()), None if requested is None else int(requested)
+                )
             address += size
     return found
 
@@ -62,18 +68,73 @@ def _site(frames: Iterable[Mapping[str, Any]]) -> str | None:
 
 
 def live_blocks(device: torch.device) -> dict[int, Block] | None:
-    """The live blocks of a CUDA device; None off CUDA, before CUDA is initialised (nothing was
-    allocated, and asking would create a context), or where the allocator cannot list them."""
-    if device.type != "cuda" or not cuda_initialized():
+    """The live blocks of a CUDA device; None off CUDA, or where the allocator cannot list them.
+
+    Before CUDA is initialised nothing is allocated: the answer is "no blocks" ({}), read without
+    touching the driver (``memory_stats()`` and the snapshot would create a context;
+    torch/cuda/memory.py:352-354 answers ``{}`` before initialisation for the same reason). A
+    session that starts before ``model.to("cuda")`` in a fresh process thus diffs against an
+    empty entry, and sees every block the block allocated.
+    """
+    if device.type != "cuda":
         return None
+    if not cuda_initialized():
+        return {}
     try:
         if torch.cuda.get_allocator_backend() != "native":
             return None  # cudaMallocAsync keeps no block list torch can read
-        segments = torch.cuda.memory_snapshot()  # type: ignore[no-untyped-call]
+        segments = _segments()
     except Exception:
         return None
     index = device.index if device.index is not None else torch.cuda.current_device()
     return parse_snapshot(segments, index)
+
+
+def stranded(segments: Iterable[Mapping[str, Any]], device_index: int) -> tuple[int, int]:
+    """(segments, free bytes) of one device's segments that hold a live block and free space:
+    what ``empty_cache()`` cannot return, since it frees only whole unused segments
+    (CUDACachingAllocator.cpp, release_cached_blocks → release_blocks of blocks with no
+    prev/next split). Requests up to 1 MiB share 2 MiB small-pool segments (kSmallSize,
+    kSmallBuffer): one live scalar keeps its segment's other 2 MiB − 512 B cached."""
+    count = free = 0
+    for segment in segments:
+        if segment.get("device") != device_index:
+            continue
+        blocks = list(segment.get("blocks", ()))
+        if not any(b.get("state") == "active_allocated" for b in blocks):
+            continue
+        idle = sum(int(b.get("size", 0)) for b in blocks if b.get("state") == "inactive")
+        if idle:
+            count += 1
+            free += idle
+    return count, free
+
+
+def stranded_segments(device: torch.device) -> tuple[int, int] | None:
+    """:func:`stranded` for a CUDA device now; None off CUDA, before initialisation, or where the
+    allocator keeps no block list."""
+    if device.type != "cuda" or not cuda_initialized():
+        return None
+    try:
+        if torch.cuda.get_allocator_backend() != "native":
+            return None
+        segments = _segments()
+    except Exception:
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return stranded(segments, index)
+
+
+def _segments() -> list[dict[str, Any]]:
+    """The allocator's segments, without the trace of past events: ``memory_snapshot()`` reads
+    every recorded trace entry by default (``include_traces=True``, torch/cuda/memory.py:625-647),
+    which the block list never uses. Torch releases before the argument existed read them all."""
+    if _TAKES_INCLUDE_TRACES:
+        return list(torch.cuda.memory_snapshot(include_traces=False))  # type: ignore[no-untyped-call]
+    return list(torch.cuda.memory_snapshot())  # type: ignore[no-untyped-call]
+
+
+_TAKES_INCLUDE_TRACES = "include_traces" in inspect.signature(torch.cuda.memory_snapshot).parameters
 
 
 def new_blocks(entry: Mapping[int, Block], now: Mapping[int, Block]) -> list[Block]:

@@ -24,6 +24,29 @@ class NvmlReading:
     device_used_bytes: int | None
     process_used_bytes: int | None
     reason: str | None
+    driver_reserved_bytes: int | None = None
+    """Memory the driver keeps for itself (NVML's v2 struct only; None where only v1 answers)."""
+
+
+def memory_info(nvml: Any, handle: Any) -> tuple[int, int, int | None, str | None]:
+    """(total, used, driver-reserved or None, a note or None) of one device.
+
+    ``nvmlDeviceGetMemoryInfo(handle)`` without a version fills the v1 struct, whose ``used``
+    counts the driver's reserved memory too, so it reads above nvidia-smi's figure (pynvml.py,
+    ``nvmlDeviceGetMemoryInfo(handle, version=None)``: v1 unless a version is given; the v2
+    struct ``c_nvmlMemory_v2_t`` has ``reserved`` apart). The v2 call needs a driver of the R510
+    series or later; older drivers answer FunctionNotFound, and then v1 is read and said so.
+    """
+    version = getattr(nvml, "nvmlMemory_v2", None)
+    if version is not None:
+        try:
+            info = nvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+        except Exception:  # NVMLError_FunctionNotFound on an old driver
+            pass
+        else:
+            return int(info.total), int(info.used), int(info.reserved), None
+    info = nvml.nvmlDeviceGetMemoryInfo(handle)
+    return int(info.total), int(info.used), None, "NVML v1 memory info: used includes driver-reserved memory"
 
 
 def _start() -> Any:
@@ -113,26 +136,33 @@ def read_nvml(torch_index: int, pid: int | None = None) -> NvmlReading:
     pid = os.getpid() if pid is None else pid
     try:
         handle = _handle(nvml, torch_index)
-        info = nvml.nvmlDeviceGetMemoryInfo(handle)
-        total, used = int(info.total), int(info.used)
+        total, used, driver_reserved, v1_note = memory_info(nvml, handle)
     except Exception as error:
         return NvmlReading(None, None, None, f"NVML query failed: {type(error).__name__}: {error}")
     try:
         processes = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
     except Exception as error:
-        return NvmlReading(total, used, None, f"NVML process list failed: {error}")
+        return NvmlReading(total, used, None, f"NVML process list failed: {error}", driver_reserved)
     for process in processes:
         if int(process.pid) == pid:
             memory = process.usedGpuMemory
             if memory is None:
-                return NvmlReading(total, used, None, "NVML gives no per-process memory here (MIG or WDDM)")
-            return NvmlReading(total, used, int(memory), None)
-    return NvmlReading(
-        total,
-        used,
-        None,
-        f"pid {pid} not in NVML's process list (no CUDA context yet, or a container's pid namespace)",
-    )
+                reason = "NVML gives no per-process memory here (MIG or WDDM)"
+                return NvmlReading(total, used, None, reason, driver_reserved)
+            return NvmlReading(total, used, int(memory), v1_note, driver_reserved)
+    return NvmlReading(total, used, None, _missing_pid_reason(pid, processes), driver_reserved)
+
+
+def _missing_pid_reason(pid: int, processes: list[Any]) -> str:
+    """Why this process has no per-process figure. Other processes listed while this one is not
+    is what a container without the host's pid namespace looks like: NVML lists host pids."""
+    if processes:
+        return (
+            f"pid {pid} not in NVML's process list, which lists {len(processes)} other pid(s): NVML "
+            "reports host pids, so inside a container without the host's pid namespace the process "
+            "figures cannot be matched and stay unknown"
+        )
+    return f"pid {pid} not in NVML's process list (no CUDA context yet in this process)"
 
 
 def list_devices() -> list[dict[str, Any]]:
@@ -148,7 +178,7 @@ def list_devices() -> list[dict[str, Any]]:
     for index in range(count):
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            info = nvml.nvmlDeviceGetMemoryInfo(handle)
+            total, used, _, _ = memory_info(nvml, handle)
             name = nvml.nvmlDeviceGetName(handle)
         except Exception as error:  # a lost GPU, or no permission inside a container
             unreadable = f"unreadable: {type(error).__name__}: {error}"
@@ -167,8 +197,8 @@ def list_devices() -> list[dict[str, Any]]:
             {
                 "index": index,
                 "name": name.decode() if isinstance(name, bytes) else str(name),
-                "total_bytes": int(info.total),
-                "used_bytes": int(info.used),
+                "total_bytes": total,
+                "used_bytes": used,
                 "processes": processes,
             }
         )

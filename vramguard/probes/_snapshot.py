@@ -34,13 +34,18 @@ class MemorySnapshot:
       rss_bytes         the process's resident set (host memory, on both devices).
       uss_bytes         memory unique to this process (only when asked: it walks page tables).
     CUDA only (None on the host):
+      requested_bytes   what client code asked the allocator for (allocated_bytes rounds each
+                        request up to a whole block, at least 512 B): leaks are judged by it.
       active_bytes, inactive_split_bytes, peak_allocated_bytes, peak_reserved_bytes,
       num_alloc_retries, num_ooms   from torch.cuda.memory_stats().
     NVML only (None without a driver, or on the host):
       device_total_bytes, device_used_bytes   the whole GPU;
       process_used_bytes   this process, matched by pid in NVML's compute-process list;
-      context_bytes        process_used − reserved: the CUDA context, cuBLAS workspaces and
-                           other memory outside torch's allocator.
+      context_bytes        process_used − reserved: the CUDA context (its code, kernels and
+                           per-stream state) and memory allocated outside torch's allocator
+                           (NCCL, cupy, CTranslate2). cuBLAS/cuBLASLt workspaces are not here:
+                           torch allocates them through the caching allocator
+                           (CublasHandlePool.cpp, getNewWorkspace), so they are in reserved.
     Host only (None on CUDA):
       heap_free_bytes      malloc's free chunks (fordblks). It does not drop after
                            malloc_trim even though the pages went back to the OS.
@@ -52,6 +57,7 @@ class MemorySnapshot:
     reserved_bytes: int | None
     rss_bytes: int | None
     uss_bytes: int | None = None
+    requested_bytes: int | None = None
     active_bytes: int | None = None
     inactive_split_bytes: int | None = None
     peak_allocated_bytes: int | None = None
@@ -150,6 +156,7 @@ def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySn
         device=f"cuda:{index}",
         time_s=now,
         allocated_bytes=stats.allocated_bytes,
+        requested_bytes=stats.requested_bytes,
         reserved_bytes=stats.reserved_bytes,
         rss_bytes=full.rss_bytes if full is not None else (None if statm is None else statm[0]),
         uss_bytes=None if full is None else full.uss_bytes,

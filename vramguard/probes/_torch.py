@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -12,11 +13,17 @@ import torch
 class AllocatorReading:
     """``torch.cuda.memory_stats`` for one device, in bytes and counts.
 
+    ``allocated_bytes`` counts whole blocks (every request rounded up to 512 B, and a large block
+    may keep an unsplit tail); ``requested_bytes`` is what client code asked for
+    (torch/cuda/memory.py:303, "compare this with allocated_bytes"), the figure a leak is judged
+    by. None where this torch does not report it.
+
     Under the ``cudaMallocAsync`` backend torch reports reserved, inactive-split and peak-reserved
     figures as 0 whatever the driver holds: they are None here instead.
     """
 
     allocated_bytes: int
+    requested_bytes: int | None
     reserved_bytes: int | None
     active_bytes: int
     inactive_split_bytes: int | None
@@ -26,7 +33,7 @@ class AllocatorReading:
     num_ooms: int
 
 
-_ZERO = AllocatorReading(0, 0, 0, 0, 0, 0, 0, 0)
+_ZERO = AllocatorReading(0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def cuda_initialized() -> bool:
@@ -50,7 +57,7 @@ def cuda_available() -> bool:
     (torch/cuda/__init__.py:166-187), after which a ``fork()``ed child can no longer use CUDA.
     This asks NVML instead, as that variable would, and so leaves a later fork working.
     """
-    if not torch.backends.cuda.is_built():
+    if not torch.backends.cuda.is_built():  # type: ignore[no-untyped-call]
         return False
     if cuda_initialized():
         return int(torch.cuda.device_count()) > 0  # cached by torch once initialised
@@ -59,7 +66,7 @@ def cuda_available() -> bool:
 
 def cuda_device_count() -> int:
     """The number of visible CUDA devices, read as :func:`cuda_available` reads it."""
-    if not torch.backends.cuda.is_built():
+    if not torch.backends.cuda.is_built():  # type: ignore[no-untyped-call]
         return 0
     if cuda_initialized():
         return int(torch.cuda.device_count())
@@ -73,12 +80,20 @@ def read_allocator(device: torch.device) -> AllocatorReading:
         return _ZERO
     stats = torch.cuda.memory_stats(device)
     caching = torch.cuda.get_allocator_backend() == "native"
+    return reading_from_stats(stats, caching)
+
+
+def reading_from_stats(stats: dict[str, Any], caching: bool) -> AllocatorReading:
+    """An :class:`AllocatorReading` from one ``memory_stats()`` dict (``caching``: the native
+    backend, whose reserved figures are real)."""
 
     def cached(key: str) -> int | None:
         return int(stats.get(key, 0)) if caching else None
 
+    requested = stats.get("requested_bytes.all.current")
     return AllocatorReading(
         allocated_bytes=int(stats.get("allocated_bytes.all.current", 0)),
+        requested_bytes=None if requested is None else int(requested),
         reserved_bytes=cached("reserved_bytes.all.current"),
         active_bytes=int(stats.get("active_bytes.all.current", 0)),
         inactive_split_bytes=cached("inactive_split_bytes.all.current"),
