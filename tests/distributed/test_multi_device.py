@@ -191,12 +191,21 @@ def test_all_counts_devices_through_nvml_not_is_available(monkeypatch: pytest.Mo
 GIB = 1024 * MIB
 
 
+def test_point07_every_device_reads_its_exit_before_anything_is_released() -> None:
+    """The exit figure is the block's end: read while what the session owns is still alive, and
+    before any device's release (one device's empty_cache() empties every device's cache)."""
+    with vramguard.gpu_session("exit", device=["cpu"], leaks="ignore") as s:
+        s.own(torch.ones(64 * MIB // 4))
+    assert s.report is not None
+    (report,) = s.report.devices
+    assert report.at_exit.allocated_bytes is not None and report.before.allocated_bytes is not None
+    assert report.at_exit.allocated_bytes - report.before.allocated_bytes >= 64 * MIB
+    # What the session owned was dropped for every device: each release trims as an owning one.
+    trim = next(step for step in report.release_steps if step.name == "malloc_trim")
+    assert not trim.detail.startswith("skipped"), trim.detail
+
+
 @pytest.mark.gpu
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24 point 7: MultiDeviceSession still releases device by device until the lifecycle's "
-    "exit is split into phases and _finish calls release_together (see core/_multi.py)",
-)
 def test_gpu_point07_each_device_reclaims_its_own_cache() -> None:
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two GPUs: empty_cache emptying another device's cache needs another device")

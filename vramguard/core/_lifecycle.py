@@ -227,7 +227,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
     if run.listener is not None:
         _hooks.empty_cache_listeners.remove(run.listener)
         run.listener = None
-    at_exit = take(dev, nvml=False)
+    at_exit = run.at_exit if run.at_exit is not None else take(dev, nvml=False)
     _fold_host_hwm([run])  # the block's resident peak, before the census and the release run
     census = run.census
     if census is not None:
@@ -261,7 +261,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         # and the faults after it at every step.
         # On CUDA the same holds for emptying the cache (the cudaFree now and the cudaMalloc at
         # the next step): only past a floor of cache growth since the block's entry.
-        floor_bytes = 0 if run.owned else _release.empty_floor_bytes(dev)
+        floor_bytes = 0 if run.owned or run.owns_for_good else _release.empty_floor_bytes(dev)
         steps, after = _release.run_release(
             dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=floor_bytes, entry=run.before
         )

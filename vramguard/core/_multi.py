@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,16 +19,12 @@ from vramguard.core._decorate import check_decorated, decorate
 from vramguard.core._distributed_exit import check_distributed, gatherer, require_initialized
 from vramguard.core._errors import InvalidArgument, SessionError
 from vramguard.core._multi_report import MultiDeviceReport
-from vramguard.core._records import ReleaseStep, _diff
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import (
     ACCEPTED_DEVICES,
     DeviceLike,
-    MemorySnapshot,
     cuda_device_count,
-    cuda_initialized,
-    malloc_trim,
     resolve_device,
 )
 
@@ -122,7 +117,6 @@ class MultiDeviceSession:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> MultiDeviceSession:
-        import time
 
         if self._owned is not None:
             raise SessionError(f"session {self.name!r} is already active; create one session per block")
@@ -155,9 +149,17 @@ class MultiDeviceSession:
         self._finish(exc)
 
     def _finish(self, exc: BaseException | None) -> None:
-        import time
 
         owned, self._owned = self._owned or [], None
+        # torch.cuda.empty_cache() empties every device's cache, whatever the current device (the
+        # native allocator's emptyCache loops over its per-device allocators:
+        # c10/cuda/CUDACachingAllocator.cpp, NativeCachingAllocator::emptyCache). Released device
+        # by device, the first release would empty the others' caches before they read their exit
+        # figures, and they would report nothing reclaimed: every device reads its exit first.
+        # What the session owned is dropped here for all of them, so each device's release
+        # empties its cache as an owning session's does.
+        for session in self.sessions:
+            session.hand_over_exit(owns=bool(owned))
         evicted, refs = _drop_owned(owned, self.devices)
         del owned
         failures: list[BaseException] = []
@@ -217,101 +219,3 @@ def _drop_owned(
 
 def _make_gatherer(session: MultiDeviceSession) -> Callable[[BaseException | None], None]:
     return gatherer(session, session.group, session.gather_timeout)
-
-
-# -- one release for several devices (issue 24, point 7) ---------------------------------------
-#
-# torch.cuda.empty_cache() empties every device's cache, whatever the current device: the native
-# allocator's emptyCache loops over all its per-device allocators (c10/cuda/CUDACachingAllocator.cpp,
-# NativeCachingAllocator::emptyCache: `for (auto& da : device_allocator) da->emptyCache();`).
-# Released device by device, the first device's release would empty the others' caches before
-# they read their exit figures, and they would report 0 reclaimed. So: every device's exit
-# reading first, then one drop, one collection per device, a synchronize per device, one empty,
-# and every device's final reading.
-
-Reading = Callable[[torch.device], MemorySnapshot]
-
-
-@dataclass(frozen=True)
-class DeviceRelease:
-    """One device's part of a release shared by several devices: its readings at the block's end
-    (``at_exit``) and after (``after``), and each shared step's figures as this device saw them."""
-
-    device: torch.device
-    at_exit: MemorySnapshot
-    steps: tuple[ReleaseStep, ...]
-    after: MemorySnapshot
-
-    @property
-    def reclaimed_bytes(self) -> int | None:
-        return _diff(self.at_exit.reserved_bytes, self.after.reserved_bytes)
-
-
-def release_together(
-    devices: Sequence[torch.device],
-    actions: Sequence[tuple[str, Callable[[], str]]],
-    *,
-    read_exit: Reading,
-    read: Reading,
-    read_final: Reading,
-    mark: Callable[[str], None] | None = None,
-) -> tuple[DeviceRelease, ...]:
-    """Run ``actions`` (name, action returning a detail) once for all ``devices``.
-
-    ``read_exit`` is each device's exit reading, taken for every device before the first action
-    (a session's also stops its census there); after each action every device is read again
-    with ``read``, so each step's figures are per device; ``read_final`` is the last reading.
-    """
-    current = {dev: read_exit(dev) for dev in devices}
-    at_exit = dict(current)
-    steps: dict[torch.device, list[ReleaseStep]] = {dev: [] for dev in devices}
-    for name, action in actions:
-        if mark is not None:
-            mark(f"release:{name}")
-        began = time.perf_counter()
-        detail = action()
-        duration = time.perf_counter() - began
-        for dev in devices:
-            now = read(dev)
-            freed_allocated = _diff(current[dev].allocated_bytes, now.allocated_bytes)
-            freed_reserved = _diff(current[dev].reserved_bytes, now.reserved_bytes)
-            steps[dev].append(ReleaseStep(name, duration, freed_allocated, freed_reserved, detail))
-            current[dev] = now
-    return tuple(DeviceRelease(dev, at_exit[dev], tuple(steps[dev]), read_final(dev)) for dev in devices)
-
-
-def shared_release_actions(
-    devices: Sequence[torch.device], drop: Callable[[], str], collects: Sequence[Callable[[], str]]
-) -> list[tuple[str, Callable[[], str]]]:
-    """The release's steps for several devices: drop once, each device's collection, then on
-    CUDA a synchronize per device and one ``empty_cache`` (it empties them all)."""
-
-    def collect() -> str:
-        return "; ".join(detail for detail in (c() for c in collects) if detail)
-
-    actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
-    cuda = [dev for dev in devices if dev.type == "cuda"]
-    if cuda:
-        if not cuda_initialized():
-            # Nothing was ever allocated; touching CUDA now would create a context.
-            skip = "skipped: CUDA not initialised in this process"
-            actions += [("synchronize", lambda: skip), ("empty_cache", lambda: skip)]
-        else:
-
-            def synchronize() -> str:
-                # synchronize(None) would wait for the current device only (torch/cuda/__init__.py).
-                for dev in cuda:
-                    torch.cuda.synchronize(dev)
-                return ", ".join(str(dev) for dev in cuda)
-
-            def empty() -> str:
-                from vramguard.core._release import _raw_empty_cache  # torch's own, not the census's wrapper
-
-                _raw_empty_cache()
-                torch.cuda.ipc_collect()  # type: ignore[no-untyped-call]
-                return f"once for {', '.join(str(dev) for dev in cuda)}: empty_cache empties every device"
-
-            actions += [("synchronize", synchronize), ("empty_cache", empty)]
-    if any(dev.type == "cpu" for dev in devices):
-        actions.append(("malloc_trim", lambda: "" if malloc_trim() else "malloc_trim unavailable (not glibc)"))
-    return actions

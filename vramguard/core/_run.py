@@ -52,6 +52,10 @@ class _Run:
     history_on: bool = False
     census: Any = None
     session_ref: Any = None  # a weak reference to the session object: see _lifecycle.sweep_abandoned
+    at_exit: MemorySnapshot | None = None
+    """The block's end, read before the release by a multi-device session (see _multi)."""
+    owns_for_good: bool = False
+    """A multi-device session dropped what it owned: the release empties as an owning one does."""
 
     def fold_peak(self, allocated: int | None, reserved: int | None) -> None:
         if allocated is not None:

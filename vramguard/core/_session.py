@@ -28,6 +28,7 @@ from vramguard.core._sizes import SizeLike, parse_size
 from vramguard.probes import (
     DeviceLike,
     resolve_device,
+    take,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -265,6 +266,14 @@ class GpuSession:
             "group": self.group,
             "gather_timeout": self.gather_timeout,
         }
+
+    def hand_over_exit(self, *, owns: bool) -> None:
+        """Read the block's end now, before any release (a multi-device session calls this for
+        every device first: one device's empty_cache() empties the others' caches too)."""
+        run = self._run
+        if run is not None:
+            run.at_exit = take(run.device, nvml=False)
+            run.owns_for_good = owns
 
     def _finish(self, exc: BaseException | None) -> None:
         run = self._run
