@@ -338,7 +338,9 @@ def test_gpu_point11_a_fork_after_the_probes_can_still_use_cuda() -> None:
 @pytest.mark.gpu
 def test_gpu_point12_device_used_is_the_v2_figure() -> None:
     pynvml = pytest.importorskip("pynvml")
-    reading = vramguard.probes.read_nvml(torch.cuda.current_device())
+    from vramguard.probes import read_nvml
+
+    reading = read_nvml(torch.cuda.current_device())
     if reading.device_used_bytes is None:
         pytest.skip(f"NVML unreadable here: {reading.reason}")
     assert reading.driver_reserved_bytes is not None, reading.reason

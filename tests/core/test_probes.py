@@ -132,6 +132,7 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> _FakeNvml:
     fake = _FakeNvml(os.getpid(), 700 * MIB)
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.setattr(_nvml, "_state", {"started": False, "module": None, "reason": None})
+    monkeypatch.setattr(_nvml, "_mig", {})
     return fake
 
 
@@ -147,6 +148,16 @@ def test_nvml_point12_device_memory_is_read_through_the_v2_struct(fake_nvml: _Fa
     reading = _nvml.read_nvml(0)
     assert reading.device_used_bytes == 3 * 2**30 - 512 * MIB
     assert reading.driver_reserved_bytes == 512 * MIB
+
+
+def test_nvml_under_mig_says_the_device_figures_are_the_whole_gpus(
+    fake_nvml: _FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_nvml, "_mig", {})
+    fake_nvml.nvmlDeviceGetMigMode = lambda handle: (1, 1)  # type: ignore[attr-defined]
+    reading = _nvml.read_nvml(0)
+    assert reading.process_used_bytes == 700 * MIB
+    assert reading.reason is not None and "MIG" in reading.reason and "whole GPU" in reading.reason
 
 
 def test_nvml_point12_an_old_driver_falls_back_to_v1_and_says_so(fake_nvml: _FakeNvml) -> None:
@@ -196,7 +207,8 @@ def test_probe_never_creates_a_cuda_context() -> None:
     code = textwrap.dedent(
         """
         import torch, vramguard
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        from vramguard.probes import cuda_available
+        dev = "cuda" if cuda_available() else "cpu"  # NVML: no cuInit
         vramguard.snapshot(dev)
         vramguard.snapshot("auto")
         with vramguard.gpu_session(device=dev):

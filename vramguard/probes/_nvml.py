@@ -149,8 +149,30 @@ def read_nvml(torch_index: int, pid: int | None = None) -> NvmlReading:
             if memory is None:
                 reason = "NVML gives no per-process memory here (MIG or WDDM)"
                 return NvmlReading(total, used, None, reason, driver_reserved)
+            if _mig_enabled(nvml, handle, torch_index):
+                reason = "MIG is on: NVML's device figures are the whole GPU's, not this instance's"
+                return NvmlReading(total, used, int(memory), reason, driver_reserved)
             return NvmlReading(total, used, int(memory), v1_note, driver_reserved)
     return NvmlReading(total, used, None, _missing_pid_reason(pid, processes), driver_reserved)
+
+
+_mig: dict[int, bool] = {}
+
+
+def _mig_enabled(nvml: Any, handle: Any, torch_index: int) -> bool:
+    """Whether the GPU runs MIG instances (``nvmlDeviceGetMigMode``: current, pending); False
+    where the call is missing or refused (a driver or GPU without MIG). Read once per device:
+    the mode changes only with a GPU reset."""
+    known = _mig.get(torch_index)
+    if known is not None:
+        return known
+    try:
+        current, _ = nvml.nvmlDeviceGetMigMode(handle)
+    except Exception:
+        current = None
+    enabled = current is not None and current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
+    _mig[torch_index] = enabled
+    return enabled
 
 
 def _missing_pid_reason(pid: int, processes: list[Any]) -> str:
