@@ -4,6 +4,8 @@ the cap is gone after the block, however it ended."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -104,3 +106,85 @@ def test_cuda_caps_the_allocator_and_restores_it_after_an_exception() -> None:
     assert torch.cuda.get_per_process_memory_fraction(0) == before
     big = torch.empty(256 * MiB, dtype=torch.uint8, device="cuda")
     assert big.numel() == 256 * MiB
+
+
+def _free_space_in_a_partly_used_segment(free_mib: int, used_mib: int) -> torch.Tensor:
+    """Leave ``free_mib`` free inside a segment that a live tensor of ``used_mib`` keeps: a
+    segment of both sizes is cached, then split by the smaller request (best fit), so
+    ``empty_cache`` cannot return it."""
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    whole = torch.empty((free_mib + used_mib) * MiB, dtype=torch.uint8, device="cuda")
+    del whole
+    kept = torch.empty(used_mib * MiB, dtype=torch.uint8, device="cuda")
+    torch.cuda.empty_cache()
+    return kept
+
+
+@pytest.mark.gpu
+def test_gpu_point06_free_space_in_older_segments_does_not_stretch_the_budget() -> None:
+    """The cap was reserved-at-entry + budget: 40 MiB free inside a segment that an older tensor
+    keeps was handed out on top, so the block held 96 MiB under a 64 MiB budget and ended with
+    PeakExceeded at exit. Now the allocator refuses inside the block before 64 MiB."""
+    before = torch.cuda.get_per_process_memory_fraction(0)
+    kept = _free_space_in_a_partly_used_segment(free_mib=40, used_mib=20)
+    slack = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+    assert 40 * MiB <= slack <= 64 * MiB  # the set-up held: free space in a segment in use
+    held: list[torch.Tensor] = []
+    peak = 0
+    with pytest.raises(torch.OutOfMemoryError), hard("64 MiB", "cuda") as session:
+        for _ in range(16):  # 256 MiB in all
+            held.append(torch.empty(16 * MiB, dtype=torch.uint8, device="cuda"))
+            peak = len(held) * 16 * MiB
+    assert 0 < peak <= 64 * MiB
+    assert session.report is not None and session.report.raised is not None
+    held.clear()
+    del kept
+    assert torch.cuda.get_per_process_memory_fraction(0) == before
+
+
+@pytest.mark.gpu
+def test_gpu_point06_two_threads_budgets_leaving_out_of_order_restore_the_fraction() -> None:
+    """A enters, B enters, A leaves, B leaves. Each used to restore what it found, so B put back
+    A's cap and the process stayed capped for good."""
+    import threading
+
+    before = torch.cuda.get_per_process_memory_fraction(0)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def guarded(body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as error:  # re-raised in the test's thread
+                errors.append(error)
+                for event in (a_in, b_in, a_out):  # the other thread must not wait for ever
+                    event.set()
+
+        return run
+
+    def thread_a() -> None:
+        with hard("64 MiB", "cuda"):
+            a_in.set()
+            b_in.wait()
+            seen["both"] = torch.cuda.get_per_process_memory_fraction(0)
+        a_out.set()
+
+    def thread_b() -> None:
+        a_in.wait()
+        with hard("256 MiB", "cuda"):
+            b_in.set()
+            a_out.wait()
+            seen["b alone"] = torch.cuda.get_per_process_memory_fraction(0)
+            torch.empty(128 * MiB, dtype=torch.uint8, device="cuda")  # fits B's budget, not A's
+
+    threads = [threading.Thread(target=guarded(thread_a)), threading.Thread(target=guarded(thread_b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert seen["both"] < seen["b alone"] < before
+    assert torch.cuda.get_per_process_memory_fraction(0) == before

@@ -2,7 +2,8 @@
 out-of-memory and growing back after a run of successes.
 
 Unlike accelerate's ``find_executable_batch_size`` it recognises an out-of-memory error by its
-type only (:mod:`vramguard.resilience._oom`), drops the failed attempt's frames before it
+type (and a CUDA library's allocation failure, which torch raises as a plain ``RuntimeError``,
+by its status name: :mod:`vramguard.resilience._oom`), drops the failed attempt's frames before it
 releases (they hold the activations), releases in vramguard's order, remembers the size that
 worked per key, and keeps every argument when the function is partially applied.
 """
@@ -23,7 +24,7 @@ from vramguard.core._policy import add_note
 from vramguard.core._release import release
 from vramguard.core._sizes import format_size
 from vramguard.probes import DeviceLike, resolve_device
-from vramguard.resilience._oom import OUT_OF_MEMORY, drop_frames
+from vramguard.resilience._oom import drop_frames, is_out_of_memory
 
 T = TypeVar("T")
 KeyFunction = Callable[..., Hashable]
@@ -151,7 +152,8 @@ def adaptive_batch(
     """Decorate ``fn(batch_size, ...)``: callers leave ``batch_size`` out and it is chosen.
 
     The first call tries ``start``. On an out-of-memory error (``torch.OutOfMemoryError``,
-    ``MemoryError``, a hard budget's :class:`~vramguard.BudgetExceeded`) the failed attempt's
+    ``MemoryError``, a hard budget's :class:`~vramguard.BudgetExceeded`, a cuBLAS, cuSOLVER or
+    cuDNN allocation failure: :func:`vramguard.resilience.is_out_of_memory`) the failed attempt's
     frames are cleared, memory is released in order (:func:`vramguard.release` on ``device``),
     what was still held is logged (logger ``vramguard.resilience``) and the call is retried at
     ``batch_size * shrink``. Below ``min`` the original error is raised with ``attempts`` (the
@@ -207,7 +209,9 @@ def adaptive_batch(
                     attempts.append(size)
                     try:
                         result = await func(size, *args, **kwargs)
-                    except OUT_OF_MEMORY as error:
+                    except Exception as error:
+                        if not is_out_of_memory(error):
+                            raise
                         size = failed(error, size, attempts)
                         if size is None:
                             raise
@@ -229,7 +233,9 @@ def adaptive_batch(
                     attempts.append(size)
                     try:
                         result = func(size, *args, **kwargs)
-                    except OUT_OF_MEMORY as error:
+                    except Exception as error:
+                        if not is_out_of_memory(error):
+                            raise
                         size = failed(error, size, attempts)
                         if size is None:
                             raise

@@ -1,16 +1,22 @@
 """Hard budgets: ``gpu_session(max_peak=..., hard=True)`` makes an allocation past the budget fail
 inside the block, instead of letting the block starve everyone else and be judged afterwards.
 
-CUDA: the caching allocator itself is capped (``torch.cuda.set_per_process_memory_fraction``,
-restored at exit, also after an exception), so the block gets ``torch.OutOfMemoryError`` from
-the allocator at its budget. The host has no allocator cap to set, so every op the block runs
-goes through a dispatch mode that counts the storages it creates (exactly, once per storage,
-freed ones dropped) and refuses the op whose output would take them past the budget with
-:class:`~vramguard.BudgetExceeded`, a ``MemoryError``; that output is freed at once.
+CUDA: the caching allocator itself is capped (``torch.cuda.set_per_process_memory_fraction``)
+at the bytes allocated at entry plus the budget, so the block gets ``torch.OutOfMemoryError``
+from the allocator. The allocator checks its cap against reserved segments, so the refusal can
+come before the block's allocated bytes reach the budget, never after, unless the free space
+inside partly used segments at entry was already larger than the budget (docs/reliability.md).
+The cap in force is the smallest of the active budgets on the device; the fraction found at
+the first entry comes back when the last leaves, also after an exception. The host has no
+allocator cap to set, so every op the block runs goes through a dispatch mode that counts the
+storages it creates (exactly, once per storage, freed ones dropped) and refuses the op whose
+output would take them past the budget with :class:`~vramguard.BudgetExceeded`, a
+``MemoryError``; that output is freed at once.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -19,9 +25,11 @@ from torch.utils._pytree import tree_leaves
 
 from vramguard.census._scan import StorageWeakRef
 from vramguard.core._errors import BudgetExceeded
+from vramguard.core._release import _raw_empty_cache
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_key
-from vramguard.probes import cuda_initialized
+from vramguard.probes import cuda_initialized, read_allocator
+from vramguard.resilience._caps import CapPlan, FractionStack, fraction_for, plan_cap
 
 
 class HostBudget(TorchDispatchMode):  # type: ignore[no-untyped-call]
@@ -86,37 +94,87 @@ class HostBudget(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return out
 
 
+def _entry_figures(index: int) -> tuple[int, int, int | None]:
+    """(total, allocated, reserved) bytes of device ``index`` once its cache is emptied.
+
+    torch's own ``empty_cache`` (``_raw_empty_cache``): the census of an enclosing session wraps
+    the public one to catch a user emptying the cache before dropping references, and the
+    budget's own call is not the user's. Synchronized first, so blocks freed by work still
+    queued are back in the cache to be returned."""
+    if cuda_initialized():
+        torch.cuda.synchronize(index)
+        with torch.cuda.device(index):
+            _raw_empty_cache()
+    total = int(torch.cuda.get_device_properties(index).total_memory)
+    reading = read_allocator(torch.device("cuda", index))
+    return total, reading.allocated_bytes, reading.reserved_bytes
+
+
+def _read_fraction(index: int) -> float:
+    # get_per_process_memory_fraction is documented from torch 2.9 on (torch/cuda/memory.py:200
+    # in 2.13; 2.11 has it). Without it the fraction in force cannot be read: torch's default,
+    # 1.0, is assumed, and a fraction set by hand before the first hard budget is lost at its exit.
+    getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    return float(getter(index)) if getter is not None else 1.0
+
+
+def _write_fraction(fraction: float, index: int) -> None:
+    torch.cuda.set_per_process_memory_fraction(fraction, index)
+
+
+_STACKS: dict[int, FractionStack] = {}
+"""The hard budgets active per device index: the fraction is process-wide, budgets nest and
+run in several threads at once, and they leave in any order."""
+_STACKS_LOCK = threading.Lock()
+
+
 class CudaBudget:
-    """Caps the CUDA caching allocator of ``device`` at what it reserves at entry plus
-    ``budget_bytes``; the previous fraction comes back at exit. The cache is emptied first, so
-    free cached blocks do not stretch the budget. The cap is on reserved segments (the
-    allocator rounds to 2 MiB blocks and 20 MiB segments), and it is process-wide for the
-    device: other threads' allocations count against it while the block runs."""
+    """Caps the CUDA caching allocator of ``device`` at the bytes allocated at entry plus
+    ``budget_bytes`` (see :func:`~vramguard.resilience._caps.plan_cap`: the allocator counts
+    reserved segments, and allocated ≤ reserved), through the per-process memory fraction.
+
+    The cap is process-wide for the device: other threads' allocations count against it while
+    the block runs. Budgets active at once share a stack per device: the smallest cap is in
+    force, and when one leaves, in any order, the smallest of the others comes back (the
+    fraction found at the first entry when none is left)."""
 
     def __init__(self, budget_bytes: int, device: torch.device) -> None:
         self.budget_bytes = budget_bytes
         self.device = device
         self.index = device.index if device.index is not None else torch.cuda.current_device()
-        self.previous: float | None = None
+        self.plan: CapPlan | None = None
         self.fraction: float | None = None
+        self._token: int | None = None
 
     def __enter__(self) -> CudaBudget:
         index = self.index
-        if cuda_initialized():
-            torch.cuda.synchronize(index)
-            torch.cuda.empty_cache()
-        total = torch.cuda.get_device_properties(index).total_memory
-        getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-        self.previous = float(getter(index)) if getter is not None else 1.0
-        base = torch.cuda.memory_reserved(index)
-        self.fraction = min(self.previous, (base + self.budget_bytes) / total)
-        torch.cuda.set_per_process_memory_fraction(self.fraction, index)
+        total, allocated, reserved = _entry_figures(index)
+        self.plan = plan_cap(self.budget_bytes, allocated, reserved)
+        self.fraction = fraction_for(self.plan.cap_bytes, total)
+        with _STACKS_LOCK:
+            stack = _STACKS.setdefault(index, FractionStack())
+            current = _read_fraction(index) if stack.original is None else stack.original
+            token, effective = stack.push(self.fraction, current)
+            try:
+                _write_fraction(effective, index)
+            except BaseException:
+                stack.pop(token)
+                if stack.empty:
+                    del _STACKS[index]
+                raise
+        self._token = token
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            torch.cuda.set_per_process_memory_fraction(self.previous, self.index)
-            self.previous = None
+        token, self._token = self._token, None
+        if token is None:
+            return
+        with _STACKS_LOCK:
+            stack = _STACKS[self.index]
+            fraction = stack.pop(token)
+            if stack.empty:
+                del _STACKS[self.index]
+            _write_fraction(fraction, self.index)
 
 
 class Budget:

@@ -5,7 +5,9 @@ one thing ``empty_cache()`` can never return).
 The parent never touches the device. It pickles the call itself first (an argument that cannot
 cross says so before a process starts), then waits on the result pipe and the process's
 sentinel together: a child that is killed or crashes gives :class:`~vramguard.ChildCrashed`
-naming the signal, never a hang.
+naming the signal, never a hang. The child moves every CUDA tensor in its result (and in an
+exception it raises) to the CPU before sending it (:mod:`vramguard.resilience._transfer`):
+rebuilt as sent, it would land on the parent's GPU and create the context isolation avoids.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Generic, TypeVar
 from vramguard.core._errors import ChildCrashed, InvalidArgument, IsolationError, NotPicklable
 from vramguard.core._policy import add_note
 from vramguard.core._records import SessionReport
+from vramguard.resilience._transfer import dumps_result
 
 T = TypeVar("T")
 ISOLATED_MARK = "__vramguard_isolated__"
@@ -101,7 +104,7 @@ def _child(payload: bytes, conn: Connection) -> None:
             ended = time.monotonic()
             text = "".join(traceback.format_exception(error))
             try:
-                body = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+                body = dumps_result(error)
                 pickle.loads(body)  # an exception that pickles but cannot be rebuilt is sent as text
             except Exception:
                 body = None
@@ -109,7 +112,7 @@ def _child(payload: bytes, conn: Connection) -> None:
         else:
             ended = time.monotonic()
             try:
-                body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                body = dumps_result(result)
                 message = ("ok", body)
             except Exception as error:
                 message = ("unpicklable", f"{type(result).__name__}: {type(error).__name__}: {error}")
@@ -244,7 +247,8 @@ def isolated(
 ) -> Isolated[T]:
     """Run ``fn(*args, **kwargs)`` in a spawned child process, in a session on ``device``;
     returns an :class:`Isolated` (``.value``, the child's ``.report``, the costs). When it
-    returns, everything the child held is back, its CUDA context included.
+    returns, everything the child held is back, its CUDA context included. CUDA tensors in the
+    value come back on the CPU (moved in the child), so this process never calls into CUDA.
 
     The child's exception is re-raised here with the child's traceback in a note; a child that
     is killed or crashes raises :class:`~vramguard.ChildCrashed`; an argument, result or
