@@ -91,6 +91,31 @@ def test_gpu_point05_wake_waits_for_the_models_device(monkeypatch: pytest.Monkey
         assert b.device == torch.device("cuda", 1) and torch.equal(b.cpu(), expected[name]), name
 
 
+def test_gpu_point05_wake_names_the_device_it_waits_for_on_one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same point on a one-GPU machine: the wake waits for the model's device by name, never
+    through a bare ``synchronize()`` (the current device), and the copies are done when it returns."""
+    model = _Flat([2**26, 2**26], "cuda:0")
+    expected = {name: b.cpu() for name, b in model.named_buffers()}
+    parked = vramguard.park(model)
+    waited: list[torch.device | int | str | None] = []
+    real = torch.cuda.synchronize
+
+    def spy(device: torch.device | int | str | None = None) -> None:
+        waited.append(device)
+        real(device)
+
+    monkeypatch.setattr(torch.cuda, "synchronize", spy)
+    vramguard.wake(parked, non_blocking=True)
+    assert torch.cuda.current_stream(0).query(), "copies still running after wake returned"
+    assert waited and None not in waited
+    assert torch.device("cuda", 0) in [
+        torch.device(d) if not isinstance(d, int) else torch.device("cuda", d) for d in waited
+    ]
+    monkeypatch.undo()
+    for name, b in model.named_buffers():
+        assert torch.equal(b.cpu(), expected[name]), name
+
+
 def test_gpu_point09_one_pinned_buffer_of_the_sum_returned_on_wake() -> None:
     """Storages of 1.1 and 0.6 x 128 MiB: the park pins one buffer of their sum (plus alignment),
     not 256 + 128 MiB of power-of-two blocks from torch's pinned allocator; the wake unpins it,
