@@ -179,18 +179,18 @@ def test_point02_new_workspaces_are_those_not_seen_at_the_last_look(monkeypatch:
 FIRST_MATMUL = """
     import json, torch, vramguard
     dev = torch.device("cuda", 0)
-    torch.zeros(1, device=dev)  # CUDA initialised; no matmul yet on this thread and stream
+    torch.zeros(1, device=dev)  # CUDA initialised; no matmul yet
     results = {}
     for census in (False, True):
-        with vramguard.gpu_session(device=dev, census=census, leaks="ignore") as s:
-            a = torch.randn(512, 512, device=dev)
-            b = a @ a
-            s.keep(b.sum())  # a 4-byte scalar kept
-            del a, b
+        # A new stream for each run: cuBLAS keeps one workspace per (handle, stream), so each
+        # block's first matmul allocates one (CublasHandlePool.cpp, setWorkspaceForHandle).
+        with torch.cuda.stream(torch.cuda.Stream(dev)):
+            with vramguard.gpu_session(device=dev, census=census, leaks="ignore") as s:
+                a = torch.randn(512, 512, device=dev)
+                b = a @ a
+                s.keep(b.sum())  # a 4-byte scalar kept
+                del a, b
         results[str(census)] = [s.report.leaked_bytes, list(s.report.notes)]
-        torch.cuda.current_stream(dev).synchronize()
-        with torch.cuda.stream(torch.cuda.Stream(dev)):  # a new stream: a new workspace for the second run
-            pass
     print(json.dumps(results))
 """
 
@@ -266,10 +266,7 @@ def test_gpu_point08_creation_sites_are_python_frames() -> None:
         history = s.report.memory_history if s.report is not None else None
         assert history is not None
         frames = [
-            frame
-            for segment in history["segments"]
-            for block in segment["blocks"]
-            for frame in block.get("frames", ())
+            frame for segment in history["segments"] for block in segment["blocks"] for frame in block.get("frames", ())
         ]
         assert frames, "the history recorded no frames"
         assert not [f for f in frames if str(f.get("filename", "")).startswith("??") or ".so" in str(f["filename"])]
@@ -365,28 +362,31 @@ def test_point13_the_snapshot_docs_put_workspaces_in_reserved() -> None:
 
 @pytest.mark.gpu
 def test_gpu_point13_the_first_matmul_grows_reserved_not_the_context() -> None:
+    """The workspace is a block of torch's caching allocator, so it is in reserved_bytes. (The
+    context may grow too at the first matmul, as the driver loads cuBLAS's kernels: that is the
+    context's own growth, which is why the test does not bound it.)"""
     results = _fresh(
         """
         import json, torch, vramguard
-        from vramguard.probes import workspace_sizes
+        from vramguard.probes import live_blocks, workspace_sizes
         dev = torch.device("cuda", 0)
         torch.zeros(1, device=dev)
-        first = vramguard.snapshot(dev)
+        first, entry = vramguard.snapshot(dev), live_blocks(dev)
         a = torch.randn(64, 64, device=dev)
         (a @ a).sum().item()
         del a
-        second = vramguard.snapshot(dev)
+        second, now = vramguard.snapshot(dev), live_blocks(dev)
+        sizes = workspace_sizes(dev)
+        new = [b.requested_bytes for a, b in now.items() if a not in entry and b.requested_bytes in sizes]
         print(json.dumps({
             "reserved": second.reserved_bytes - first.reserved_bytes,
-            "context": None if first.context_bytes is None or second.context_bytes is None
-            else second.context_bytes - first.context_bytes,
-            "workspace": max(workspace_sizes(dev)),
+            "workspaces": new,
+            "largest": max(sizes),
         }))
         """
     )
-    assert results["reserved"] >= results["workspace"], results
-    if results["context"] is not None:
-        assert results["context"] < results["workspace"] // 2, results
+    assert results["workspaces"], results
+    assert results["reserved"] >= max(results["workspaces"]), results
 
 
 # --- the release policy on CUDA -----------------------------------------------------------------
