@@ -1,7 +1,8 @@
-"""A session per inference step: its CPU cost beside the plain step, side by side in one run.
+"""A session per inference step: its cost beside the plain step, side by side in one run.
 
     .venv/bin/python benchmarks/inference_loop.py [--steps 100] [--rounds 7] [--objects 171000]
     .venv/bin/python benchmarks/inference_loop.py --quick   # 2 steps, 5 rounds, a tiny model: CI
+    .venv/bin/python benchmarks/inference_loop.py --device cuda [--step-ms 4,20] [--quick]
 
 A small ``nn.TransformerEncoder`` (d_model 256, 4 layers, batch 8×32, under
 ``torch.inference_mode()``: about 15–20 ms of CPU per step on a 2-core development machine;
@@ -10,61 +11,99 @@ gc-tracked objects in all (the torch import's own, topped up with one-element li
 small application's heap. Variants, alternated within every round so drift hits them alike:
 
 - plain: the step function, undecorated;
-- session: the same function decorated with ``@vramguard.gpu_session(device="cpu",
+- session: the same function decorated with ``@vramguard.gpu_session(device=...,
   leaks="ignore")``, the defaults (census and release on): one session per step, its output
   kept (the decorator keeps the return value);
 - census off, release off: the same decorator with ``census=False`` or ``release=False``;
 - census + release off: the bare session (snapshots, the host peak's VmHWM reset, the sampler
   thread that looks every 5 ms);
-- plain + malloc_trim: the plain step followed by vramguard's host ``malloc_trim(0)`` alone (the
-  release's last host step), to show what handing freed pages back to the OS at every step
-  costs: the trim itself, and the page faults of the next step that takes them back;
-- defaults, trim stubbed (diagnostic): the default session with the release's ``malloc_trim``
-  replaced by a no-op for the call (``vramguard.core._release.malloc_trim``), which is what the
-  session would cost if the host release skipped the trim when there is little to hand back.
+- plain + malloc_trim (host) / plain + empty_cache (CUDA): the plain step followed by the
+  release's last step alone, to show what handing freed memory back at every step costs: the
+  call itself, and the next step taking the memory back (page faults; cudaMalloc);
+- defaults, trim stubbed (diagnostic, host only): the default session with the release's
+  ``malloc_trim`` replaced by a no-op for the call (``vramguard.core._release.malloc_trim``),
+  which is what the session would cost if the host release skipped the trim when there is
+  little to hand back.
 
-Times are CPU time of the process (``time.process_time()``, all its threads), not wall-clock
-time; torch runs one thread. Printed: the median over rounds of the CPU time per step, its
-ratio to plain, and the part of it spent in the kernel (``getrusage``'s system time).
-The goal: the default session costs at most 1.10× the plain step.
+On the host, times are CPU time of the process (``time.process_time()``, all its threads), not
+wall-clock time; torch runs one thread. On CUDA they are wall-clock (``time.perf_counter()``),
+and every step ends with ``torch.cuda.synchronize()``, so a step's time is its kernels' and not
+their launch. ``--step-ms 4,20`` (the default on CUDA) sizes the batch for each target: a few
+plain steps are timed at batch 1, 2, 4, ... (at most 12 sizes) until a step takes the target,
+then once at the size interpolated between the last two; the achieved step time is printed and
+saved. Printed per loop: the median over rounds of the time per step, its ratio to plain, and
+the part of it spent in the kernel (``getrusage``'s system time). The goal: the default session
+costs at most 1.10× the plain step.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from bench_env import environment, label, resolve, write
 
 import vramguard
 from vramguard.probes import malloc_trim
 
 GOAL_RATIO = 1.10
+CALIBRATION_SIZES = 12  # batch 1 to 2048: the search is bounded by a count, never by time
+CALIBRATION_STEPS = 5
+MAX_BATCH = 2048
+
+Step = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _model(d_model: int, layers: int) -> torch.nn.Module:
-    layer = torch.nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, batch_first=True)
-    return torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
+@dataclass(frozen=True)
+class Shape:
+    """One loop's model and input."""
+
+    d_model: int
+    layers: int
+    batch: int
+    length: int
 
 
-def _variants(model: torch.nn.Module) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def _model(shape: Shape, device: torch.device) -> torch.nn.Module:
+    layer = torch.nn.TransformerEncoderLayer(shape.d_model, 4, 4 * shape.d_model, dropout=0.0, batch_first=True)
+    return torch.nn.TransformerEncoder(layer, shape.layers, enable_nested_tensor=False).eval().to(device)
+
+
+def _plain(model: torch.nn.Module, device: torch.device) -> Step:
     def step(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return model(x)  # type: ignore[no-any-return]
+            out: torch.Tensor = model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step's time is its kernels', not their launch
+        return out
 
-    def session(**options: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        decorate = vramguard.gpu_session(device="cpu", leaks="ignore", **options)
+    return step
+
+
+def _variants(model: torch.nn.Module, device: torch.device) -> dict[str, Step]:
+    step = _plain(model, device)
+
+    def session(**options: Any) -> Step:
+        decorate = vramguard.gpu_session(device=device, leaks="ignore", **options)
         return decorate(step)
 
     def trimmed(x: torch.Tensor) -> torch.Tensor:
         out = step(x)
         malloc_trim()
+        return out
+
+    def emptied(x: torch.Tensor) -> torch.Tensor:
+        out = step(x)
+        torch.cuda.empty_cache()
         return out
 
     variants = {
@@ -73,8 +112,11 @@ def _variants(model: torch.nn.Module) -> dict[str, Callable[[torch.Tensor], torc
         "session, census off": session(census=False),
         "session, release off": session(release=False),
         "session, census + release off": session(census=False, release=False),
-        "plain + malloc_trim": trimmed,
     }
+    if device.type == "cuda":
+        variants["plain + empty_cache"] = emptied
+        return variants
+    variants["plain + malloc_trim"] = trimmed
     release = sys.modules.get("vramguard.core._release")
     if callable(getattr(release, "malloc_trim", None)):
         defaults = session()
@@ -95,14 +137,60 @@ def _no_trim() -> bool:
     return True
 
 
-def _round(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int) -> tuple[float, float]:
-    """(CPU seconds, of which system seconds) per step over ``steps`` steps."""
-    began, kernel = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
+def _clock(device: torch.device) -> Callable[[], float]:
+    """Host: the process's CPU time; CUDA: the wall clock (the step synchronizes)."""
+    return time.perf_counter if device.type == "cuda" else time.process_time
+
+
+def _round(fn: Step, x: torch.Tensor, steps: int, clock: Callable[[], float]) -> tuple[float, float]:
+    """(seconds, of which system CPU seconds) per step over ``steps`` steps."""
+    began, kernel = clock(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     for _ in range(steps):
         out = fn(x)
         del out
-    cpu = time.process_time() - began
-    return cpu / steps, (resource.getrusage(resource.RUSAGE_SELF).ru_stime - kernel) / steps
+    took = clock() - began
+    return took / steps, (resource.getrusage(resource.RUSAGE_SELF).ru_stime - kernel) / steps
+
+
+def _input(shape: Shape, device: torch.device) -> torch.Tensor:
+    return torch.randn(shape.batch, shape.length, shape.d_model, device=device)
+
+
+def _plain_step_s(shape: Shape, model: torch.nn.Module, device: torch.device, clock: Callable[[], float]) -> float:
+    """The median time of a few plain steps at this shape, after two untimed ones."""
+    step, x = _plain(model, device), _input(shape, device)
+    _round(step, x, 2, clock)
+    return statistics.median(_round(step, x, 1, clock)[0] for _ in range(CALIBRATION_STEPS))
+
+
+def calibrate(
+    base: Shape, target_s: float, device: torch.device, clock: Callable[[], float]
+) -> tuple[Shape, list[tuple[int, float]]]:
+    """The batch whose plain step takes about ``target_s``: doubling from 1 until a step takes
+    the target (at most :data:`CALIBRATION_SIZES` sizes), then the size interpolated linearly
+    between the last two. Returns the shape and every (batch, seconds) measured."""
+    model = _model(base, device)
+    tried: list[tuple[int, float]] = []
+    batch = 1
+    for _ in range(CALIBRATION_SIZES):
+        tried.append((batch, _plain_step_s(Shape(base.d_model, base.layers, batch, base.length), model, device, clock)))
+        if tried[-1][1] >= target_s or batch >= MAX_BATCH:
+            break
+        batch *= 2
+    chosen = tried[-1][0]
+    if len(tried) >= 2 and tried[-1][1] > target_s:
+        (low, low_s), (high, high_s) = tried[-2], tried[-1]
+        if high_s > low_s:
+            chosen = max(1, round(low + (target_s - low_s) * (high - low) / (high_s - low_s)))
+        if chosen not in (low, high):
+            tried.append(
+                (chosen, _plain_step_s(Shape(base.d_model, base.layers, chosen, base.length), model, device, clock))
+            )
+    del model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return Shape(base.d_model, base.layers, chosen, base.length), tried
 
 
 def _ballast(target: int) -> list[Any]:
@@ -111,34 +199,21 @@ def _ballast(target: int) -> list[Any]:
     return [[i] for i in range(max(0, target - len(gc.get_objects())))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--objects", type=int, default=171_000, help="gc-tracked objects in the process")
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--batch", default="8x32", help="batch × sequence length")
-    parser.add_argument("--quick", action="store_true", help="2 steps, 5 rounds, d_model 32, 1 layer, 2x8, no ballast")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.steps, args.rounds, args.objects, args.d_model, args.layers, args.batch = 2, 5, 0, 32, 1, "2x8"
-    if args.rounds < 5:
-        parser.error("--rounds: at least 5")
-    torch.set_num_threads(1)
+def run_loop(
+    shape: Shape, device: torch.device, args: argparse.Namespace, clock: Callable[[], float]
+) -> dict[str, Any]:
+    """Every variant at this shape, alternated within each round; the medians and ratios."""
     torch.manual_seed(0)
-    batch, length = (int(n) for n in args.batch.split("x"))
-    model = _model(args.d_model, args.layers)
-    x = torch.randn(batch, length, args.d_model)
-    variants = _variants(model)
+    model = _model(shape, device)
+    x = _input(shape, device)
+    variants = _variants(model, device)
     for fn in variants.values():  # warm-up: kernels, the census's imports, the sampler thread
-        _round(fn, x, 3)
+        _round(fn, x, 3, clock)
     ballast = _ballast(args.objects)
     gc.collect()
     live = len(gc.get_objects())
     print(
-        f"torch {torch.__version__}, one thread, host; CPU time (time.process_time)\n"
-        f"TransformerEncoder d_model {args.d_model}, {args.layers} layers, batch {batch}×{length}, "
+        f"TransformerEncoder d_model {shape.d_model}, {shape.layers} layers, batch {shape.batch}×{shape.length}, "
         f"inference_mode; {live} gc-tracked objects ({len(ballast)} of them added lists); "
         f"{args.steps} steps per round, median of {args.rounds} rounds"
     )
@@ -146,18 +221,22 @@ def main(argv: list[str] | None = None) -> int:
     kernel: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():  # alternate within each round
-            cpu, system = _round(fn, x, args.steps)
-            samples[name].append(cpu)
+            seconds, system = _round(fn, x, args.steps, clock)
+            samples[name].append(seconds)
             kernel[name].append(system)
     base = statistics.median(samples["plain"])
-    print(
-        f"\n  {'variant':<36} {'CPU ms/step, median (min–max)':>30} {'× plain':>8} {'+ms/step':>9} {'of it sys ms':>12}"
-    )
-    for name, seconds in samples.items():
-        median = statistics.median(seconds)
-        spread = f"{median * 1e3:7.2f} ({min(seconds) * 1e3:.2f}–{max(seconds) * 1e3:.2f})"
-        system = statistics.median(kernel[name]) * 1e3
-        print(f"  {name:<36} {spread:>30} {median / base:8.3f} {(median - base) * 1e3:9.2f} {system:12.2f}")
+    unit = "ms/step" if device.type == "cuda" else "CPU ms/step"
+    print(f"\n  {'variant':<36} {unit + ', median (min–max)':>30} {'× plain':>8} {'+ms/step':>9} {'of it sys ms':>12}")
+    rows = []
+    for name, times in samples.items():
+        median = statistics.median(times)
+        spread = f"{median * 1e3:7.2f} ({min(times) * 1e3:.2f}–{max(times) * 1e3:.2f})"
+        system = statistics.median(kernel[name])
+        print(f"  {name:<36} {spread:>30} {median / base:8.3f} {(median - base) * 1e3:9.2f} {system * 1e3:12.2f}")
+        rows.append(
+            {"variant": name, "median_s": median, "min_s": min(times), "max_s": max(times),
+             "ratio": median / base, "system_s": system}
+        )  # fmt: skip
     ratio = statistics.median(samples["session (defaults)"]) / base
     verdict = "PASS" if ratio <= GOAL_RATIO else "FAIL"
     print(f"\n  {verdict}  default session per step: {ratio:.3f}× the plain step (goal ≤ {GOAL_RATIO:.2f}×)")
@@ -166,7 +245,145 @@ def main(argv: list[str] | None = None) -> int:
         for step in report.release_steps:
             if step.detail:
                 print(f"  last session's release, {step.name}: {step.detail}")
-    del ballast
+    del ballast, variants, model, x
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "model": asdict(shape),
+        "gc_objects": live,
+        "plain_step_s": base,
+        "default_ratio": ratio,
+        "verdict": verdict,
+        "variants": rows,
+    }
+
+
+def _targets(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        targets = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        targets = []
+    if not targets or any(t <= 0 for t in targets):
+        raise SystemExit(f"--step-ms: positive milliseconds separated by commas, e.g. 4,20 (got {text!r})")
+    return targets
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """One table per loop: each variant's time per step and its ratio to the plain step."""
+    lines = [
+        f"Device: {data['device_label']}. Date: {data['date']}. Clock: {data['clock']}. "
+        f"{data['steps']} steps per round, median of {data['rounds']} rounds. Command: `{data['command']}`."
+    ]
+    for loop in data["loops"]:
+        shape = loop["model"]
+        target = loop.get("target_ms")
+        heading = f"target {target:g} ms, achieved {loop['plain_step_s'] * 1e3:.2f} ms" if target else "fixed size"
+        lines += [
+            "",
+            f"**{heading}** (TransformerEncoder d_model {shape['d_model']}, {shape['layers']} layers, "
+            f"batch {shape['batch']}×{shape['length']}; {loop['gc_objects']:,} gc-tracked objects):",
+            "",
+            "| variant | ms/step, median (min–max) | × plain | + ms/step |",
+            "|---|---|---|---|",
+        ]
+        base = loop["plain_step_s"]
+        for row in loop["variants"]:
+            lines.append(
+                f"| {row['variant']} | {row['median_s'] * 1e3:.2f} ({row['min_s'] * 1e3:.2f}–{row['max_s'] * 1e3:.2f}) "
+                f"| {row['ratio']:.3f} | {(row['median_s'] - base) * 1e3:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--device", default="cpu", help='"cpu" or "cuda" (default: cpu)')
+    parser.add_argument("--steps", type=int, help="steps per round (default: 100; --quick: 2, on CUDA 10)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--objects", type=int, help="gc-tracked objects in the process (default: 171000; --quick: 0)")
+    parser.add_argument("--d-model", type=int, help="default: 256 (CUDA: 1024)")
+    parser.add_argument("--layers", type=int, help="default: 4")
+    parser.add_argument("--batch", help="batch × sequence length (default: 8x32; CUDA: the length is 256)")
+    parser.add_argument("--step-ms", help="target plain-step times in ms, comma-separated: the batch is sized to "
+                        "reach each (default on CUDA: 4,20; on the host: the --batch given)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="2 steps, 5 rounds, d_model 32, 1 layer, 2x8, no ballast "
+                        "(CUDA: 10 steps, 5 rounds, the model sized by --step-ms)")  # fmt: skip
+    parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument("--markdown", help="write the tables to this file")
+    args = parser.parse_args(argv)
+    device = resolve(args.device, "inference_loop.py")
+    cuda = device.type == "cuda"
+    targets = _targets(args.step_ms if args.step_ms is not None or not cuda else "4,20")
+    if args.quick:
+        args.rounds = 5
+        if args.steps is None:
+            args.steps = 10 if cuda else 2
+        if args.objects is None:
+            args.objects = 0
+        if not cuda:
+            args.d_model = args.d_model or 32
+            args.layers = args.layers or 1
+            args.batch = args.batch or "2x8"
+    args.steps = 100 if args.steps is None else args.steps
+    args.objects = 171_000 if args.objects is None else args.objects
+    if args.rounds < 5:
+        parser.error("--rounds: at least 5")
+    if args.steps < 1:
+        parser.error("--steps: at least 1")
+    batch, length = (int(n) for n in (args.batch or ("8x256" if cuda else "8x32")).split("x"))
+    base = Shape(args.d_model or (1024 if cuda else 256), args.layers or 4, batch, length)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    env = environment(device)
+    clock = _clock(device)
+    clock_text = (
+        "wall-clock time (time.perf_counter), torch.cuda.synchronize() at the end of every step"
+        if cuda
+        else "CPU time (time.process_time)"
+    )
+    print(
+        f"{label(env)}, one thread; {clock_text}"
+        if cuda
+        else f"torch {torch.__version__}, one thread, host; {clock_text}"
+    )
+    loops = []
+    sizes: list[float | None] = [*targets] or [None]
+    for target_ms in sizes:
+        shape, tried = base, list[tuple[int, float]]()
+        if target_ms is not None:
+            shape, tried = calibrate(base, target_ms / 1e3, device, clock)
+            measured = ", ".join(f"batch {b}: {s * 1e3:.2f} ms" for b, s in tried)
+            achieved = dict(tried).get(shape.batch)
+            print(
+                f"\ntarget {target_ms:g} ms per plain step: batch {shape.batch}×{shape.length} "
+                f"(calibration: {measured}); achieved " + ("n/a" if achieved is None else f"{achieved * 1e3:.2f} ms")
+            )
+        loop = run_loop(shape, device, args, clock)
+        loop["target_ms"] = target_ms
+        loop["calibration"] = [{"batch": b, "plain_step_s": s} for b, s in tried]
+        if target_ms is not None:
+            achieved_ms = loop["plain_step_s"] * 1e3
+            print(f"  achieved plain step in the measured rounds: {achieved_ms:.2f} ms (target {target_ms:g})")
+        loops.append(loop)
+    shown = f"--device {device.type}" + (" --quick" if args.quick else f" --steps {args.steps} --rounds {args.rounds}")
+    if targets:
+        shown += " --step-ms " + ",".join(f"{t:g}" for t in targets)
+    data = {
+        "device": str(device),
+        "device_label": label(env),
+        "environment": env,
+        "date": datetime.date.today().isoformat(),
+        "command": f".venv/bin/python benchmarks/inference_loop.py {shown}",
+        "clock": clock_text,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "goal_ratio": GOAL_RATIO,
+        "loops": loops,
+    }
+    write(data, markdown(data), args.json, args.markdown)
     return 0
 
 

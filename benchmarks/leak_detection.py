@@ -9,12 +9,15 @@ recognise, or caught in an unreachable cycle), the detector looks, and the leak 
 Detectors: vramguard's census (a ``gpu_session``), pytorch_memlab's ``MemReporter`` (a tensor
 inventory before and after), a ``gc.get_objects()`` tensor diff, a ``tracemalloc`` snapshot
 diff, objgraph's ``find_backref_chain`` (from the tensors the gc diff found to a module), and
-torch's ``warn_tensor_cycles`` (CUDA tensors in collected cycles only; n/a elsewhere).
+torch's ``warn_tensor_cycles`` (CUDA tensors in collected cycles only; n/a elsewhere). A detector
+whose package is not installed (objgraph, pytorch_memlab) is skipped, and its cells say so.
 
 Scores per cell: found the bytes (exact: within 1% of the planted storage bytes; approximate:
 within a factor of two; no), named the holder (the holder's own name appears in what the detector
-says), and the detector's own time (its start and its look, not the planting). Times are CPU
-figures on a shared machine: compare them as ratios within one run, not across runs.
+says), and the detector's own time (its start and its look, not the planting). On the host the
+times are CPU figures on a shared machine: compare them as ratios within one run, not across
+runs. With ``--device cuda`` every planted tensor is a CUDA tensor, and the JSON names the GPU and
+the torch and CUDA versions (``environment``, read in the child that measured).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import datetime
 import functools
 import gc
+import importlib.util
 import io
 import json
 import logging
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_env import environment, label, resolve
 
 import vramguard
 
@@ -261,6 +266,7 @@ class GcDiff:
 
 class Objgraph:
     name = "objgraph find_backref_chain"
+    requires = "objgraph"
 
     def run(self, plant: Callable[[], Planted]) -> tuple[Planted, int | None, str, float]:
         import objgraph
@@ -290,6 +296,7 @@ def _short(obj: Any) -> str:
 
 class MemReporterDiff:
     name = "pytorch_memlab MemReporter"
+    requires = "pytorch_memlab"
 
     def _inventory(self) -> tuple[int, list[str]]:
         from pytorch_memlab import MemReporter
@@ -358,6 +365,11 @@ class TensorCycles:
         gc.collect()
         stop()
         done = time.perf_counter()
+        # observe_tensor_cycles turned on the allocator's history (torch/utils/viz/_cycles.py,
+        # observe_tensor_cycles: _record_memory_history(max_entries=100000)) and its stop leaves
+        # it on: turned off here (enabled=None, torch/cuda/memory.py:943-947), or every later
+        # detector in this child would run with each allocation's stack being recorded.
+        torch.cuda.memory._record_memory_history(enabled=None)
         logger.removeHandler(handler)
         found = planted.nbytes if messages else 0  # it says a cycle held a CUDA tensor, not how much
         return planted, found if planted.cycle else None, "\n".join(messages), (entered - began) + (done - planted_at)
@@ -381,16 +393,28 @@ def _score(found: int | None, planted: int) -> str:
     return "no"
 
 
+def missing(detector: object) -> str | None:
+    """Why the detector cannot run here (its package is not installed), or None."""
+    package = getattr(detector, "requires", None)
+    if package is None or importlib.util.find_spec(package) is not None:
+        return None
+    return f"{package} is not installed"
+
+
 def child(device: torch.device, heap_objects: int, leaks: list[str]) -> dict[str, Any]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        import objgraph  # noqa: F401
-        import pytorch_memlab  # noqa: F401  (prints a line when there is no GPU)
+        for package in ("objgraph", "pytorch_memlab"):  # pytorch_memlab prints a line when there is no GPU
+            if importlib.util.find_spec(package) is not None:
+                importlib.import_module(package)
     heap = [[i] for i in range(heap_objects)]  # lists stay tracked by the collector (tuples of ints do not)
     tracked = len(gc.get_objects())
     detectors = [Census(device), MemReporterDiff(), GcDiff(), Tracemalloc(), Objgraph(), TensorCycles(device)]
+    skipped = {detector.name: reason for detector in detectors if (reason := missing(detector)) is not None}
     # A warm-up of every detector on one leak: first-use costs (imports, caches) count for none.
     for detector in detectors:
+        if detector.name in skipped:
+            continue
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 result = detector.run(lambda: plant_global(device))
@@ -404,6 +428,9 @@ def child(device: torch.device, heap_objects: int, leaks: list[str]) -> dict[str
     for leak in leaks:
         cells[leak] = {}
         for detector in detectors:
+            if detector.name in skipped:
+                cells[leak][detector.name] = {"skipped": skipped[detector.name]}
+                continue
             gc.collect()
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
@@ -428,7 +455,16 @@ def child(device: torch.device, heap_objects: int, leaks: list[str]) -> dict[str
             planted.undo()
             del planted, result
     del heap
-    return {"gc_objects": tracked, "cells": cells}
+    return {"gc_objects": tracked, "cells": cells, "environment": environment(device)}
+
+
+def _any_skipped(data: dict[str, Any]) -> bool:
+    return any(
+        isinstance(cell, dict) and "skipped" in cell
+        for run in data["heaps"].values()
+        for cells in run["cells"].values()
+        for cell in cells.values()
+    )
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -436,7 +472,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"Device: {data['device_label']}. Date: {data['date']}. Command: `{data['command']}`.",
         "",
         "Each cell: found the bytes (exact / approximate / no), named the holder (yes / no), the "
-        "detector's time (ms). n/a: the detector does not apply.",
+        "detector's time (ms). n/a: the detector does not apply."
+        + (" Not installed: the detector's package is missing where this ran." if _any_skipped(data) else ""),
     ]
     for heap, run in data["heaps"].items():
         detectors = [d for d in next(iter(run["cells"].values()))]
@@ -448,6 +485,8 @@ def markdown(data: dict[str, Any]) -> str:
                 cell = cells[name]
                 if cell is None:
                     row.append("n/a")
+                elif "skipped" in cell:
+                    row.append("not installed")
                 elif "error" in cell:
                     row.append("failed")
                 else:
@@ -467,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--leaks", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    device = vramguard.resolve_device(args.device)
+    device = resolve(args.device, "leak_detection.py")
     if args.child is not None:
         print(json.dumps(child(device, args.child, args.leaks.split(","))))
         return 0
@@ -475,11 +514,6 @@ def main(argv: list[str] | None = None) -> int:
     heaps = {"small heap": 0, f"heap of {args.heap_objects:,} objects": args.heap_objects}
     if args.quick:  # the large heap runs the same code with a bigger --child count: CI keeps to one child
         heaps = {"small heap": 0}
-    label = (
-        f"{torch.cuda.get_device_name(device)} ({device}), torch {torch.__version__}"
-        if device.type == "cuda"
-        else f"CPU, torch {torch.__version__}; times are CPU figures"
-    )
     results = {}
     for heap, objects in heaps.items():
         command = [sys.executable, __file__, "--child", str(objects), "--leaks", ",".join(leaks)]
@@ -489,10 +523,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the {heap} run failed:\n{done.stderr[-4000:]}")
         results[heap] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{heap}: done", flush=True)
-    shown = "--quick" if args.quick else f"--device {device.type} --heap-objects {args.heap_objects}"
+    # Named by the child that measured: this process never touches CUDA.
+    env = results["small heap"].pop("environment")
+    for run in results.values():
+        run.pop("environment", None)
+    device_label = label(env) if device.type == "cuda" else f"CPU, torch {torch.__version__}; times are CPU figures"
+    shown = f"--device {device.type} " + ("--quick" if args.quick else f"--heap-objects {args.heap_objects}")
     data = {
         "device": str(device),
-        "device_label": label,
+        "device_label": device_label,
+        "environment": env,
         "date": datetime.date.today().isoformat(),
         "command": f".venv/bin/python benchmarks/leak_detection.py {shown}",
         "heaps": results,

@@ -19,6 +19,16 @@ time, and whether the strategy told the user what stayed and why. Each figure is
 the repetitions, with the min and max. On the host, "empty_cache" is ``vramguard.empty_cache("cpu")``
 (``malloc_trim(0)``), the closest thing to the CUDA allocator's cache; CPU figures say nothing about
 a GPU.
+
+On CUDA (``--device cuda``) every cell is also read through NVML: this process's device memory
+(``MemorySnapshot.process_used_bytes``: torch's reserved bytes plus the CUDA context and whatever
+else the driver holds for the process) beside torch's reserved bytes, each with its own fraction.
+Every child there is a new interpreter: a forked child cannot use CUDA once its parent has
+initialised it, and spawning keeps that from depending on anything the parent or an import of
+it does (accelerate and transformers 5 did not, on the host). ``--quick`` on CUDA measures the plain
+model and the reference cycle, six children at a time (each reads its own process only). The
+GPU's name and the torch and CUDA versions are read in the children, which alone touch CUDA. A
+scenario that needs pyannote.audio is skipped, with a line saying so, where it is not installed.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import importlib.util
 import json
 import os
 import subprocess
@@ -40,6 +51,7 @@ from typing import Any
 
 import torch
 from asr_memory import write_clip
+from bench_env import environment, label, resolve
 from reclaim_cases import (
     CLIP,
     CLIP_S,
@@ -110,7 +122,7 @@ def child(scenario: str, strategy: str, env: Env) -> dict[str, Any]:
     loaded = env.loaded_snapshot
     assert loaded is not None
     del scope
-    return {
+    measured = {
         "before": before.to_dict(),
         "loaded": loaded.to_dict(),
         "after": after.to_dict(),
@@ -119,6 +131,9 @@ def child(scenario: str, strategy: str, env: Env) -> dict[str, Any]:
         "device": str(env.device),
         "main_arena": on_main_arena(),
     }
+    if env.device.type == "cuda":  # read after the measurement: it names the GPU this child used
+        measured["environment"] = environment(env.device)
+    return measured
 
 
 # --- The parent: run every cell, summarise -----------------------------------------------------
@@ -217,10 +232,28 @@ def run_cells(
                     done(run.cell, summarise(runs[run.cell]))
 
 
-def _device_label(device: torch.device) -> str:
+def _device_label(device: torch.device, env: dict[str, Any] | None = None) -> str:
+    """The table's device line. On CUDA it comes from a child's reading: this process does not
+    touch CUDA. ``torch.cuda.get_device_name`` initialises it (torch/cuda/__init__.py:704, through
+    ``get_device_properties``' ``_lazy_init()`` at :737), after which a forked child's first CUDA
+    call raises "Cannot re-initialize CUDA in forked subprocess" (``_lazy_init``, :518)."""
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} ({device}), torch {torch.__version__}"
+        if env is None:
+            return f"{device} (named by the children, which alone use CUDA)"
+        return f"{label(env)}; torch's reserved bytes and NVML's figure for the process"
     return f"CPU (host: resident set, anonymous and mapped files; malloc), torch {torch.__version__}; no GPU figure"
+
+
+ASR_SCENARIO = "ASR + diarization pipeline"
+
+
+def pyannote_missing() -> str | None:
+    """Why the ASR + diarization scenario cannot run here, or None."""
+    try:
+        found = importlib.util.find_spec("pyannote.audio") is not None
+    except ModuleNotFoundError:
+        found = False
+    return None if found else "pyannote.audio is not installed (its diarizer needs it)"
 
 
 @contextmanager
@@ -231,8 +264,9 @@ def _models(args: argparse.Namespace, scenarios: Sequence[str]) -> Iterator[None
     with tempfile.TemporaryDirectory(prefix="vramguard-reclaim-") as scratch:
         folder = Path(scratch)
         base = "transformers pipeline (whisper-base)" in scenarios
+        command = [sys.executable, __file__, "--build-models", scratch, *(["--base"] if base else [])]
         # Built in a child: this process forks the measured ones and must stay as imports left it.
-        subprocess.run([sys.executable, __file__, "--build-models", scratch, *(["--base"] if base else [])], check=True)
+        subprocess.run(command + (["--diarizer"] if ASR_SCENARIO in scenarios else []), check=True)
         args.models = folder
         try:
             yield
@@ -246,14 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per cell (default: 3)")
     parser.add_argument("--scenarios", help="scenario names separated by ';' (default: all)")
     parser.add_argument("--strategies", help="strategy names separated by ';' (default: all)")
-    parser.add_argument("--quick", action="store_true", help="one small scenario, one repetition")
+    parser.add_argument("--quick", action="store_true", help="one small scenario (CUDA: two), one repetition")
     parser.add_argument("--strict", action="store_true", help="stop at the first failed cell")
-    parser.add_argument("--jobs", type=int, default=1, help="cells measured at once, each in its own process")
+    parser.add_argument("--jobs", type=int, help="cells measured at once, each in its own process (default: 1; "
+                        "--quick on CUDA: 6)")  # fmt: skip
     parser.add_argument("--from-json", help="print the tables of a saved run (and --markdown them); measure nothing")
     parser.add_argument(
         "--spawn", dest="fork", action="store_false", default=hasattr(os, "fork"),
         help="start every child as a new interpreter (default where os.fork exists: fork this process, "
-        "which has imported the peers and run nothing)",
+        "which has imported the peers and run nothing; on CUDA always a new interpreter)",
     )  # fmt: skip
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--markdown", help="write the tables to this file")
@@ -263,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--build-models", help=argparse.SUPPRESS)
     parser.add_argument("--base", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--diarizer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Offline and quiet, in this process (which forks the measured children) and in spawned ones.
     os.environ.update({"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"})
@@ -273,10 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         build_tiny_whisper(folder / "whisper-tiny", size="tiny")
         if args.base:
             build_tiny_whisper(folder / "whisper-base", size="base")
-        build_tiny_diarizer(folder / "diarizer", size="tiny")
+        if args.diarizer:
+            build_tiny_diarizer(folder / "diarizer", size="tiny")
         write_clip(folder / CLIP, CLIP_S)
         return 0
-    device = vramguard.resolve_device(args.device)
+    device = resolve(args.device, "reclaim.py")
     args.device = str(device)
     if args.child:
         env = Env(device, Path(args.models) if args.models else None, args.small)
@@ -291,44 +328,62 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             plot(saved, args.plot)
         return 0
+    cuda = device.type == "cuda"
+    if cuda:
+        args.fork = False
     if args.quick:
         args.repeat, args.small = 1, True
+    if args.jobs is None:
+        args.jobs = 6 if args.quick and cuda else 1
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     scenarios = list(QUICK_SCENARIOS) if args.quick else list(SCENARIOS)
+    if args.quick and cuda:
+        scenarios.append("reference cycle")  # where only a collection frees the model
     if args.scenarios:
         scenarios = [s.strip() for s in args.scenarios.split(";")]
         unknown = [s for s in scenarios if s not in SCENARIOS]
         if unknown:
             raise SystemExit(f"unknown scenario(s) {unknown}; known: {list(SCENARIOS)}")
+    skipped: dict[str, str] = {}
+    missing = pyannote_missing() if ASR_SCENARIO in scenarios else None
+    if missing is not None:
+        scenarios.remove(ASR_SCENARIO)
+        skipped[ASR_SCENARIO] = missing
+        print(f"scenario {ASR_SCENARIO!r} skipped: {missing}", flush=True)
     strategies = available_strategies()
     if args.strategies:
         strategies = [s.strip() for s in args.strategies.split(";")]
         unknown = [s for s in strategies if s not in available_strategies()]
         if unknown:
             raise SystemExit(f"unknown strategy(ies) {unknown}; available: {available_strategies()}")
-    label = _device_label(device)
-    print(f"device: {label}; {args.repeat} fresh process(es) per cell", flush=True)
+    print(f"device: {_device_label(device)}; {args.repeat} fresh process(es) per cell", flush=True)
     results: dict[str, dict[str, Any]] = {s: {} for s in scenarios}
     order = [(sc, st) for sc in scenarios for st in strategies]
     finished: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: dict[str, Any] = {}
 
     def done(cell: tuple[str, str], summary: dict[str, Any]) -> None:
         """Print the cells in order as they end; save the JSON after each finished scenario, so a
         long run that is stopped keeps what it measured."""
+        env = summary.pop("environment", None)
+        if env is not None and "env" not in seen:
+            seen["env"] = env
+            print(f"device: {_device_label(device, env)}", flush=True)
         finished[cell] = summary
         while order and order[0] in finished:
             scenario, strategy = order.pop(0)
             results[scenario][strategy] = finished[scenario, strategy]
             print(f"  {scenario:<38} {strategy:<28} returned {fraction_text(results[scenario][strategy])}", flush=True)
             if args.json and (not order or order[0][0] != scenario):
-                Path(args.json).write_text(json.dumps(_data(args, device, label, strategies, results), indent=2))
+                data = _data(args, device, seen.get("env"), strategies, results, skipped)
+                Path(args.json).write_text(json.dumps(data, indent=2))
 
     if args.fork:
         _import_peers(scenarios)
     with _models(args, scenarios):
         run_cells([(sc, st) for sc in scenarios for st in strategies], args, done)
-    data = _data(args, device, label, strategies, results)
+    data = _data(args, device, seen.get("env"), strategies, results, skipped)
     table = markdown(data)
     print()
     print(table)
@@ -342,17 +397,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _data(
-    args: argparse.Namespace, device: torch.device, label: str, strategies: list[str], results: dict[str, Any]
+    args: argparse.Namespace,
+    device: torch.device,
+    env: dict[str, Any] | None,
+    strategies: list[str],
+    results: dict[str, Any],
+    skipped: dict[str, str],
 ) -> dict[str, Any]:
-    shown = "--quick" if args.quick else f"--device {device.type} --repeat {args.repeat}"
+    shown = f"--device {device.type} " + ("--quick" if args.quick else f"--repeat {args.repeat}")
     if args.jobs > 1:
         shown += f" --jobs {args.jobs}"
     for option in ("scenarios", "strategies"):
         if getattr(args, option):
             shown += f" --{option} '{getattr(args, option)}'"
-    return {
+    data = {
         "device": str(device),
-        "device_label": label,
+        "device_label": _device_label(device, env),
         "date": datetime.date.today().isoformat(),
         "repeat": args.repeat,
         "command": f".venv/bin/python benchmarks/reclaim.py {shown}".strip(),
@@ -360,6 +420,11 @@ def _data(
         "code": {name: STRATEGIES[name][1] for name in strategies},
         "results": {scenario: cells for scenario, cells in results.items() if cells},
     }
+    if env is not None:
+        data["environment"] = env
+    if skipped:
+        data["skipped"] = skipped
+    return data
 
 
 if __name__ == "__main__":

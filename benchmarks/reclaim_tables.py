@@ -30,7 +30,7 @@ def figures(result: dict[str, Any]) -> dict[str, float | int | None]:
         parts = [result[k][f] for k in ("before", "after") for f in ("rss_bytes", "reserved_bytes")]
         if None not in parts:
             mapped = (parts[2] - parts[3]) - (parts[0] - parts[1])
-    return {
+    found: dict[str, float | int | None] = {
         "fraction": fraction,
         "reclaimable_bytes": reclaimable,
         # Above the level before loading: on the host the absolute figure also counts pymalloc's
@@ -39,6 +39,26 @@ def figures(result: dict[str, Any]) -> dict[str, float | int | None]:
         "referenced_bytes": referenced,
         "mapped_bytes": mapped,  # host only: file-backed resident pages above the level before loading
         "release_s": result["release_s"],
+    }
+    if key.startswith("reserved"):
+        found.update(process_figures(result))
+    return found
+
+
+def process_figures(result: dict[str, Any]) -> dict[str, float | int | None]:
+    """On CUDA, the same fraction by NVML's figure for this process (``process_used_bytes``):
+    torch's reserved bytes plus the CUDA context and whatever else the driver holds for it, so
+    a strategy that returns the cache shows there as it does in reserved; and how far the
+    process stays above the level before loading. None where NVML could not be read."""
+    before, loaded, after = (result[k].get("process_used_bytes") for k in ("before", "loaded", "after"))
+    reclaimable = None if loaded is None or before is None else loaded - before
+    fraction = None
+    if reclaimable is not None and after is not None and reclaimable > 0:
+        fraction = (loaded - after) / reclaimable
+    return {
+        "process_fraction": fraction,
+        "process_reclaimable_bytes": reclaimable,
+        "process_above_before_bytes": None if after is None or before is None else after - before,
     }
 
 
@@ -54,17 +74,20 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     per_run = [figures(r) for r in runs]
     summary = {key: _spread([f[key] for f in per_run]) for key in per_run[0]}
     arenas = [r.get("main_arena") for r in runs]
-    return {"runs": per_run, "summary": summary, "told": runs[-1]["told"], "main_arena": arenas}
+    cell = {"runs": per_run, "summary": summary, "told": runs[-1]["told"], "main_arena": arenas}
+    if "environment" in runs[-1]:  # CUDA: the device the child measured, named by the child
+        cell["environment"] = runs[-1]["environment"]
+    return cell
 
 
 def _mib(value: float | None) -> str:
     return "n/a" if value is None else f"{value / 2**20:.1f}"
 
 
-def fraction_text(cell: dict[str, Any]) -> str:
+def fraction_text(cell: dict[str, Any], key: str = "fraction") -> str:
     if "error" in cell:
         return "failed"
-    return _with_spread(cell, "fraction", _two)
+    return _with_spread(cell, key, _two)
 
 
 def _two(value: float) -> str:
@@ -92,6 +115,8 @@ def markdown(data: dict[str, Any]) -> str:
     results: dict[str, dict[str, Any]] = data["results"]
     strategies = data["strategies"]
     cuda = data["device"].startswith("cuda")
+    if cuda:
+        return markdown_cuda(data)
     lines = [
         f"Device: {data['device_label']}. Date: {data['date']}. Repetitions per cell: {data['repeat']} "
         "(median, with min–max in brackets). Command: `" + data["command"] + "`.",
@@ -135,33 +160,96 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _matrix(title: str, results: dict[str, dict[str, Any]], strategies: list[str], key: str) -> list[str]:
+    lines = ["", title, "", "| strategy | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+    for strategy in strategies:
+        lines.append(f"| {strategy} | " + " | ".join(fraction_text(results[s][strategy], key) for s in results) + " |")
+    return lines
+
+
+def _median(cells: dict[str, Any], key: str) -> float | None:
+    return next((c["summary"][key]["median"] for c in cells.values() if key in c.get("summary", {})), None)
+
+
+def markdown_cuda(data: dict[str, Any]) -> str:
+    """A CUDA run: the fractions by torch's reserved bytes and, beside them, by NVML's figure for
+    the process; per scenario, how far the process stays above the level before loading."""
+    results: dict[str, dict[str, Any]] = data["results"]
+    strategies: list[str] = data["strategies"]
+    lines = [
+        f"Device: {data['device_label']}. Date: {data['date']}. Repetitions per cell: {data['repeat']} "
+        "(median, with min–max in brackets). Command: `" + data["command"] + "`."
+    ]
+    lines += _matrix(
+        "**Fraction of the reclaimable memory returned, by torch's reserved bytes (1.00 = the level before loading):**",
+        results, strategies, "fraction",
+    )  # fmt: skip
+    lines += _matrix(
+        "**The same by NVML's figure for this process (`process_used_bytes`: reserved memory, the CUDA context "
+        "and whatever else the driver holds for it):**",
+        results, strategies, "process_fraction",
+    )  # fmt: skip
+    for scenario, reason in data.get("skipped", {}).items():
+        lines += ["", f"Scenario {scenario!r} skipped: {reason}."]
+    for scenario, cells in results.items():
+        lines += [
+            "",
+            f"**{scenario}** (loading and one run added {_mib(_median(cells, 'reclaimable_bytes'))} MiB reserved, "
+            f"{_mib(_median(cells, 'process_reclaimable_bytes'))} MiB by NVML):",
+            "",
+            "| strategy | returned (reserved) | returned (NVML) | NVML above before (MiB) | more cached (MiB) | "
+            "still referenced (MiB) | release (ms) | told why |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for strategy in strategies:
+            cell = cells[strategy]
+            if "error" in cell:
+                lines.append(f"| {strategy} | failed |" + " |" * 6)
+                continue
+            ms = cell["summary"]["release_s"]
+            took = "n/a"
+            if ms["median"] is not None:
+                took = f"{ms['median'] * 1000:.0f} ({ms['min'] * 1000:.0f}–{ms['max'] * 1000:.0f})"
+            lines.append(
+                f"| {strategy} | {fraction_text(cell)} | {fraction_text(cell, 'process_fraction')} | "
+                f"{_mib_spread(cell, 'process_above_before_bytes')} | {_mib_spread(cell, 'cached_bytes')} | "
+                f"{_mib_spread(cell, 'referenced_bytes')} | {took} | {cell['told'] or 'no'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def plot(data: dict[str, Any], path: str) -> None:
-    """Median fraction returned per strategy, one group of bars per scenario, min–max as error bars."""
+    """Median fraction returned per strategy, one group of bars per scenario, min–max as error bars;
+    on CUDA a second panel with the fractions by NVML's figure for the process."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     results: dict[str, dict[str, Any]] = data["results"]
     strategies: list[str] = data["strategies"]
-    figure = Figure(figsize=(12, 5.2), dpi=80, layout="constrained")
+    panels = [("fraction", "fraction of the reclaimable memory returned")]
+    if data["device"].startswith("cuda"):
+        panels = [("fraction", "returned: torch's reserved bytes"), ("process_fraction", "returned: NVML, the process")]
+    figure = Figure(figsize=(12, 5.2 * len(panels)), dpi=80, layout="constrained")
     FigureCanvasAgg(figure)
-    ax = figure.subplots()
+    axes = figure.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
     width = 0.8 / len(strategies)
-    for i, strategy in enumerate(strategies):
-        xs, ys, low, high = [], [], [], []
-        for j, cells in enumerate(results.values()):
-            cell = cells.get(strategy, {})
-            s = cell.get("summary", {}).get("fraction")
-            if not s or s["median"] is None:
-                continue
-            xs.append(j + (i - len(strategies) / 2 + 0.5) * width)
-            ys.append(s["median"])
-            low.append(s["median"] - s["min"])
-            high.append(s["max"] - s["median"])
-        ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
-    ax.set_xticks(range(len(results)), [textwrap.fill(name, 16) for name in results], fontsize=8)
-    ax.set_ylabel("fraction of the reclaimable memory returned")
-    ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
-    ax.set_title(f"{data['device_label'].split(' (')[0]}, {data['date']}: median of {data['repeat']}, min–max bars",
-                 fontsize=9, loc="left")  # fmt: skip
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for i, strategy in enumerate(strategies):
+            xs, ys, low, high = [], [], [], []
+            for j, cells in enumerate(results.values()):
+                cell = cells.get(strategy, {})
+                s = cell.get("summary", {}).get(key)
+                if not s or s["median"] is None:
+                    continue
+                xs.append(j + (i - len(strategies) / 2 + 0.5) * width)
+                ys.append(s["median"])
+                low.append(s["median"] - s["min"])
+                high.append(s["max"] - s["median"])
+            ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
+        ax.set_xticks(range(len(results)), [textwrap.fill(name, 16) for name in results], fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
+    axes[0].set_title(f"{data['device_label'].split(' (')[0]}, {data['date']}: median of {data['repeat']}, "
+                      "min–max bars", fontsize=9, loc="left")  # fmt: skip
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
     figure.savefig(path)

@@ -39,4 +39,3 @@ def test_leak_detection_quick_scores_every_detector(tmp_path: Path) -> None:
     assert diff["found"] == "exact" and not diff["holder_named"]
     assert small["global container"]["torch warn_tensor_cycles"] is None  # CUDA tensors only
     assert small["reference cycle"]["vramguard census"]["holder_named"]
-
