@@ -247,7 +247,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
             except TypeError:
                 pass  # not weak-referenceable (a list, a dict): cannot be checked afterwards
         run.owned.clear()
-        return f"{count} owned reference(s) dropped" if count else ""
+        return f"{count} owned reference(s) dropped" if count else _release.Skipped("")
 
     if session.release:
         if census is not None:

@@ -92,18 +92,29 @@ def _grown(now: int | None, then: int | None) -> int | None:
     return None if now is None or then is None else now - then
 
 
-def _host_trim(floor_bytes: int) -> str:
+class Skipped(str):
+    """A step's detail when the step changed nothing: the release takes no reading after it."""
+
+    __slots__ = ()
+
+
+def _host_trim(floor_bytes: int, now: MemorySnapshot | None = None) -> str:
     """Trim unless neither malloc's free bytes nor its idle resident memory grew by
     ``floor_bytes`` since the last trim. Both are needed: a block that reuses chunks an earlier
     trim handed back faults them in again and frees them, so resident memory grows by tens of
-    MiB while malloc's free bytes barely move (a demo session held 32.6 MiB that way)."""
+    MiB while malloc's free bytes barely move (a demo session held 32.6 MiB that way). ``now``
+    is the release's latest reading of the heap, when it has one (no second read)."""
     global _after_trim
     if floor_bytes and _after_trim is not None:
-        reading = read_heap()
-        growth = [_grown(reading.free_in_arenas_bytes, _after_trim[0]), _grown(_idle_resident(reading), _after_trim[1])]
+        if now is not None:
+            free_now, idle_now = now.heap_free_bytes, _grown(now.reserved_bytes, now.allocated_bytes)
+        else:
+            reading = read_heap()
+            free_now, idle_now = reading.free_in_arenas_bytes, _idle_resident(reading)
+        growth = [_grown(free_now, _after_trim[0]), _grown(idle_now, _after_trim[1])]
         if None not in growth and max(g for g in growth if g is not None) < floor_bytes:
             free, idle = (format_size(max(0, g or 0)) for g in growth)
-            return (
+            return Skipped(
                 f"skipped: since the last trim malloc's free bytes grew by {free} and its idle resident "
                 f"memory by {idle}, both under {format_size(floor_bytes)}"
             )
@@ -128,23 +139,27 @@ def cuda_empty_skip(cached_bytes: int | None, entry_cached_bytes: int | None, fl
     grown = cached_bytes - entry_cached_bytes
     if grown >= floor_bytes:
         return None
-    return (
+    return Skipped(
         f"skipped: the block left {format_size(max(0, grown))} more cached than at entry, under the floor of "
         f"{format_size(floor_bytes)} (the next step reuses it; release(), own() or empty_cache() empty it)"
     )
 
 
 def _sync_and_empty(
-    dev: torch.device, trim_floor_bytes: int = 0, entry: MemorySnapshot | None = None
+    dev: torch.device,
+    trim_floor_bytes: int = 0,
+    entry: MemorySnapshot | None = None,
+    latest: Callable[[], MemorySnapshot] | None = None,
 ) -> list[tuple[str, Callable[[], str]]]:
     """The device-specific steps after gc: (name, action returning a detail). On the host the
     heap is trimmed past ``trim_floor_bytes`` of growth since the last trim; on CUDA the cache is
-    emptied past ``trim_floor_bytes`` of cached-but-free growth since ``entry``."""
+    emptied past ``trim_floor_bytes`` of cached-but-free growth since ``entry``. ``latest`` gives
+    the release's latest reading, which the decisions use instead of reading again."""
     if dev.type == "cpu":
-        return [("malloc_trim", lambda: _host_trim(trim_floor_bytes))]
+        return [("malloc_trim", lambda: _host_trim(trim_floor_bytes, None if latest is None else latest()))]
     if not cuda_initialized():
         # Nothing was ever allocated; touching CUDA now would create a context.
-        skip = "skipped: CUDA not initialised in this process"
+        skip = Skipped("skipped: CUDA not initialised in this process")
         return [("synchronize", lambda: skip), ("empty_cache", lambda: skip)]
 
     def synchronize() -> str:
@@ -153,7 +168,8 @@ def _sync_and_empty(
 
     def empty() -> str:
         if entry is not None:
-            reason = cuda_empty_skip(take(dev, nvml=False).cached_bytes, entry.cached_bytes, trim_floor_bytes)
+            now = latest() if latest is not None else take(dev, nvml=False)
+            reason = cuda_empty_skip(now.cached_bytes, entry.cached_bytes, trim_floor_bytes)
             if reason is not None:
                 return reason
         # emptyCache frees every device's unused segments, whatever the current device
@@ -221,20 +237,24 @@ def run_release(
     steps: list[ReleaseStep] = []
     current = start if start is not None else take(dev, nvml=False)
     actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
-    actions += _sync_and_empty(dev, trim_floor_bytes, entry)
+    actions += _sync_and_empty(dev, trim_floor_bytes, entry, latest=lambda: current)
+    skipped = False
     for name, action in actions:
         if mark is not None:
             mark(f"release:{name}")
         began = time.perf_counter()
         detail = action()
         duration = time.perf_counter() - began
-        now = take(dev, nvml=False)
+        # A step that changed nothing (a trim or an empty below its floor, nothing to drop)
+        # freed nothing: the reading before it stands, and one read of the device is saved.
+        skipped = isinstance(detail, Skipped)
+        now = current if skipped else take(dev, nvml=False)
         step = ReleaseStep(
             name=name,
             duration_s=duration,
             allocated_freed_bytes=_diff(current.allocated_bytes, now.allocated_bytes),
             reserved_freed_bytes=_diff(current.reserved_bytes, now.reserved_bytes),
-            detail=detail,
+            detail=str(detail),
         )
         steps.append(step)
         if _log.isEnabledFor(logging.DEBUG):
@@ -248,7 +268,10 @@ def run_release(
                 f" ({detail})" if detail else "",
             )
         current = now
-    return tuple(steps), take(dev, nvml=True)
+    # The final reading (NVML too on CUDA); on the host, after a last step that changed nothing,
+    # the reading before it is the final one.
+    after = current if skipped and dev.type == "cpu" else take(dev, nvml=True)
+    return tuple(steps), after
 
 
 _ATTRS = 'an attribute name (str) or a list or tuple of them, e.g. attrs=("asr_pipeline", "model")'
