@@ -61,6 +61,8 @@ def test_an_old_model_moved_to_the_gpu_in_the_block_is_a_leak_named_by_its_holde
         report = s.report
         assert report is not None
         assert report.leaked_bytes is not None and report.leaked_bytes >= 256 * 256 * 4
-        assert any("HELD[0]" in leak.group_holder for leak in report.leaks), str(report)
+        # HELD is a list: the list is the group (its elements come and go), the model named in the path.
+        assert any(leak.group_holder.endswith(".HELD") for leak in report.leaks), str(report)
+        assert any("HELD[0]" in leak.holders[0] for leak in report.leaks), str(report)
     finally:
         HELD.clear()

@@ -48,18 +48,26 @@ class GraphBudget:
         self.nodes = nodes
 
 
-def graph_tensors(output: torch.Tensor, budget: GraphBudget) -> list[tuple[str, torch.Tensor]]:
+def graph_tensors(
+    output: torch.Tensor, budget: GraphBudget, seen: dict[int, Any] | None = None
+) -> list[tuple[str, torch.Tensor]]:
     """(what holds it, tensor) for every tensor held by ``output``'s graph: ``saved for
-    backward by MulBackward0`` or ``the leaf accumulated by AccumulateGrad``."""
+    backward by MulBackward0`` or ``the leaf accumulated by AccumulateGrad``. ``seen``, shared
+    between calls, visits each node once over several outputs (an activation that survives has
+    its own graph, part of the loss's): the budget then goes as far as the nodes there are."""
     try:
         root = output.grad_fn
     except Exception:
         return []
     if root is None:
         return []
+    if seen is None:
+        seen = {}
+    elif id(root) in seen:
+        return []
     found: list[tuple[str, torch.Tensor]] = []
     stack: list[Any] = [root]
-    seen: dict[int, Any] = {id(root): root}  # the values keep ids from being reused mid-walk
+    seen[id(root)] = root  # the values keep ids from being reused mid-walk
     while stack and budget.nodes > 0:
         node = stack.pop()
         budget.nodes -= 1
@@ -86,4 +94,3 @@ def graph_tensors(output: torch.Tensor, budget: GraphBudget) -> list[tuple[str, 
                 seen[id(following)] = following
                 stack.append(following)
     return found
-

@@ -26,16 +26,30 @@ import types
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from vramguard.census._frames import frame_locals, is_census_frame, is_optimized, other_task_frames
-from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, render_path
+from vramguard.census._frames import frame_locals, is_census_frame, is_library, is_optimized, other_task_frames
+from vramguard.census._owners import (
+    GRAPH,
+    holds_directly,
+    is_element,
+    is_indexed,
+    is_module,
+    owner_label,
+    path_rank,
+    via_compile,
+)
+from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, Positions, render_path
 from vramguard.census._scan import heap_modules, heap_tensors, is_a
 
 MAX_HOLDERS = 3
 EXTRA_LEVELS = 2
 SCAN_BATCH = 128
+PASS_NODES = 4 * SCAN_BATCH
+"""Above this many nodes, one pass over the heap finds their referrers (measured here: a
+batched ``gc.get_referrers`` of 128 nodes cost ~78 ms on a 200k-object heap, the pass ~0.3 s)."""
 _WEAK = (weakref.ref, weakref.ProxyType, weakref.CallableProxyType)
 
 
@@ -95,6 +109,8 @@ class HolderSearch:
         self._kept_id = id(kept)
         self._groups: list[list[int]] = []
         self._known: dict[int, list[tuple[int, str, str]]] = {}
+        self._saving: set[int] = set()  # outputs whose graph saved a tensor the walk holds
+        self._positions: Positions = {}  # the walk holds the lists, so their ids stay theirs
         self._referrers: dict[int, list[tuple[int, str, str]]] = {}
         self._module_names: dict[int, str] = {}
         self._owner_dicts: dict[int, tuple[int, str]] = {}
@@ -105,6 +121,8 @@ class HolderSearch:
         self._want_modules = False
         self._modules_indexed = False
         self._grads_indexed = False
+        self._arrays_indexed = False
+        self._local_arrays: list[int] = []
         self.scans = 0
 
     # -- building ---------------------------------------------------------------------------
@@ -124,6 +142,8 @@ class HolderSearch:
     def add_edge(self, child: int, parent: int, kind: str, label: str) -> None:
         """A parent known without scanning (the autograd graph, a parameter's gradient)."""
         self._known.setdefault(child, []).append((parent, kind, label))
+        if kind == "saved":
+            self._saving.add(parent)
 
     def index_heap(self) -> None:
         """Module globals and live frames' locals (cheap); the ``nn.Module`` tree waits until
@@ -176,6 +196,49 @@ class HolderSearch:
                     self._want_modules = True  # name the parameter from its module next level
             del grad
 
+    def _index_arrays(self) -> None:
+        """Link each tensor the walk holds to the numpy arrays sharing its memory
+        (``tensor.numpy()``: the array's ``base`` is the tensor). Arrays are not tracked by the
+        collector, so no scan finds them as referrers: one pass over the heap finds the objects
+        that refer to them. Only when numpy is loaded and a tensor has no referrer."""
+        self._arrays_indexed = True
+        numpy = sys.modules.get("numpy")
+        ndarray = getattr(numpy, "ndarray", None)
+        if not is_a(ndarray, type):
+            return
+        tensors = {id(o): i for i, o in enumerate(self.objs) if is_a(o, torch.Tensor)}
+
+        def link(array: object) -> int | None:
+            base: Any = getattr(array, "base", None)
+            while issubclass(type(base), ndarray):
+                base = base.base
+            tensor = tensors.get(id(base))
+            if tensor is None:
+                return None
+            index = self.add(array)
+            if index not in self._referrers:
+                self._referrers[index] = []
+                self.add_edge(tensor, index, "numpy", "")
+            return index
+
+        for array in self._local_arrays:
+            link(self.objs[array])
+        self.whole_heap()
+        everything = gc.get_objects()
+        self._own.add(id(everything))
+        self.scans += 1
+        try:
+            for holder in everything:
+                for array in gc.get_referents(holder):
+                    if issubclass(type(array), ndarray):
+                        index = link(array)
+                        if index is not None:
+                            self._classify(holder, {id(array): index})
+                del holder
+        finally:
+            self._own.discard(id(everything))
+            everything.clear()
+
     def _index_frames(self) -> None:
         """The live frames' locals. This thread's frames are the block's side (vramguard's own
         skipped: they hold what they inspect); every other thread's frames, and the suspended
@@ -208,6 +271,9 @@ class HolderSearch:
         for name, value in frame_locals(frame):
             if gc.is_tracked(value):
                 self._locals.setdefault(id(value), []).append((index, name))
+            elif type(value).__name__ == "ndarray":  # untracked, but it may share a tensor's memory
+                self._locals.setdefault(id(value), []).append((index, name))
+                self._local_arrays.append(self.add(value))
 
     def _index_module(self, module: object) -> None:
         namespace = getattr(module, "__dict__", None)
@@ -239,10 +305,15 @@ class HolderSearch:
             members = self._members.get(id(current))
             if not members:
                 break
-            module, _, label = members[0]
+            module, _, label = min(members, key=lambda m: self._generated(m[0]))
             parts.append(label.lstrip("."))
             current = self.objs[module]
         return ".".join(reversed(parts)).replace("[", "").replace("]", "") if parts else None
+
+    def _generated(self, index: int) -> bool:
+        """A module torch.compile made (an fx ``GraphModule`` naming the user's parameters
+        ``self___param_groups_0__params___0``): the user's own module names them first."""
+        return any(c.__module__.startswith("torch.fx") for c in type(self.objs[index]).__mro__[:-1])
 
     # -- walking ----------------------------------------------------------------------------
     def _is_root(self, index: int) -> bool:
@@ -267,14 +338,21 @@ class HolderSearch:
         parents = found + self._referrers.get(index, [])
         if not parents and not self._grads_indexed and is_a(obj, torch.Tensor):
             self._index_grads()
-            return self._members.get(id(obj), [])
+            parents = self._members.get(id(obj), [])
+        if not parents and not self._arrays_indexed and is_a(obj, torch.Tensor):
+            self._index_arrays()
+            parents = list(self._known.get(index, ()))
         return parents
 
     def _needs_scan(self, index: int) -> bool:
         return index not in self._referrers and id(self.objs[index]) not in self._members
 
     def _scan(self, nodes: list[int]) -> None:
-        """Fetch the referrers of ``nodes``, one heap scan per batch."""
+        """Fetch the referrers of ``nodes``, one heap scan per batch (one pass over the heap for
+        many nodes: ``gc.get_referrers`` costs per node and per object, the pass per object)."""
+        if len(nodes) > PASS_NODES:
+            self._scan_in_one_pass(nodes)
+            return
         for start in range(0, len(nodes), SCAN_BATCH):
             chunk = nodes[start : start + SCAN_BATCH]
             batch = tuple(self.objs[i] for i in chunk)
@@ -293,6 +371,23 @@ class HolderSearch:
                 self._classify(referrer, by_id)
             del found
 
+    def _scan_in_one_pass(self, nodes: list[int]) -> None:
+        self.whole_heap()
+        by_id = {id(self.objs[i]): i for i in nodes}
+        for i in nodes:
+            self._referrers[i] = []
+        everything = gc.get_objects()
+        self._own.add(id(everything))
+        self.scans += 1
+        referents = gc.get_referents
+        try:
+            for referrer in everything:
+                if not by_id.keys().isdisjoint(map(id, referents(referrer))):
+                    self._classify(referrer, by_id)
+        finally:
+            self._own.discard(id(everything))
+            everything.clear()
+
     def _young_referrers(
         self, batch: tuple[object, ...], chunk: list[int], by_id: dict[int, int]
     ) -> list[object] | None:
@@ -303,9 +398,7 @@ class HolderSearch:
         caller scans the whole heap."""
         # Less getrefcount's argument and ``batch`` (which the scan never reports: it is the
         # very argument tuple of ``gc.get_referrers(*batch)``).
-        expected = {
-            i: sys.getrefcount(self.objs[i]) - 2 - len(self._locals.get(id(self.objs[i]), ())) for i in chunk
-        }
+        expected = {i: sys.getrefcount(self.objs[i]) - 2 - len(self._locals.get(id(self.objs[i]), ())) for i in chunk}
         counts = dict.fromkeys(chunk, 0)
         found = gc.get_referrers(*batch)
         self.young_scans += 1
@@ -345,38 +438,58 @@ class HolderSearch:
                 self._referrers[child].append((module, "hook", kind))
 
     def run(self) -> list[Holders]:
-        """Walk every group (the first ``bounds.leaks``, as added) and render what it found."""
+        """Walk every group and render what it found.
+
+        Every leaked tensor's own referrers are read, whatever the bounds: its direct holder is
+        never cut. Beyond that, the first ``bounds.leaks`` groups (the largest, as added) scan
+        the heap; the others ride on what those scans found: a list of 10,000 losses costs the
+        walks of the largest few, and every loss is named through the list."""
         bounds = self.bounds
-        searched = range(min(len(self._groups), bounds.leaks))
+        groups = range(len(self._groups))
+        searching = min(len(self._groups), bounds.leaks)
         start: Edge = ("", "")
-        came = [{i: (-1, start) for i in self._groups[g]} for g in searched]
-        frontier = [list(self._groups[g]) for g in searched]
+        came = [{i: (-1, start) for i in self._groups[g]} for g in groups]
+        frontier = [list(self._groups[g]) for g in groups]
         # A root is (root, child, edge), not a node of ``came``: one root (a module's globals, a
         # frame) reached through two children is two holders (``global m.MODEL`` and ``global m.OUT``).
-        roots: list[list[tuple[int, int, Edge]]] = [[] for _ in searched]
-        first_root: list[int | None] = [None for _ in searched]
-        revisits = [False for _ in searched]
-        cut: list[str | None] = [None for _ in searched]
-        active = set(searched)
+        roots: list[list[tuple[int, int, Edge]]] = [[] for _ in groups]
+        first_root: list[int | None] = [None for _ in groups]
+        revisits = [False for _ in groups]
+        cut: list[tuple[str, int] | None] = [None for _ in groups]
+        active = set(groups)
         per_level = 4 * bounds.width
+        self._scan([n for g in groups for n in frontier[g] if self._needs_scan(n)])
         for level in range(bounds.levels):
             if not active:
                 break
             if self._want_modules:
                 self._index_modules()
-            # The largest leaks first (groups are added largest first); what does not fit in
-            # this level's scan is cut at the width bound, the same on any machine.
+            # The largest leaks first (groups are added largest first), each walking group's
+            # first node before anyone's second: what does not fit in this level's scan is cut
+            # at the width bound, the same on any machine.
             wanted: dict[int, None] = {}
-            for g in sorted(active):
+            walking = sorted(g for g in active if g < searching)
+            for g in walking:
+                first = next((n for n in frontier[g] if self._needs_scan(n)), None)
+                if first is not None:
+                    wanted[first] = None
+            for g in walking:
                 for n in frontier[g]:
-                    if self._needs_scan(n) and len(wanted) < per_level:
+                    if len(wanted) >= per_level:
+                        break
+                    if self._needs_scan(n):
                         wanted[n] = None
             self._scan(list(wanted))
+            if not wanted and all(g >= searching for g in active) and level > 0:
+                break  # only riders left, waiting for scans no one will make
             for g in sorted(active):
                 following: list[int] = []
                 for node in frontier[g]:
                     if self._needs_scan(node):
-                        cut[g] = "width"
+                        if g >= searching:
+                            following.append(node)  # a rider waits for a walking group's scan
+                        elif cut[g] is None:
+                            cut[g] = ("width", node)
                         continue
                     for parent, kind, label in self._parents(node):
                         if kind == "local" or parent in self._foreign or self._is_root(parent):
@@ -391,8 +504,8 @@ class HolderSearch:
                         came[g][parent] = (node, (kind, label))
                         if len(following) < bounds.width:
                             following.append(parent)
-                        else:
-                            cut[g] = "width"
+                        elif cut[g] is None:
+                            cut[g] = ("width", node)
                 frontier[g] = following
                 found = first_root[g]
                 enough = len(roots[g]) >= MAX_HOLDERS or (found is not None and level - found >= EXTRA_LEVELS)
@@ -400,15 +513,8 @@ class HolderSearch:
                     active.discard(g)
         for g in active:
             if frontier[g] and cut[g] is None:
-                cut[g] = "levels"
-        results = [self._result(g, came[g], roots[g], cut[g], revisits[g]) for g in searched]
-        skipped = Holders(
-            (
-                f"not searched: the leaks bound ({bounds.leaks} leaks, the largest, are walked; "
-                "raise it with gpu_session(holder_leaks=...))",
-            )
-        )
-        return results + [skipped] * (len(self._groups) - len(results))
+                cut[g] = ("levels" if g < searching else "leaks", frontier[g][0])
+        return [self._result(g, came[g], roots[g], cut[g], revisits[g]) for g in groups]
 
     def _chain(self, came: dict[int, tuple[int, Edge]], root: tuple[int, int, Edge]) -> tuple[list[int], list[Edge]]:
         chain, edges = [root[0], root[1]], [root[2]]
@@ -423,49 +529,90 @@ class HolderSearch:
         return chain, edges
 
     def _render(self, chain: list[int], edges: list[Edge]) -> str:
-        return render_path([self.objs[i] for i in chain], edges, self._module_names, self.parameter_name)
+        return render_path(
+            [self.objs[i] for i in chain], edges, self._module_names, self.parameter_name, self._positions
+        )
 
     def _group_of(self, chain: list[int], edges: list[Edge]) -> str | None:
-        """The outermost module on the path, else the container that holds the tensor."""
-        module = torch.nn.Module
-        for i in range(1, len(chain) - 1):
-            if issubclass(type(self.objs[chain[i]]), module):
-                return self._render(chain[: i + 1], edges[:i])
-        if len(chain) >= 3 and edges[-1][0] == "scan" and type(self.objs[chain[-2]]) in (list, tuple, dict, set):
+        """The holder path of the object that owns the tensor (see :mod:`._owners`)."""
+        objs = [self.objs[i] for i in chain]
+        last = len(chain) - 1
+        for i in range(1, last):
+            obj, before = objs[i], objs[i - 1]
+            label = owner_label(obj)
+            if is_module(obj) or label is not None or (is_indexed(obj, before) and is_element(objs[i + 1])):
+                text = self._render(chain[: i + 1], edges[:i])
+                return f"{text} ({label})" if label else text
+            if issubclass(type(obj), torch.Tensor) and edges[i][0] == "saved":
+                return f"{self._render(chain[: i + 1], edges[:i])} ({GRAPH})"
+        if last >= 1 and edges[-1][0] == "saved":
+            return None
+        tensor = objs[-1]
+        if last >= 1 and _has_graph(tensor) and self._saves_leaks(chain[-1]):
+            return f"{self._render(chain, edges)} ({GRAPH})"
+        if last >= 2 and edges[-1][0] == "scan" and holds_directly(objs[-2], objs[-3]):
             return self._render(chain[:-1], edges[:-1])
         return None
+
+    def _saves_leaks(self, index: int) -> bool:
+        """True when the walk knows a leaked tensor that this output's graph saved."""
+        return index in self._saving
 
     def _result(
         self,
         group: int,
         came: dict[int, tuple[int, Edge]],
         roots: list[tuple[int, int, Edge]],
-        cut: str | None,
+        cut: tuple[str, int] | None,
         revisit: bool,
     ) -> Holders:
         if any(id(self.objs[r]) == self._kept_id for r, _, _ in roots):
             return Holders((), kept=True)
         if roots and all(r in self._foreign for r, _, _ in roots):
             return Holders((), rooted=True, foreign=True)
-        found: list[tuple[int, str, str | None]] = []
+        found: list[tuple[tuple[int, int], str, str | None]] = []
         for root in roots:
             chain, edges = self._chain(came, root)
             text = self._render(chain, edges)
+            if via_compile(text):
+                text += " (via torch.compile)"
             if all(text != t for _, t, _ in found):
-                found.append((_rank(text), text, self._group_of(chain, edges)))
+                found.append((path_rank(text, self._library_root(chain[0])), text, self._group_of(chain, edges)))
         if found:
-            found.sort(key=lambda item: item[0])  # globals first, then classes, locals, graphs
+            found.sort(key=lambda item: item[0])  # the user's names first; globals, classes, locals, graphs
             paths = tuple(text for _, text, _ in found)
             return Holders(paths, group=found[0][2], rooted=True)
         starts = set(self._groups[group])
         seen = [self.objs[i] for i in came if i not in starts]
-        names = ", ".join(dict.fromkeys(type(o).__qualname__ for o in seen)) or "nothing"
+        names = ", ".join(dict.fromkeys(type(o).__qualname__ for o in seen))
         if cut is not None:
-            return Holders((f"holder search stopped at {self.bounds.describe(cut)} while going through {names}",))
+            return Holders((self._cut_message(cut, names),))
         if not seen:
             return Holders(("no Python referrer: held from native code",))
         note = "a reference cycle" if revisit else "objects"
         return Holders((f"unreachable from any global or live frame: {note} through {names} (gc.collect() frees it)",))
+
+    def _cut_message(self, cut: tuple[str, int], names: str) -> str:
+        """Which bound stopped the walk, whose referrers it cut, and how to raise it."""
+        bound, node = cut
+        what = type(self.objs[node]).__qualname__
+        through = f" (reached through {names})" if names else ""
+        if bound == "leaks":
+            return (
+                f"not searched: the leaks bound ({self.bounds.leaks} leaks, the largest, are walked; raise it "
+                f"with gpu_session(holder_leaks=...)) cut the referrers of a {what}{through}"
+            )
+        return f"holder search stopped at {self.bounds.describe(bound)}: the referrers of a {what}{through} were cut"
+
+    def _library_root(self, index: int) -> bool:
+        """The root is a library's: an installed package's module globals, a frame of its code."""
+        root = self.objs[index]
+        if is_a(root, types.FrameType):
+            return is_library(root.f_code.co_filename)
+        name = self._module_names.get(id(root))
+        module = sys.modules.get(name) if name is not None else None
+        filename = getattr(module, "__file__", None)
+        return is_a(filename, str) and name != "__main__" and is_library(filename)
 
     def close(self) -> None:
         """Drop every object the walk held."""
@@ -478,10 +625,12 @@ class HolderSearch:
         self._owner_dicts.clear()
         self._members.clear()
         self._groups.clear()
+        self._positions.clear()
+        self._local_arrays.clear()
 
 
-def _rank(path: str) -> int:
-    for rank, prefix in enumerate(("global ", "class ", "local ")):
-        if path.startswith(prefix):
-            return rank
-    return 3
+def _has_graph(tensor: object) -> bool:
+    try:
+        return getattr(tensor, "grad_fn", None) is not None
+    except Exception:
+        return False

@@ -38,9 +38,7 @@ class Judge:
         """Storage key -> its bytes (a sparse tensor's values and indices together)."""
         self._old: set[int] = set()
 
-    def run(
-        self, survivors: list[Survivor], kept: list[object], thaw: Callable[[], None] | None
-    ) -> dict[int, Holders]:
+    def run(self, survivors: list[Survivor], kept: list[object], thaw: Callable[[], None] | None) -> dict[int, Holders]:
         """The holders of every surviving storage that is new memory, by storage key."""
         search = HolderSearch(kept, self.bounds, thaw)
         try:
@@ -71,10 +69,15 @@ class Judge:
             self._drop_shared(search, groups)
         budget = GraphBudget()
         hard = set(self._entry)
-        for outputs in list(groups.values()):
-            for out_index in list(outputs):
-                for holder, saved in graph_tensors(search.objs[out_index], budget):  # type: ignore[arg-type]
-                    self._add_saved(search, groups, hard, out_index, holder, saved)
+        visited: dict[int, Any] = {}
+        # The latest outputs first: a loss's graph names its activations through the loss, not
+        # through an activation that also survived (each node is walked once).
+        outputs = [i for members in list(groups.values()) for i in members]
+        outputs.sort(key=lambda i: _latest_first(search.objs[i]))
+        for out_index in outputs:
+            for holder, saved in graph_tensors(search.objs[out_index], budget, visited):  # type: ignore[arg-type]
+                self._add_saved(search, groups, hard, out_index, holder, saved)
+        visited.clear()
         for key, members in list(groups.items()):
             for index in list(members):
                 member = search.objs[index]
@@ -170,6 +173,16 @@ def _explained(search: HolderSearch, groups: dict[int, list[int]]) -> bool:
             return False
         del storage, tensor
     return True
+
+
+def _latest_first(tensor: Any) -> int:
+    """Sort key: the outputs of the latest ops first (a loss before the activations its graph
+    saved), by their graph node's sequence number; tensors without a graph last."""
+    try:
+        node = tensor.grad_fn
+        return -int(node._sequence_nr()) if node is not None else 1
+    except Exception:
+        return 1
 
 
 def grad_of(parameter: Any) -> torch.Tensor | None:

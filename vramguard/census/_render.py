@@ -23,7 +23,8 @@ from vramguard.census._scan import is_a
 Edge = tuple[str, str]
 """(kind, label): kind is "scan" (a referrer the heap scan found; the label is worked out
 here), "local" (label: the name), "module" (label: ``.layer1``, ``[0]``, ``.weight``),
-"hook" (label: ``forward hook``) or "saved" (label: ``saved for backward by MulBackward0``)."""
+"hook" (label: ``forward hook``), "saved" (label: ``saved for backward by MulBackward0``) or
+"numpy" (the parent is a numpy array sharing the child tensor's memory; no label)."""
 
 _MISSING = object()
 MEMBER_DICTS = ("_parameters", "_buffers", "_modules")
@@ -50,6 +51,9 @@ class _Expr:
 
 
 NameOf = Callable[[object], "str | None"]
+Positions = dict[int, dict[int, int]]
+"""id(list) -> id(item) -> its position, for lists of at least :data:`LONG` items."""
+LONG = 64
 
 
 def _short(value: object, name_of: NameOf | None = None) -> str:
@@ -108,9 +112,12 @@ def _via(expr: _Expr | None) -> str:
 
 
 class _Renderer:
-    def __init__(self, module_names: dict[int, str], name_of: NameOf | None = None) -> None:
+    def __init__(
+        self, module_names: dict[int, str], name_of: NameOf | None = None, positions: Positions | None = None
+    ) -> None:
         self.module_names = module_names
         self.name_of = name_of
+        self.positions = positions
         self.expr: _Expr | None = None
         self.function: types.FunctionType | None = None
         self.function_expr: _Expr | None = None
@@ -127,6 +134,8 @@ class _Renderer:
             self.expr = _Expr("local ", f"'{label}'", suffix=f" in {function_at(parent)}")  # type: ignore[arg-type]
         elif kind == "module":
             self._ensure(parent).accessor += label
+        elif kind == "numpy":
+            self._ensure(parent).suffix += " (a numpy array sharing its memory)"
         elif kind in ("hook", "saved"):
             self.expr = _Expr(f"{label} of {self._ensure(parent).text()}")
         else:
@@ -167,7 +176,7 @@ class _Renderer:
             else:
                 expr.accessor += _attr(key, self.name_of) if owned else f"[{_short(key, self.name_of)}]"
         elif is_a(parent, (list, tuple)):
-            index = next((i for i, v in enumerate(parent) if v is child), None)
+            index = self._position(parent, child)
             expr.accessor += f"[{index}]" if index is not None else "[?]"
         elif is_a(parent, (set, frozenset)):
             expr.accessor += "{…}"
@@ -175,6 +184,17 @@ class _Renderer:
             pass  # the instance's __dict__: the next step names the attribute
         else:
             expr.accessor += self._member(parent, child)
+
+    def _position(self, parent: Sequence[object], child: object) -> int | None:
+        if self.positions is None or len(parent) < LONG:
+            return next((i for i, v in enumerate(parent) if v is child), None)
+        # A list of thousands of kept losses, rendered once per loss: indexed once.
+        known = self.positions.get(id(parent))
+        if known is None:
+            known = self.positions[id(parent)] = {}
+            for i, v in enumerate(parent):
+                known.setdefault(id(v), i)
+        return known.get(id(child))
 
     def _member(self, parent: object, child: object) -> str:
         if type(parent).__name__ == "_lru_cache_wrapper":
@@ -251,11 +271,17 @@ class _Renderer:
 
 
 def render_path(
-    chain: Sequence[object], edges: Sequence[Edge], module_names: dict[int, str], name_of: NameOf | None = None
+    chain: Sequence[object],
+    edges: Sequence[Edge],
+    module_names: dict[int, str],
+    name_of: NameOf | None = None,
+    positions: Positions | None = None,
 ) -> str:
     """``chain[0]`` is the root, ``chain[-1]`` the tensor; ``edges[i]`` leads from ``chain[i]``
-    to ``chain[i + 1]``. ``name_of`` names a parameter used as a dict key. Always one line."""
-    renderer = _Renderer(module_names, name_of)
+    to ``chain[i + 1]``. ``name_of`` names a parameter used as a dict key; ``positions``, kept
+    by the caller while the objects live, caches the positions of long lists' items. Always
+    one line."""
+    renderer = _Renderer(module_names, name_of, positions)
     for i in range(1, len(chain)):
         kind, label = edges[i - 1]
         before = chain[i - 2] if i >= 2 else None
