@@ -106,3 +106,61 @@ def test_bad_arguments() -> None:
         VramGuardCallback(leaks="log")  # type: ignore[arg-type]
     with pytest.raises(vramguard.InvalidArgument, match="max_peak"):
         VramGuardCallback(max_peak="lots")
+
+
+KEPT: list[Any] = []
+
+
+class KeepingTrainer(transformers.Trainer):  # type: ignore[misc]
+    """The planted leak of issue 25: a ``compute_loss`` that keeps each step's outputs (a
+    ``CausalLMOutputWithCrossAttentions``, with its graph) in a global list."""
+
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, **kwargs: Any) -> Any:
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+        KEPT.append(outputs)
+        return (loss, outputs) if return_outputs else loss
+
+
+@pytest.mark.slow
+def test_a_compute_loss_keeping_its_outputs_is_warned_once_over_three_windows(tmp_path: Path) -> None:
+    guard = VramGuardCallback(every="step")
+    plain = tiny_trainer(tmp_path, [])
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = KeepingTrainer(model=plain.model, args=args, train_dataset=plain.train_dataset, callbacks=[guard])
+    windows: list[vramguard.Leaks] = []
+    original = guard.meter.end_train
+
+    def end_train(*args: Any) -> Any:
+        result = original(*args)
+        report = guard.train_report
+        assert report is not None and report.leaked_bytes, report
+        # Judged inside the loop, as the meter does: the loop's own locals (``grad_norm``) are
+        # the loop's, not the user's leak.
+        windows.append(vramguard.Leaks(guard.meter.user_leaks(report)))
+        return result
+
+    guard.meter.end_train = end_train  # type: ignore[method-assign]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.train()
+        assert len(KEPT) == 3
+        holder = f"global {__name__}.KEPT"
+        # Each window leaks its own step's output (logits and loss), one group named by the list.
+        assert [[(g.holder, g.count) for g in leaks.groups] for leaks in windows] == [[(holder, 2)]] * 3
+        leaks = [w for w in caught if issubclass(w.category, vramguard.LeakWarning)]
+        assert len(leaks) == 1, [str(w.message) for w in leaks]
+        message = str(leaks[0].message)
+        assert message.startswith("training loop session 'step 1' leaked "), message
+        assert f"tensors held by {holder}" in message, message
+    finally:
+        KEPT.clear()
