@@ -216,12 +216,14 @@ def test_117_leaked_parameters_of_one_model_are_one_line() -> None:
         "  leak: 16.0 MiB in 117 tensors held by global __main__.PIPE.model"
     ]
     table = rendered(report)
+    # No leak has a creation site: no empty column, a line saying how to record them.
     assert table[table.index("leaks: 16.0 MiB") :] == [
         "leaks: 16.0 MiB",
-        "     size   tensor        created at   held by",
-        "─" * 66,
-        " 16.0 MiB   117 tensors                global __main__.PIPE.model",
+        "     size   tensor        held by",
+        "─" * 53,
+        " 16.0 MiB   117 tensors   global __main__.PIPE.model",
         "",
+        "created at: not recorded (VRAMGUARD_CENSUS_SITES=1 records where each tensor was made)",
         "note: a note with [brackets]",
     ]
     assert len(rendered(report, width=140, verbose=True)) == len(table) + 117
@@ -312,18 +314,19 @@ def test_vramguard_report_verbose_lists_the_tensors(
     assert main(["report", str(saved)]) == 0
     plain = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
     assert plain[plain.index("leaks: 16.0 MiB") + 3 :] == [
-        " 16.0 MiB   117 tensors                global __main__.PIPE.model",
+        " 16.0 MiB   117 tensors   global __main__.PIPE.model",
         "",
+        "created at: not recorded (VRAMGUARD_CENSUS_SITES=1 records where each tensor was made)",
         "note: a note with [brackets]",
     ]
     assert main(["report", "-v", str(saved)]) == 0
     verbose = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
-    rows = verbose[verbose.index("leaks: 16.0 MiB") + 3 : -2]
+    rows = verbose[verbose.index("leaks: 16.0 MiB") + 3 : -3]
     assert len(rows) == 1 + 117
     assert rows[:3] == [
-        "  16.0 MiB   117 tensors                                  global __main__.PIPE.model",
-        "  1.50 MiB     Parameter float32[768, 512]                global __main__.PIPE.model.embed_tokens.weight",
-        " 128.0 KiB     Parameter float32[256, 128]                global __main__.PIPE.model.layers[0].fc1.weight",
+        "  16.0 MiB   117 tensors                     global __main__.PIPE.model",
+        "  1.50 MiB     Parameter float32[768, 512]   global __main__.PIPE.model.embed_tokens.weight",
+        " 128.0 KiB     Parameter float32[256, 128]   global __main__.PIPE.model.layers[0].fc1.weight",
     ]
     assert main(["report", "--verbose", str(saved)]) == 0
     assert [line.rstrip() for line in capsys.readouterr().out.splitlines()] == verbose

@@ -125,27 +125,40 @@ def steps_table(steps: Sequence[ReleaseStep]) -> Table:
 def leaks_table(report: SessionReport, *, verbose: bool = False) -> Table:
     """The leaks grouped by the module or container that holds them, largest first: one row per
     group (its total, how many tensors, the holder and any other holders), a lone tensor as its
-    own row; with ``verbose`` each tensor of a group as a row under it."""
+    own row; with ``verbose`` each tensor of a group as a row under it. The "created at" column
+    is there only when the census recorded creation sites (:func:`sites_hint` says how to)."""
+    sites = any(leak.created_at for leak in report.leaks)
     table = _table(f"[bold red]leaks: {format_size(report.leaked_bytes)}[/]")
     table.add_column("size", justify="right")
     table.add_column("tensor")
-    table.add_column("created at")
+    if sites:
+        table.add_column("created at")
     table.add_column("held by")
     for group in report.leak_groups:
         if group.count == 1:
-            _leak_row(table, group.leaks[0])
+            _leak_row(table, group.leaks[0], sites=sites)
             continue
         holders = "\n".join((group.holder, *(f"also {path}" for path in group.other_holders)))
-        table.add_row(format_size(group.nbytes), f"{group.count} tensors", "", _e(holders), style="bold")
+        table.add_row(format_size(group.nbytes), f"{group.count} tensors", *[""] * sites, _e(holders), style="bold")
         if verbose:
             for leak in group.leaks:
-                _leak_row(table, leak, indent="  ")
+                _leak_row(table, leak, indent="  ", sites=sites)
     return table
 
 
-def _leak_row(table: Table, leak: Leak, indent: str = "") -> None:
+def sites_hint(report: SessionReport) -> str | None:
+    """The line under the leaks that says how to record creation sites, when none were."""
+    from vramguard.census._sites import ENV_VAR
+
+    if not report.leaks or any(leak.created_at for leak in report.leaks):
+        return None
+    return f"created at: not recorded ({ENV_VAR}=1 records where each tensor was made)"
+
+
+def _leak_row(table: Table, leak: Leak, indent: str = "", *, sites: bool = True) -> None:
     holders = "\n".join(leak.holders) if leak.holders else NO_HOLDER
-    table.add_row(format_size(leak.nbytes), indent + _e(leak.description), _e(leak.created_at or ""), _e(holders))
+    site = [_e(leak.created_at or "")] if sites else []
+    table.add_row(format_size(leak.nbytes), indent + _e(leak.description), *site, _e(holders))
 
 
 def release_table(report: ReleaseReport) -> Table:
@@ -190,6 +203,9 @@ def renderables(report: Report, *, verbose: bool = False) -> list[RenderableType
         parts.append("release was off (release=False)")
     if report.leaks:
         parts.append(leaks_table(report, verbose=verbose))
+        hint = sites_hint(report)
+        if hint is not None:
+            parts.append(_e(hint))
     parts += [f"evicted: {_e(e)}" for e in report.evicted]
     parts += [f"[yellow]order: {_e(str(v))}[/]" for v in report.order_violations]
     if report.raised:
