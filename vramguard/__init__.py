@@ -57,6 +57,7 @@ if typing.TYPE_CHECKING:
     from vramguard.core._session import GpuSession, gpu_session
     from vramguard.core._sizes import format_size, parse_size
     from vramguard.distributed import ClusterReport, gather_report
+    from vramguard.ledger import LedgerLine, MemoryLedger, explain, mark
     from vramguard.parking import Parked, ParkReport, park, parked, wake
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
     from vramguard.report.json import load_report, save_report
@@ -122,6 +123,10 @@ _LAZY = {
     "Watch": "vramguard.resilience",
     "load_report": "vramguard.report.json",
     "save_report": "vramguard.report.json",
+    "explain": "vramguard.ledger",
+    "mark": "vramguard.ledger",
+    "LedgerLine": "vramguard.ledger",
+    "MemoryLedger": "vramguard.ledger",
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
@@ -160,6 +165,8 @@ __all__ = [
     "LeakGroup",
     "LeakWarning",
     "Leaks",
+    "LedgerLine",
+    "MemoryLedger",
     "MemorySnapshot",
     "MissingDependency",
     "MultiDeviceReport",
@@ -184,11 +191,13 @@ __all__ = [
     "__version__",
     "adaptive_batch",
     "empty_cache",
+    "explain",
     "format_size",
     "gather_report",
     "gpu_session",
     "isolated",
     "load_report",
+    "mark",
     "park",
     "parked",
     "parse_size",

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from vramguard.core._errors import VramGuardError
 
-SUBCOMMANDS = ("demo", "run", "report", "devices", "check", "asr")
+SUBCOMMANDS = ("demo", "run", "explain", "report", "devices", "check", "asr")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Each subcommand's one-line help, so that the command list needs no module: most subcommands
@@ -24,6 +24,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 HELP = {
     "demo": "run a small transformer twice (bare del, then a vramguard session) and show what came back",
     "run": "run a Python script (or -m module) inside a vramguard session and report what it left behind",
+    "explain": "run a Python script and explain where its memory is: every byte on a line with its holder",
     "report": "render a report saved as JSON (by vramguard run --json or save_report) as tables or a plot",
     "devices": "list the GPUs (total, used, processes and their memory), read through NVML; --watch for a live view",
     "check": "Find empty_cache() placed where it cannot give memory back (rules VG001-VG005) in .py, .md and .ipynb "

@@ -1,0 +1,58 @@
+"""``vramguard explain``: a real script explained at its end and at a marker; bad input exits 2
+with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = """\
+import sys, torch, vramguard
+WEIGHTS = torch.ones(250_000)
+vramguard.mark("loaded")
+LATER = torch.ones(125_000)
+print("done", sys.argv[1:])
+"""
+
+
+def vramguard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vramguard", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_explain_at_the_end_names_the_scripts_globals(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(SCRIPT)
+    done = vramguard("explain", "--device", "cpu", "--json", "l.json", "job.py", "--x", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done ['--x']\n", "the ledger goes to stderr"
+    assert "vramguard explain: cpu" in done.stderr
+    data = json.loads((tmp_path / "l.json").read_text())
+    by_holder = {line["holder"]: line for line in data["lines"]}
+    assert by_holder["global __main__.WEIGHTS"]["nbytes"] == 1_000_000
+    assert by_holder["global __main__.LATER"]["nbytes"] == 500_000
+    assert sum(line["nbytes"] for line in data["lines"]) == data["total_bytes"]
+    assert data["lines"][-1]["category"] == "residual"
+
+
+def test_explain_at_a_marker_sees_the_process_there(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(SCRIPT)
+    done = vramguard("explain", "--device", "cpu", "--at", "loaded", "--json", "l.json", "job.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    holders = {line["holder"] for line in json.loads((tmp_path / "l.json").read_text())["lines"]}
+    assert "global __main__.WEIGHTS" in holders
+    assert "global __main__.LATER" not in holders
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(SCRIPT)
+    missing = vramguard("explain", "--device", "cpu", "nope.py", cwd=tmp_path)
+    never = vramguard("explain", "--device", "cpu", "--at", "never", "job.py", cwd=tmp_path)
+    for done in (missing, never):
+        assert done.returncode == 2, done.stderr
+        errors = [line for line in done.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and errors[0].startswith("vramguard explain: error: "), done.stderr
+    assert "never called vramguard.mark('never')" in never.stderr
+    assert "nope.py" in missing.stderr

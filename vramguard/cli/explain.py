@@ -1,0 +1,83 @@
+"""``vramguard explain script.py [--at MARKER]``: run a program and explain its memory.
+
+The program runs as ``vramguard run`` runs it (``__name__ == "__main__"``, ``sys.argv``,
+``sys.path[0]``). The ledger is taken when the program ends, while its globals are still alive
+(a tensor a global holds is named as ``global __main__.NAME``), or, with ``--at MARKER``, the
+first time the program calls ``vramguard.mark("MARKER")``. It goes to stderr, like ``vramguard
+run``'s report, so the program's own stdout stays clean; ``--json PATH`` saves it.
+
+Exit codes: the program's own (``sys.exit(n)``); 1 when it raised; 2 for bad usage, a missing
+script, or a marker the program never reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+from typing import Any
+
+from vramguard.cli._paths import check_output_file
+from vramguard.cli.run import _as_main, _check_target, _execute
+from vramguard.core._errors import InvalidArgument
+from vramguard.ledger._explain import explain
+from vramguard.ledger._mark import arm, disarm
+from vramguard.ledger._records import MemoryLedger
+from vramguard.report.ledger_text import render_ledger
+
+HELP = "run a Python script and explain where its memory is: every byte on a line with its holder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda" or "cuda:N" (default: auto)')
+    parser.add_argument(
+        "--at", metavar="MARKER", help='explain where the program calls vramguard.mark("MARKER") (default: at its end)'
+    )
+    parser.add_argument("--json", metavar="PATH", help="save the ledger as JSON")
+    parser.add_argument("-m", dest="as_module", action="store_true", help="run TARGET as a module, like python -m")
+    parser.add_argument("target", metavar="TARGET", help="the script to run (or the module, with -m)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_target(args.target, args.as_module)
+    check_output_file("--json", args.json)
+    if args.at is not None and not args.at.strip():
+        raise InvalidArgument("--at", args.at, "a non-empty marker name")
+    device = args.device
+    ledgers: list[MemoryLedger] = []
+    if args.at is not None:
+        arm(args.at, lambda: ledgers.append(explain(device)))
+    code = 0
+    failure: list[str] = []
+    namespace: list[dict[str, Any]] = []  # the program's globals, alive until the ledger is taken
+    try:
+        with _as_main(args.target, args.args, args.as_module):
+            code = _execute(args.target, args.as_module, failure, namespace)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        code = 1
+    finally:
+        never = args.at is not None and disarm(args.at)
+    if failure:
+        print(failure[0], file=sys.stderr, end="")
+    try:
+        if never:
+            raise InvalidArgument(
+                "--at", args.at, f"a marker the program reaches (it never called vramguard.mark({args.at!r}))"
+            )
+        if args.at is None:
+            ledgers.append(explain(device))
+    finally:
+        namespace.clear()
+        gc.collect()  # the program's functions and its globals form cycles
+    ledger = ledgers[0]
+    render_ledger(ledger, sys.stderr)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(ledger.to_dict(), file, indent=2)
+        print(f"ledger saved to {os.path.abspath(args.json)}", file=sys.stderr)
+    return code

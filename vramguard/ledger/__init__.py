@@ -1,0 +1,31 @@
+"""The ledger: where a process's memory on one device is, every byte on a line with its holder.
+
+:func:`explain` reads the device, the heap (one pass) and the holder search, and returns a
+:class:`MemoryLedger`; ``vramguard.report.ledger_text`` renders it. Sits above the census
+(whose holder search it uses) and below the report and the faces.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from vramguard._lazy import attach
+
+if typing.TYPE_CHECKING:
+    from vramguard.ledger._explain import explain
+    from vramguard.ledger._mark import mark
+    from vramguard.ledger._records import LedgerLine, MemoryLedger
+
+# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+_LAZY = {
+    "explain": "vramguard.ledger._explain",
+    "mark": "vramguard.ledger._mark",
+    "LedgerLine": "vramguard.ledger._records",
+    "MemoryLedger": "vramguard.ledger._records",
+}
+
+if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__ = attach(__name__, _LAZY)
+
+
+__all__ = ["LedgerLine", "MemoryLedger", "explain", "mark"]
