@@ -281,7 +281,9 @@ def _attribute(index: _Index, search: HolderSearch) -> Attribution:
     unsearched = 0
     for o in holding:
         holders = found[numbers[o]]
-        holder = _holder_text(holders)
+        # A model or an optimizer is the owner itself: its own path names it, not the container
+        # the search would group it under (a dict of a pipeline's parts).
+        holder = _holder_text(holders, structural=index.owner_what[o] != "tensors")
         unsearched += holder.startswith("not searched")
         if holder not in merged:
             merged[holder] = len(owners)
@@ -295,10 +297,10 @@ def _attribute(index: _Index, search: HolderSearch) -> Attribution:
     return Attribution(tuple(owners), storages, count, unsearched)
 
 
-def _holder_text(holders: Holders) -> str:
+def _holder_text(holders: Holders, *, structural: bool) -> str:
     if holders.foreign:
         return "a frame of another thread or asyncio task"
-    if holders.rooted and holders.group:
+    if holders.rooted and holders.group and not structural:
         return holders.group
     if holders.paths:
         return holders.paths[0]
