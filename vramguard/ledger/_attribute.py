@@ -20,6 +20,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import torch
@@ -147,19 +148,19 @@ class _Index:
 
 
 def _heap_pass() -> tuple[list[Any], list[Any], list[Any], int]:
-    """Tensors, modules and optimizers on the heap, in one ``gc.get_objects()`` pass."""
+    """Tensors, modules and optimizers on the heap, in one ``gc.get_objects()`` pass. The filter
+    runs in C (``compress`` over ``map``): a Python loop over 3 M objects cost 5x the bare pass."""
     kinds: dict[type, int] = dict.fromkeys(tensor_types(), _TENSOR)
     kinds.update(dict.fromkeys(module_types(), _MODULE))
     kinds.update(_optimizer_types())
     buckets: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
     everything = gc.get_objects()
     count = len(everything)
-    get = kinds.get
-    for obj in everything:
-        kind = get(type(obj))
-        if kind is not None:
-            buckets[kind].append(obj)
+    found = list(compress(everything, map(kinds.__contains__, map(type, everything))))
     everything.clear()
+    for obj in found:
+        buckets[kinds[type(obj)]].append(obj)
+    found.clear()
     return buckets[0], buckets[1], buckets[2], count
 
 
