@@ -19,6 +19,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -270,7 +271,7 @@ def run_release(
         current = now
     # The final reading (NVML too on CUDA); on the host, after a last step that changed nothing,
     # the reading before it is the final one.
-    after = current if skipped and dev.type == "cpu" else take(dev, nvml=True)
+    after = replace(current, time_s=time.monotonic()) if skipped and dev.type == "cpu" else take(dev, nvml=True)
     return tuple(steps), after
 
 
