@@ -182,6 +182,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if state is None or not (marks or state.enabled):
         yield
         return
+    from vramguard.core._errors import InvalidArgument
     from vramguard.core._session import GpuSession
     from vramguard.probes import resolve_device
 
@@ -192,7 +193,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     fixture = item.stash.get(_FIXTURE, None)
     wanted: list[pytest.Mark | None] = [*marks] or [None]
     for mark in wanted:
-        device = resolve_device(_device_of(mark, state.device))
+        try:
+            device = resolve_device(_device_of(mark, state.device))
+        except InvalidArgument as bad:
+            # A bad device is a usage error in the marker: one line, as every other bad
+            # marker argument gives, not a traceback through this hook.
+            name = mark.name if mark is not None else "--vram-device"
+            pytest.fail(f"{name}: {bad}", pytrace=False)
         if str(device) in devices:
             continue
         if fixture is not None and fixture.device == device:

@@ -145,6 +145,22 @@ def test_bad():
     result.stdout.fnmatch_lines(["vram_limit: invalid max_peak='lots'; accepted: *"])
 
 
+def test_a_bad_device_in_a_marker_is_one_line_not_a_traceback(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        """
+@pytest.mark.vram_limit("1 GiB", device="tpu")
+def test_bad():
+    pass
+""",
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*vram_limit: invalid device='tpu'; accepted: *"])
+    assert "pytest_plugin.py" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_markers_are_registered_with_their_help(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--markers")
     result.stdout.fnmatch_lines(

@@ -148,6 +148,19 @@ def test_bad_options_name_the_argument(options: dict[str, object], argument: str
         vramguard.adaptive_batch(**options)  # type: ignore[call-overload]
 
 
+def test_a_batch_size_passed_positionally_is_named() -> None:
+    @vramguard.adaptive_batch(start=8, device="cpu")
+    def run(batch_size: int, data: list[int], scale: float = 1.0) -> int:
+        return batch_size
+
+    assert run([1, 2]) == 8 and run([1], 2.0) == 8
+    with pytest.raises(vramguard.InvalidArgument) as info:
+        run(64, [1, 2], 2.0)  # the batch size first, as to the undecorated function
+    message = str(info.value)
+    assert "batch_size=64" in message and "run(data, scale)" in message
+    assert "positional arguments" not in message
+
+
 def test_a_function_without_a_batch_size_parameter_is_refused() -> None:
     with pytest.raises(vramguard.InvalidArgument, match="first parameter"):
         vramguard.adaptive_batch(lambda: None)

@@ -95,6 +95,22 @@ def _check(start: object, minimum: object, shrink: object, grow_after: object, k
         raise InvalidArgument("key", key, "None, or a function of the call's arguments returning a hashable key")
 
 
+def _most_positional(signature: inspect.Signature | None) -> int | None:
+    """How many positional arguments a caller may pass (the batch size left out); None when any
+    number may come (``*args``) or the signature is unknown."""
+    if signature is None:
+        return None
+    kinds = [p.kind for p in signature.parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(kind in positional for kind in kinds)
+
+
+def _names(signature: inspect.Signature | None) -> list[str]:
+    return [] if signature is None else list(signature.parameters)
+
+
 def _signature_without_first(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         signature = inspect.signature(fn)
@@ -172,9 +188,17 @@ def adaptive_batch(
         sizes = _Sizes(start, min, shrink, grow_after)
         name = getattr(func, "__qualname__", type(func).__name__)
 
+        most = _most_positional(signature)
+
         def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
             if "batch_size" in kwargs:
                 raise InvalidArgument("batch_size", kwargs["batch_size"], "left out: adaptive_batch chooses it")
+            if most is not None and len(args) > most:
+                # The caller passed the batch size first, as to the undecorated function: say so
+                # (as accelerate's guard does), not Python's "takes 3 positional arguments".
+                rest = ", ".join(_names(signature))
+                accepted = f"left out: adaptive_batch chooses it and passes it first; call {name}({rest})"
+                raise InvalidArgument("batch_size", args[0], accepted)
             return _NO_KEY if key is None else key(*args, **kwargs)
 
         def failed(error: BaseException, size: int, attempts: list[int]) -> int | None:
