@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import mmap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -63,6 +64,31 @@ def _host_pinned_bytes() -> int | None:
     return int(stats().get("allocated_bytes.current", 0))
 
 
+def _wake_waiting_on(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[torch.device | None]]:
+    """Park ``model``, wake it with non-blocking copies, and return the wake's report and every
+    device ``torch.cuda.synchronize`` was called with during the wake (None: a bare call)."""
+    parked = vramguard.park(model)
+    waited: list[torch.device | None] = []
+    real = torch.cuda.synchronize
+
+    def spy(device: torch.device | int | str | None = None) -> None:
+        waited.append(
+            None
+            if device is None
+            else torch.device("cuda", device)
+            if isinstance(device, int)
+            else torch.device(device)
+        )
+        real(device)
+
+    monkeypatch.setattr(torch.cuda, "synchronize", spy)
+    try:
+        report = vramguard.wake(parked, non_blocking=True)
+    finally:
+        monkeypatch.undo()
+    return report, waited
+
+
 @pytest.mark.skipif(cuda_device_count() < 2, reason="needs two CUDA devices: the model on cuda:1, cuda:0 current")
 def test_gpu_point05_wake_waits_for_the_models_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model on cuda:1 while cuda:0 is current: the wake waits for cuda:1 (by name), so when it
@@ -71,22 +97,11 @@ def test_gpu_point05_wake_waits_for_the_models_device(monkeypatch: pytest.Monkey
     torch.cuda.set_device(0)
     model = _Flat([2**29, 2**29], "cuda:1")
     expected = {name: b.cpu() for name, b in model.named_buffers()}
-    parked = vramguard.park(model)
-    waited: list[torch.device | int | str | None] = []
-    real = torch.cuda.synchronize
-
-    def spy(device: torch.device | int | str | None = None) -> None:
-        waited.append(device)
-        real(device)
-
-    monkeypatch.setattr(torch.cuda, "synchronize", spy)
-    report = vramguard.wake(parked, non_blocking=True)
+    report, waited = _wake_waiting_on(model, monkeypatch)
     assert torch.cuda.current_stream(1).query(), "copies still running on cuda:1 after wake returned"
     assert torch.cuda.current_device() == 0
-    assert torch.device("cuda", 1) in [torch.device(d) for d in waited if d is not None]
-    assert None not in waited
+    assert torch.device("cuda", 1) in waited and None not in waited
     assert report.device == "cuda:1" and report.duration_s > 0
-    monkeypatch.undo()
     for name, b in model.named_buffers():
         assert b.device == torch.device("cuda", 1) and torch.equal(b.cpu(), expected[name]), name
 
@@ -96,22 +111,9 @@ def test_gpu_point05_wake_names_the_device_it_waits_for_on_one_gpu(monkeypatch: 
     through a bare ``synchronize()`` (the current device), and the copies are done when it returns."""
     model = _Flat([2**26, 2**26], "cuda:0")
     expected = {name: b.cpu() for name, b in model.named_buffers()}
-    parked = vramguard.park(model)
-    waited: list[torch.device | int | str | None] = []
-    real = torch.cuda.synchronize
-
-    def spy(device: torch.device | int | str | None = None) -> None:
-        waited.append(device)
-        real(device)
-
-    monkeypatch.setattr(torch.cuda, "synchronize", spy)
-    vramguard.wake(parked, non_blocking=True)
+    _, waited = _wake_waiting_on(model, monkeypatch)
     assert torch.cuda.current_stream(0).query(), "copies still running after wake returned"
-    assert waited and None not in waited
-    assert torch.device("cuda", 0) in [
-        torch.device(d) if not isinstance(d, int) else torch.device("cuda", d) for d in waited
-    ]
-    monkeypatch.undo()
+    assert torch.device("cuda", 0) in waited and None not in waited
     for name, b in model.named_buffers():
         assert torch.equal(b.cpu(), expected[name]), name
 
