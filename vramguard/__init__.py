@@ -16,6 +16,7 @@ with ``malloc_trim``.
 from __future__ import annotations
 
 import logging
+import os
 import typing
 
 from vramguard._lazy import attach
@@ -57,7 +58,7 @@ if typing.TYPE_CHECKING:
     from vramguard.core._session import GpuSession, gpu_session
     from vramguard.core._sizes import format_size, parse_size
     from vramguard.distributed import ClusterReport, gather_report
-    from vramguard.ledger import LedgerLine, MemoryLedger, explain, mark
+    from vramguard.ledger import LedgerLine, MemoryLedger, explain, install_explain_signal, mark
     from vramguard.parking import Parked, ParkReport, park, parked, wake
     from vramguard.probes import MemorySnapshot, resolve_device, snapshot
     from vramguard.report.json import load_report, save_report
@@ -125,6 +126,7 @@ _LAZY = {
     "save_report": "vramguard.report.json",
     "explain": "vramguard.ledger",
     "mark": "vramguard.ledger",
+    "install_explain_signal": "vramguard.ledger",
     "LedgerLine": "vramguard.ledger",
     "MemoryLedger": "vramguard.ledger",
 }
@@ -139,6 +141,13 @@ if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown
 # The "vramguard" logger (debug: each release step; info: each session's summary; warning: leaks)
 # stays silent until the application configures logging.
 logging.getLogger("vramguard").addHandler(logging.NullHandler())
+
+if os.environ.get("VRAMGUARD_EXPLAIN_SIGNAL", "").strip():
+    # The one submodule imported at import time, and only when asked: the handler must exist
+    # before a server runs, and the module is stdlib-only (torch loads when the signal comes).
+    from vramguard.ledger._signal import install_from_environment
+
+    install_from_environment()
 
 
 def load_ipython_extension(ipython: typing.Any) -> None:
@@ -195,6 +204,7 @@ __all__ = [
     "format_size",
     "gather_report",
     "gpu_session",
+    "install_explain_signal",
     "isolated",
     "load_report",
     "mark",

@@ -32,9 +32,15 @@ def test_leak_records_are_public() -> None:
 
 
 def test_the_ledger_is_public() -> None:
-    from vramguard.ledger import _explain, _mark, _records
+    from vramguard.ledger import _explain, _mark, _records, _signal
 
-    for name, module in (("explain", _explain), ("mark", _mark), ("MemoryLedger", _records), ("LedgerLine", _records)):
+    for name, module in (
+        ("explain", _explain),
+        ("mark", _mark),
+        ("MemoryLedger", _records),
+        ("LedgerLine", _records),
+        ("install_explain_signal", _signal),
+    ):
         assert name in vramguard.__all__
         assert getattr(vramguard, name) is getattr(module, name)
     assert list(vramguard.MemoryLedger.__dataclass_fields__)[:4] == ["device", "total_bytes", "total_source", "lines"]

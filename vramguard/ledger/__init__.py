@@ -15,6 +15,7 @@ if typing.TYPE_CHECKING:
     from vramguard.ledger._explain import explain
     from vramguard.ledger._mark import mark
     from vramguard.ledger._records import LedgerLine, MemoryLedger
+    from vramguard.ledger._signal import install_explain_signal
 
 # Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
@@ -22,10 +23,11 @@ _LAZY = {
     "mark": "vramguard.ledger._mark",
     "LedgerLine": "vramguard.ledger._records",
     "MemoryLedger": "vramguard.ledger._records",
+    "install_explain_signal": "vramguard.ledger._signal",
 }
 
 if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
     __getattr__, __dir__ = attach(__name__, _LAZY)
 
 
-__all__ = ["LedgerLine", "MemoryLedger", "explain", "mark"]
+__all__ = ["LedgerLine", "MemoryLedger", "explain", "install_explain_signal", "mark"]
