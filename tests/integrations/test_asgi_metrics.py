@@ -4,6 +4,7 @@ transport: 200 requests, one of which leaks."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterator
 
@@ -104,6 +105,43 @@ def test_device_gauges_are_read_at_each_scrape(registry: CollectorRegistry) -> N
         collector.close()
 
 
+LEDGER_HELD: torch.Tensor | None = None
+
+
+def test_the_ledger_is_one_gauge_per_category_read_at_each_scrape(registry: CollectorRegistry) -> None:
+    global LEDGER_HELD
+    plain = PrometheusCollector(["cpu"], registry=None)
+    assert "vramguard_ledger_bytes" not in {family.name for family in plain.collect()}, "off by default"
+    plain.close()
+    collector = PrometheusCollector(["cpu"], registry=registry, ledger=True)
+    try:
+        LEDGER_HELD = torch.ones(16 * MIB)  # 64 MiB held by a global
+        gc.collect()
+        held = _ledger_samples(registry)
+        LEDGER_HELD = None
+        gc.collect()
+        dropped = _ledger_samples(registry)
+        assert held["tensors"] - dropped.get("tensors", 0) == 64 * MIB  # no tensor line when none is held
+        assert {"tensors", "code", "malloc in use", "residual"} <= set(held)
+        assert list(held)[-1] == "residual"
+        text = generate_latest(registry).decode()
+        assert 'vramguard_ledger_bytes{category="residual",device="cpu"}' in text
+    finally:
+        LEDGER_HELD = None
+        collector.close()
+
+
+def _ledger_samples(registry: CollectorRegistry) -> dict[str, float]:
+    """One scrape's ledger samples for the host, by category, in the order they were exported."""
+    found: dict[str, float] = {}
+    for family in registry.collect():
+        if family.name == "vramguard_ledger_bytes":
+            for sample in family.samples:
+                assert sample.labels["device"] == "cpu"
+                found[sample.labels["category"]] = sample.value
+    return found
+
+
 def test_close_stops_counting_and_unregisters(registry: CollectorRegistry) -> None:
     collector = PrometheusCollector(["cpu"], registry=registry)
     with vramguard.gpu_session("counted", device="cpu"):
@@ -131,6 +169,8 @@ def test_a_leak_that_raises_is_still_counted(registry: CollectorRegistry) -> Non
 def test_bad_arguments() -> None:
     with pytest.raises(vramguard.InvalidArgument, match="devices"):
         PrometheusCollector("cpu", registry=None)  # type: ignore[arg-type]
+    with pytest.raises(vramguard.InvalidArgument, match="ledger"):
+        PrometheusCollector(["cpu"], registry=None, ledger="yes")  # type: ignore[arg-type]
     with pytest.raises(vramguard.InvalidArgument, match="leaks"):
         SessionMiddleware(infer, leaks="raise")  # type: ignore[arg-type]
 

@@ -77,6 +77,13 @@ class MemoryLedger:
         """The lines of one category, in ledger order (largest first within tensors)."""
         return tuple(line for line in self.lines if line.category == category)
 
+    def by_category(self) -> dict[str, int]:
+        """Bytes per category, in ledger order (the residual last); the values add up to the total."""
+        totals: dict[str, int] = {}
+        for line in self.lines:
+            totals[line.category] = totals.get(line.category, 0) + line.nbytes
+        return totals
+
     def held_by(self, text: str) -> tuple[LedgerLine, ...]:
         """The lines whose holder contains ``text``."""
         return tuple(line for line in self.lines if text in line.holder)
