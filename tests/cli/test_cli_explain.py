@@ -25,7 +25,7 @@ def vramguard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_explain_at_the_end_names_the_scripts_globals(tmp_path: Path) -> None:
     (tmp_path / "job.py").write_text(SCRIPT)
-    done = vramguard("explain", "--device", "cpu", "--json", "l.json", "job.py", "--x", cwd=tmp_path)
+    done = vramguard("explain", "--device", "cpu", "--json", "l.json", "--plot", "l.png", "job.py", "--x", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done ['--x']\n", "the ledger goes to stderr"
     assert "vramguard explain: cpu" in done.stderr
@@ -35,6 +35,7 @@ def test_explain_at_the_end_names_the_scripts_globals(tmp_path: Path) -> None:
     assert by_holder["global __main__.LATER"]["nbytes"] == 500_000
     assert sum(line["nbytes"] for line in data["lines"]) == data["total_bytes"]
     assert data["lines"][-1]["category"] == "residual"
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG" and "picture saved to" in done.stderr
 
 
 def test_explain_at_a_marker_sees_the_process_there(tmp_path: Path) -> None:

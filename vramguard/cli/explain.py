@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from typing import Any
 
 from vramguard.cli._paths import check_output_file
 from vramguard.cli.run import _as_main, _check_target, _execute
-from vramguard.core._errors import InvalidArgument
+from vramguard.core._errors import InvalidArgument, MissingDependency
 from vramguard.ledger._explain import explain
 from vramguard.ledger._mark import arm, disarm
 from vramguard.ledger._records import MemoryLedger
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--at", metavar="MARKER", help='explain where the program calls vramguard.mark("MARKER") (default: at its end)'
     )
     parser.add_argument("--json", metavar="PATH", help="save the ledger as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="draw the ledger (a bar stacked by line) into a PNG")
     parser.add_argument("-m", dest="as_module", action="store_true", help="run TARGET as a module, like python -m")
     parser.add_argument("--pid", type=int, help="explain this running process instead (it must catch the signal)")
     parser.add_argument(
@@ -63,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependency("matplotlib", "plot", "--plot")
     if args.pid is not None:
         return _remote(args)
     if args.target is None:
@@ -119,3 +124,7 @@ def _save(args: argparse.Namespace, ledger: MemoryLedger) -> None:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(ledger.to_dict(), file, indent=2)
         print(f"ledger saved to {os.path.abspath(args.json)}", file=sys.stderr)
+    if args.plot:
+        from vramguard.report.ledger_plot import plot_ledgers
+
+        print(f"picture saved to {os.path.abspath(plot_ledgers(ledger, args.plot))}", file=sys.stderr)
