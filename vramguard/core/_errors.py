@@ -14,6 +14,7 @@ The tree::
     ├── BudgetExceeded (also MemoryError)     a hard budget refused a host allocation (gpu_session(hard=True))
     ├── ClusterError                          a distributed session's gather: ranks missing or failed; names them
     ├── ParkError                             park/wake refused: storages held elsewhere (names holders), parked twice
+    ├── LedgerNotWritten                      explain --pid: the process caught the signal but wrote no ledger in time
     └── IsolationError                        a function run in a child process (isolated) did not come back
         ├── ChildCrashed                      the child was killed or crashed; names the signal or exit status
         └── NotPicklable                      an argument, result or exception could not cross the process boundary
@@ -207,6 +208,11 @@ class ClusterError(_ReportError):
     def __reduce__(self) -> tuple[Any, ...]:
         rebuild = functools.partial(type(self), reason=self.reason)
         return (rebuild, (self.name, self.missing_ranks, self.timeout_s, self.report), self.__dict__)
+
+
+class LedgerNotWritten(VramGuardError):
+    """``vramguard explain --pid``: the process caught the signal but no ledger came within the
+    timeout, or it wrote an error instead."""
 
 
 class ParkError(VramGuardError):

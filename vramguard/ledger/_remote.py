@@ -15,14 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vramguard.core._errors import InvalidArgument, VramGuardError
+from vramguard.core._errors import InvalidArgument, LedgerNotWritten
 from vramguard.ledger._signal import ENVIRONMENT, ERROR_FORMAT, default_path, files, parse_environment, parse_signal
 
 _POLL_S = 0.02
-
-
-class LedgerNotWritten(VramGuardError):
-    """The process caught the signal but no ledger came within the timeout, or it wrote an error."""
 
 
 @dataclass(frozen=True)
