@@ -123,7 +123,7 @@ def test_adam_state_is_named_by_parameter_name_on_one_line() -> None:
     assert {h: leak.nbytes for h, leak in leaks.items()} == expected
     assert _report(s.report).leaked_bytes == sum(expected.values())
     # The optimizer owns its state: one group for all of it, named by the optimizer.
-    assert {leak.group for h, leak in leaks.items() if h.startswith(opt)} == {f"{opt} (Adam state)"}
+    assert {(leak.group, leak.owner_kind) for h, leak in leaks.items() if h.startswith(opt)} == {(opt, "Adam state")}
 
 
 def test_adam_state_of_an_older_model_names_its_parameters_and_their_gradients() -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vramguard import SessionReport, gpu_session
+from vramguard.core._sizes import format_size
 
 transformers = pytest.importorskip("transformers", reason="needs the trainer extra (transformers)")
 np = pytest.importorskip("numpy")
@@ -74,10 +75,12 @@ def test_a_kept_dynamic_cache_is_one_line_with_its_exact_bytes_and_the_global() 
     assert type(PKV).__name__ == "DynamicCache"
     cache_tensors = [t for layer in PKV.layers for t in (layer.keys, layer.values)]
     nbytes = _storage_bytes(cache_tensors)
-    holder = f"global {__name__}.PKV (KV cache, 2 layers)"
-    assert [(g.holder, g.nbytes, g.count) for g in report.leak_groups] == [(holder, nbytes, 4)], str(report)
+    holder = f"global {__name__}.PKV"
+    groups = [(g.holder, g.owner_kind, g.nbytes, g.count) for g in report.leak_groups]
+    assert groups == [(holder, "KV cache, 2 layers", nbytes, 4)], str(report)
     assert report.leaked_bytes == nbytes
-    assert _leak_lines(report) == [f"leak: 4.00 KiB in 4 tensors held by {holder}"]
+    assert _leak_lines(report) == [f"leak: KV cache, 2 layers, 4.00 KiB, held by {holder}"]
+    assert report.leak_groups[0].other_holders == ()  # the layers' paths are inside the group
     assert sorted(leak.holders[0] for leak in report.leaks) == [
         f"global {__name__}.PKV.layers[{i}].{kv}" for i in (0, 1) for kv in ("keys", "values")
     ]
@@ -125,8 +128,9 @@ def test_an_owner_kept_alone_is_one_group_that_says_what_it_is(make: Any, label:
     with gpu_session("one", device="cpu", leaks="ignore") as s:
         ONE = make()
     report = _report(s.report)
-    holder = f"global {__name__}.ONE ({label})"
-    assert [(g.holder, g.nbytes, g.count) for g in report.leak_groups] == [(holder, 65 * 4, 2)], str(report)
+    holder = f"global {__name__}.ONE"
+    assert [(g.holder, g.owner_kind, g.nbytes, g.count) for g in report.leak_groups] == [(holder, label, 65 * 4, 2)]
+    assert _leak_lines(report) == [f"leak: {label}, 260 B, held by {holder}"]
 
 
 # -- the FAQ's evaluation loop -------------------------------------------------------------------
@@ -162,9 +166,33 @@ def test_an_outputs_graph_is_grouped_with_the_output() -> None:
     with gpu_session("graph", device="cpu", leaks="ignore") as s:
         OUT = model(torch.ones(8, 16)).sum()
     report = _report(s.report)
-    holder = f"global {__name__}.OUT (with its autograd graph)"
-    assert [g.holder for g in report.leak_groups] == [holder], str(report)
-    assert report.leak_groups[0].count == len(report.leaks) >= 3  # the output, the input, the activation
+    holder = f"global {__name__}.OUT"
+    (group,) = report.leak_groups
+    assert group.holder == holder, str(report)
+    assert group.count == len(report.leaks) >= 3  # the output, the input, the activation
+    saved = group.count - 1
+    kind = f"output with its autograd graph, {saved} saved tensors"
+    assert group.owner_kind == kind
+    assert _leak_lines(report) == [f"leak: {kind}, {format_size(group.nbytes)}, held by {holder}"]
+
+
+def test_outputs_their_own_nodes_saved_are_counted_in_the_graph() -> None:
+    """``exp`` saves its result as a new tensor sharing the output's storage: once the output's
+    Python object is gone only the node holds it, and no survivor names it."""
+    global OUT
+    weight = torch.ones(64, requires_grad=True)
+    with gpu_session("exp", device="cpu", leaks="ignore") as s:
+        x = torch.ones(64) * weight
+        x = x.exp().exp()
+        OUT = x.sum()
+        del x
+    report = _report(s.report)
+    (group,) = report.leak_groups
+    kind = "output with its autograd graph, 3 saved tensors"
+    assert (group.holder, group.owner_kind) == (f"global {__name__}.OUT", kind)
+    assert report.leaked_bytes == group.nbytes == 3 * 256 + 4
+    exps = [leak for leak in report.leaks if leak.holders[0].startswith("saved for backward by ExpBackward0 of ")]
+    assert [leak.description for leak in exps] == ["float32[64] cpu"] * 2
 
 
 # -- bounds --------------------------------------------------------------------------------------
@@ -194,6 +222,64 @@ def test_a_bound_message_names_the_object_whose_referrers_were_cut_and_the_argum
     assert message.startswith("holder search stopped at the levels bound (2 levels; raise it with "), message
     assert "gpu_session(holder_levels=...)" in message and "the referrers of a " in message, message
     assert "(reached through " in message and "nothing" not in message, message
+
+
+def _faq_losses(count: int) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    for _ in range(count):
+        loss = ((model(torch.randn(8, 16)) - 1) ** 2).mean()
+        EVAL_LOSSES.append(loss)
+
+
+GRAPH_CUT = "not searched: the graph bound ("
+
+
+def test_the_graph_bound_is_named_when_it_stops_the_walk_and_raising_it_names_every_tensor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The activations a kept loss's graph saved have no Python referrer: past the graph bound
+    they are not "held from native code" but not searched, and the message says how to raise it."""
+    monkeypatch.setenv("VRAMGUARD_CENSUS_GRAPH_NODES", "100")
+    with gpu_session("cut", device="cpu", leaks="ignore") as s:
+        _faq_losses(40)
+    report = _report(s.report)
+    cut = [leak for leak in report.leaks if leak.holders[0].startswith(GRAPH_CUT)]
+    assert cut, str(report)
+    (message,) = {leak.holders[0] for leak in cut}
+    assert "(100 autograd graph nodes per census, the latest outputs' first; raise it with the environment " in message
+    assert "variable VRAMGUARD_CENSUS_GRAPH_NODES=...)" in message and "native code" not in message, message
+    assert "native code" not in str(report.leaks)
+    EVAL_LOSSES.clear()
+    monkeypatch.setenv("VRAMGUARD_CENSUS_GRAPH_NODES", "100_000")
+    with gpu_session("raised", device="cpu", leaks="ignore") as s:
+        _faq_losses(40)
+    report = _report(s.report)
+    assert [g.holder for g in report.leak_groups] == [f"global {__name__}.EVAL_LOSSES"], str(report)
+
+
+def test_a_bad_graph_bound_is_named() -> None:
+    from vramguard import InvalidArgument
+    from vramguard.census._autograd import graph_nodes_bound
+
+    with pytest.MonkeyPatch.context() as patch:
+        for bad in ("0", "many", "-5"):
+            patch.setenv("VRAMGUARD_CENSUS_GRAPH_NODES", bad)
+            with pytest.raises(InvalidArgument, match="VRAMGUARD_CENSUS_GRAPH_NODES"):
+                graph_nodes_bound()
+        patch.setenv("VRAMGUARD_CENSUS_GRAPH_NODES", "50,000")
+        assert graph_nodes_bound() == 50_000
+
+
+def test_past_the_default_graph_bound_the_faqs_activations_are_never_held_from_native_code() -> None:
+    """3,000 kept losses: about ten graph nodes each, past the default 20,000."""
+    with gpu_session("faq 3000", device="cpu", leaks="ignore") as s:
+        _faq_losses(3000)
+    report = _report(s.report)
+    assert "native code" not in str(report.leaks)
+    holders = [g.holder for g in report.leak_groups]
+    assert holders[0] == f"global {__name__}.EVAL_LOSSES", holders
+    assert holders[1].startswith(GRAPH_CUT + "20,000 autograd graph nodes per census"), holders
 
 
 # -- torch.compile ------------------------------------------------------------------------------
@@ -229,7 +315,7 @@ def test_after_a_compiled_training_step_the_users_names_come_first() -> None:
     compiled = [path for leak in leaks for path in leak.holders[1:] if "__compiled_fn" in path]
     assert all(path.endswith(" (via torch.compile)") for path in compiled), compiled
     assert sorted(g.holder.split(" in ")[0] for g in report.leak_groups) == ["local 'model'", "local 'opt'"]
-    assert next(g.holder for g in report.leak_groups if g.holder.startswith("local 'opt'")).endswith("(Adam state)")
+    assert next(g.owner_kind for g in report.leak_groups if g.holder.startswith("local 'opt'")) == "Adam state"
 
 
 # -- numpy ----------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ def test_leak_records_are_public() -> None:
         assert name in vramguard.__all__
         assert getattr(vramguard, name) is getattr(_records, name)
     assert issubclass(vramguard.Leaks, tuple)
-    assert list(vramguard.LeakGroup.__dataclass_fields__) == ["holder", "nbytes", "count", "leaks"]
-    assert list(vramguard.Leak.__dataclass_fields__)[-1] == "group"
+    assert list(vramguard.LeakGroup.__dataclass_fields__) == ["holder", "nbytes", "count", "leaks", "owner_kind"]
+    assert list(vramguard.Leak.__dataclass_fields__)[-2:] == ["group", "owner_kind"]
 
 
 def test_the_ledger_is_public() -> None:

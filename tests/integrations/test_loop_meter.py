@@ -40,6 +40,43 @@ def test_each_holder_is_warned_once_and_the_figures_wait_for_the_log() -> None:
     assert meter.take_pending() == {}, "taken once, by the next log entry"
 
 
+OUT: torch.Tensor | None = None
+
+
+def test_an_owner_whose_kind_changes_between_windows_is_warned_once() -> None:
+    """An output kept with its graph, a step deeper each window: the kind's count of saved
+    tensors changes, the holder (the key) does not."""
+    weight = torch.ones(64, requires_grad=True)
+    depth = [0]
+
+    def keep() -> None:
+        global OUT
+        depth[0] += 1
+        x = torch.ones(64) * weight
+        for _ in range(depth[0]):
+            x = x.exp()
+        OUT = x.sum()
+
+    meter = LoopMeter("step", "warn", None, "cpu", 0)
+    kinds: list[str | None] = []
+    original = meter.judge
+
+    def judge(report: vramguard.SessionReport) -> None:
+        kinds.extend(g.owner_kind for g in report.leak_groups)
+        original(report)
+
+    meter.judge = judge  # type: ignore[method-assign]
+    global OUT
+    try:
+        caught = windows(meter, 3, keep)
+    finally:
+        OUT = None
+    assert len(set(kinds)) == 3 and all(k and k.startswith("output with its autograd graph, ") for k in kinds), kinds
+    leaks = [str(w.message) for w in caught if issubclass(w.category, vramguard.LeakWarning)]
+    assert len(leaks) == 1, leaks
+    assert f"held by global {__name__}.OUT" in leaks[0]
+
+
 def test_release_order_violations_are_warned_once_per_call_site() -> None:
     held: dict[str, object] = {}
 

@@ -70,6 +70,7 @@ def test_leaks_are_saved_flat_and_grouped() -> None:
         "created_at": "cache.py:7",
         "holders": ["global __main__.CACHE['k'][0]"],
         "group": "global __main__.CACHE",
+        "owner_kind": None,
     }
     assert [(g["holder"], g["nbytes"], g["count"]) for g in data["leak_groups"]] == [
         (MODEL, 3 * 2**19 + 2 * 2**17, 3),
@@ -98,3 +99,31 @@ def test_reports_saved_before_leak_groups_still_load(tmp_path: Path) -> None:
     assert isinstance(again, SessionReport)
     assert again.leaks == (Leak(64 * 2**20, "float32 tensor [4096, 4096]", "encode.py:12", ("cache['last'] (dict)",)),)
     assert [(g.holder, g.count) for g in again.leak_groups] == [("cache['last'] (dict)", 1)]
+
+
+def test_a_named_owners_kind_is_saved_apart_from_its_path_and_round_trips(tmp_path: Path) -> None:
+    pkv = "global __main__.PKV"
+    leaks = tuple(
+        Leak(2**19, "float32[1, 2, 64, 16] cpu", None, (f"{pkv}.layers[{i}].keys",), pkv, "KV cache, 2 layers")
+        for i in range(2)
+    )
+    report = session_report(leaks=leaks)
+    data = report.to_dict()
+    assert {(leak["group"], leak["owner_kind"]) for leak in data["leaks"]} == {(pkv, "KV cache, 2 layers")}
+    assert [(g["holder"], g["owner_kind"], g["count"]) for g in data["leak_groups"]] == [
+        (pkv, "KV cache, 2 layers", 2)
+    ]
+    again = load_report(save_report(report, tmp_path / "r.json"))
+    assert isinstance(again, SessionReport) and again == report
+    assert [(g.holder, g.owner_kind) for g in again.leak_groups] == [(pkv, "KV cache, 2 layers")]
+    assert [LeakGroup.from_dict(g) for g in data["leak_groups"]] == list(report.leak_groups)
+    for leak in data["leaks"]:
+        del leak["owner_kind"]  # a file written before the key: no kind, the same groups
+    older = load_report(_write(tmp_path / "old.json", data))
+    assert isinstance(older, SessionReport)
+    assert [(g.holder, g.owner_kind, g.count) for g in older.leak_groups] == [(pkv, None, 2)]
+
+
+def _write(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data))
+    return path

@@ -85,6 +85,7 @@ MALFORMED = [
     (("leaks", 0, "nbytes"), _DELETE, "leaks[0].nbytes", "missing"),
     (("leaks", 0, "holders"), [1], "leaks[0].holders[0]", "a string"),
     (("leaks", 0), "leak", "leaks[0]", "a JSON object"),
+    (("leaks", 0, "owner_kind"), 5, "leaks[0].owner_kind", "a string or null"),
     (("release_steps", 1, "duration_s"), None, "release_steps[1].duration_s", "a finite number"),
     (("release_steps", 1, "bogus"), 1, None, None),  # an unknown key is ignored, as before
     (("notes",), [None], "notes[0]", "a string"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from io import StringIO
 from pathlib import Path
 
@@ -263,6 +264,45 @@ def test_groups_tie_by_holder_and_other_holders_skip_paths_inside_the_group() ->
     assert [g.holder for g in groups] == ["global m.A", "global m.B"]
     assert groups[0].other_holders == ("global m.AB",)
     assert groups[1].other_holders == ()
+
+
+def kv_cache_report() -> SessionReport:
+    """A KV cache of 24 layers (48 tensors of 32 MiB) kept in a global, also held by a local."""
+    pkv = "global __main__.PKV"
+    leaks = tuple(
+        Leak(32 * MIB, "float16[1, 8, 2048, 1024] cpu", None, (f"{pkv}.layers[{i // 2}].{kv}",), pkv, KV)
+        for i, kv in zip(range(48), ("keys", "values") * 24, strict=True)
+    )
+    first = replace(leaks[0], holders=(*leaks[0].holders, "local cache in main"))
+    return session_report(leaks=(first, *leaks[1:]), leaked_bytes=48 * 32 * MIB, notes=())
+
+
+KV = "KV cache, 24 layers"
+
+
+def test_a_named_owners_line_says_what_it_is_then_its_size_then_its_holder() -> None:
+    report = kv_cache_report()
+    (group,) = report.leak_groups
+    assert (group.holder, group.owner_kind, group.count) == ("global __main__.PKV", KV, 48)
+    assert group.other_holders == ("local cache in main",)  # the layers' own paths are inside the group
+    assert str(report).splitlines()[-2:] == [
+        "  leak: KV cache, 24 layers, 1.50 GiB, held by global __main__.PKV",
+        "      also held by local cache in main",
+    ]
+    assert str(report.leaks).splitlines()[2] == (
+        "    32.0 MiB float16[1, 8, 2048, 1024] cpu — held by global __main__.PKV.layers[0].keys; local cache in main"
+    )
+    table = rendered(report)
+    assert table[table.index("leaks: 1.50 GiB") + 3 :][:2] == [
+        " 1.50 GiB   KV cache, 24 layers (48 tensors)   global __main__.PKV",
+        "                                               also local cache in main",
+    ]
+
+
+def test_a_lone_tensor_with_an_owner_kind_says_it_too() -> None:
+    leak = Leak(256, "float32[64] cpu", None, ("global m.ONE.inputs",), "global m.ONE", "dataclass Batch")
+    assert Leaks((leak,)).lines() == ["leak: dataclass Batch, 256 B, held by global m.ONE"]
+    assert Leaks((replace(leak, owner_kind=None),)).lines() == [f"leak: {replace(leak, owner_kind=None)}"]
 
 
 def test_leaks_is_a_tuple_and_reports_take_plain_tuples() -> None:

@@ -9,14 +9,20 @@ callers compare storages, never object identity.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
 from vramguard.census._scan import is_a
+from vramguard.core._errors import InvalidArgument
 
 MAX_GRAPH_NODES = 20_000
-"""Nodes visited per census; a training step's graph has a few thousand."""
+"""Nodes visited per census by default; a training step's graph has a few thousand, the PyTorch
+FAQ's evaluation loop without ``no_grad`` about ten per kept loss."""
+GRAPH_NODES_VAR = "VRAMGUARD_CENSUS_GRAPH_NODES"
+"""The environment variable that sets the graph bound (nodes visited per census)."""
+_MOST_GRAPH_NODES = 100_000_000
 
 LEAF = "the leaf accumulated by AccumulateGrad"
 """What holds a tensor that a graph accumulates into (a parameter), in :func:`graph_tensors`."""
@@ -41,11 +47,23 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def graph_nodes_bound() -> int:
+    """The graph bound: ``VRAMGUARD_CENSUS_GRAPH_NODES`` when set, else :data:`MAX_GRAPH_NODES`."""
+    text = os.environ.get(GRAPH_NODES_VAR, "").strip().replace("_", "").replace(",", "")
+    if not text:
+        return MAX_GRAPH_NODES
+    if not text.isdigit() or not 1 <= int(text) <= _MOST_GRAPH_NODES:
+        raise InvalidArgument(GRAPH_NODES_VAR, os.environ[GRAPH_NODES_VAR], f"an int from 1 to {_MOST_GRAPH_NODES}")
+    return int(text)
+
+
 class GraphBudget:
-    """How many graph nodes the census may still visit."""
+    """How many graph nodes the census may still visit; ``exhausted`` once a walk stopped with
+    nodes left to visit (the graphs not walked may save tensors no one else names)."""
 
     def __init__(self, nodes: int = MAX_GRAPH_NODES) -> None:
         self.nodes = nodes
+        self.exhausted = False
 
 
 def graph_tensors(
@@ -64,6 +82,9 @@ def graph_tensors(
     if seen is None:
         seen = {}
     elif id(root) in seen:
+        return []
+    if budget.nodes <= 0:
+        budget.exhausted = True
         return []
     found: list[tuple[str, torch.Tensor]] = []
     stack: list[Any] = [root]
@@ -93,4 +114,6 @@ def graph_tensors(
             if following is not None and id(following) not in seen:
                 seen[id(following)] = following
                 stack.append(following)
+    if stack:
+        budget.exhausted = True
     return found

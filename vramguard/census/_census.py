@@ -28,6 +28,7 @@ import gc
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 
@@ -38,6 +39,7 @@ from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._judge import Judge, Survivor, grad_of
 from vramguard.census._order import OrderRecorder
+from vramguard.census._owners import GRAPH
 from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, on_device
 from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.core._records import Leak, OrderViolation
@@ -80,6 +82,7 @@ class Census:
         self._watch = GcWatch()
         self._settled: dict[int, Holders] | None = None
         self._bytes: dict[int, int] = {}
+        self._graph_only: dict[int, str] = {}
         self._blocks: BlockDiff | None = None
         self._ptrs: dict[int, int] = {}
         self.unattributed: tuple[str, ...] = ()
@@ -188,6 +191,7 @@ class Census:
             judge = Judge(self.device, self.bounds, self._entry, self._in_epoch)
             holders = judge.run(self._survivors, kept, thaw if self._in_epoch and EPOCH.frozen else None)
             self._bytes = judge.bytes
+            self._graph_only = judge.graph_only
         self._settled = holders
         self.needs_full_collection = any(not h.rooted and not h.kept for h in holders.values())
 
@@ -231,6 +235,7 @@ class Census:
             self._state = "finished"
             self._leave()
             self._survivors, self._entry, self._settled, self._hard = [], {}, None, set()
+            self._graph_only = {}
             self._blocks, self._ptrs = None, {}
             if self._sites is not None:
                 self._sites.clear()
@@ -286,6 +291,9 @@ class Census:
                 description, width = describe(tensor), tensor.numel()
             described[key] = (views + 1, description, width)
             del tensor
+        for key, description in self._graph_only.items():
+            if key not in described and key in holders:
+                described[key] = (1, description, 0)  # only its node holds it: no survivor to read
         leaks = []
         for key, (views, description, _) in described.items():
             found = holders[key]
@@ -300,9 +308,25 @@ class Census:
                     created_at=self._site_of(key),
                     holders=found.paths,
                     group=found.group,
+                    owner_kind=found.owner_kind,
                 )
             )
-        return leaks
+        return _count_saved(leaks)
+
+
+def _count_saved(leaks: list[Leak]) -> list[Leak]:
+    """An output's graph group says how many tensors the graph saved: the group's leaks but
+    the output itself (whose first holder is the group's own path)."""
+    saved: dict[str, int] = {}
+    for leak in leaks:
+        if leak.owner_kind == GRAPH and leak.group is not None and leak.holders[:1] != (leak.group,):
+            saved[leak.group] = saved.get(leak.group, 0) + 1
+    return [
+        replace(leak, owner_kind=f"{GRAPH}, {saved[leak.group]} saved tensor{'s' * (saved[leak.group] != 1)}")
+        if leak.owner_kind == GRAPH and leak.group in saved
+        else leak
+        for leak in leaks
+    ]
 
 
 @contextmanager

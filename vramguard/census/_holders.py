@@ -25,11 +25,12 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from vramguard.census._autograd import GRAPH_NODES_VAR, graph_nodes_bound
 from vramguard.census._frames import frame_locals, is_census_frame, is_library, is_optimized, other_task_frames
 from vramguard.census._owners import (
     GRAPH,
@@ -57,13 +58,20 @@ _WEAK = (weakref.ref, weakref.ProxyType, weakref.CallableProxyType)
 class SearchBounds:
     """How far the holder search goes: ``levels`` steps up from a leak, ``width`` objects per
     leak per level (and 4×``width`` objects scanned per level over all leaks), ``leaks`` walked
-    (the largest first)."""
+    (the largest first), ``graph_nodes`` autograd graph nodes visited to find the tensors kept
+    outputs' graphs saved (the latest outputs first; ``VRAMGUARD_CENSUS_GRAPH_NODES``)."""
 
     levels: int = 24
     width: int = 64
     leaks: int = 256
+    graph_nodes: int = field(default_factory=graph_nodes_bound)
 
     def describe(self, bound: str) -> str:
+        if bound == "graph":
+            return (
+                f"the graph bound ({self.graph_nodes:,} autograd graph nodes per census, the latest outputs' "
+                f"first; raise it with the environment variable {GRAPH_NODES_VAR}=...)"
+            )
         value, argument = {
             "levels": (f"{self.levels} levels", "holder_levels"),
             "width": (f"{self.width} objects per level", "holder_width"),
@@ -79,6 +87,9 @@ class Holders:
     kept: bool = False
     group: str | None = None
     """The holder path of the module (the outermost on the first path) or container holding it."""
+    owner_kind: str | None = None
+    """What the group's owner is ("KV cache, 2 layers", :data:`GRAPH`); None for a module, a
+    plain container or an object's attributes."""
     rooted: bool = False
     """A path reached a global, a class or a live frame: no collection can free it."""
     foreign: bool = False
@@ -124,6 +135,9 @@ class HolderSearch:
         self._arrays_indexed = False
         self._local_arrays: list[int] = []
         self.scans = 0
+        self.graph_cut = False
+        """Set by the census when the graph bound stopped its walk of kept outputs' graphs: a
+        tensor with no Python referrer may be saved by a graph it did not walk."""
 
     # -- building ---------------------------------------------------------------------------
     def add(self, obj: object) -> int:
@@ -533,25 +547,25 @@ class HolderSearch:
             [self.objs[i] for i in chain], edges, self._module_names, self.parameter_name, self._positions
         )
 
-    def _group_of(self, chain: list[int], edges: list[Edge]) -> str | None:
-        """The holder path of the object that owns the tensor (see :mod:`._owners`)."""
+    def _group_of(self, chain: list[int], edges: list[Edge]) -> tuple[str, str | None] | None:
+        """The holder path of the object that owns the tensor, and what it is when it is a named
+        owner (see :mod:`._owners`)."""
         objs = [self.objs[i] for i in chain]
         last = len(chain) - 1
         for i in range(1, last):
             obj, before = objs[i], objs[i - 1]
             label = owner_label(obj)
             if is_module(obj) or label is not None or (is_indexed(obj, before) and is_element(objs[i + 1])):
-                text = self._render(chain[: i + 1], edges[:i])
-                return f"{text} ({label})" if label else text
+                return self._render(chain[: i + 1], edges[:i]), label
             if issubclass(type(obj), torch.Tensor) and edges[i][0] == "saved":
-                return f"{self._render(chain[: i + 1], edges[:i])} ({GRAPH})"
+                return self._render(chain[: i + 1], edges[:i]), GRAPH
         if last >= 1 and edges[-1][0] == "saved":
             return None
         tensor = objs[-1]
         if last >= 1 and _has_graph(tensor) and self._saves_leaks(chain[-1]):
-            return f"{self._render(chain, edges)} ({GRAPH})"
+            return self._render(chain, edges), GRAPH
         if last >= 2 and edges[-1][0] == "scan" and holds_directly(objs[-2], objs[-3]):
-            return self._render(chain[:-1], edges[:-1])
+            return self._render(chain[:-1], edges[:-1]), None
         return None
 
     def _saves_leaks(self, index: int) -> bool:
@@ -570,7 +584,7 @@ class HolderSearch:
             return Holders((), kept=True)
         if roots and all(r in self._foreign for r, _, _ in roots):
             return Holders((), rooted=True, foreign=True)
-        found: list[tuple[tuple[int, int], str, str | None]] = []
+        found: list[tuple[tuple[int, int], str, tuple[str, str | None] | None]] = []
         for root in roots:
             chain, edges = self._chain(came, root)
             text = self._render(chain, edges)
@@ -581,12 +595,21 @@ class HolderSearch:
         if found:
             found.sort(key=lambda item: item[0])  # the user's names first; globals, classes, locals, graphs
             paths = tuple(text for _, text, _ in found)
-            return Holders(paths, group=found[0][2], rooted=True)
+            owner, kind = found[0][2] or (None, None)
+            return Holders(paths, group=owner, owner_kind=kind, rooted=True)
         starts = set(self._groups[group])
         seen = [self.objs[i] for i in came if i not in starts]
         names = ", ".join(dict.fromkeys(type(o).__qualname__ for o in seen))
         if cut is not None:
             return Holders((self._cut_message(cut, names),))
+        if not seen and self.graph_cut:
+            what = type(self.objs[self._groups[group][0]]).__qualname__
+            return Holders(
+                (
+                    f"not searched: {self.bounds.describe('graph')} ran out before the graphs that may save "
+                    f"this {what} (no Python object refers to it)",
+                )
+            )
         if not seen:
             return Holders(("no Python referrer: held from native code",))
         note = "a reference cycle" if revisit else "objects"

@@ -17,7 +17,7 @@ import torch
 
 from vramguard.census._autograd import GraphBudget, graph_tensors
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
-from vramguard.census._scan import StorageWeakRef, heap_index, heap_tensors, on_device
+from vramguard.census._scan import StorageWeakRef, describe, heap_index, heap_tensors, on_device
 from vramguard.core._tensors import tensor_key
 
 Survivor = tuple[int, int, "weakref.ref[torch.Tensor]", StorageWeakRef]
@@ -36,6 +36,10 @@ class Judge:
         self._in_epoch = in_epoch
         self.bytes: dict[int, int] = {}
         """Storage key -> its bytes (a sparse tensor's values and indices together)."""
+        self.graph_only: dict[int, str] = {}
+        """Storage key -> the description of a storage met only in an autograd graph (an
+        output saved by its own node, ``exp``'s result: its Python object is gone, no survivor
+        names it)."""
         self._old: set[int] = set()
 
     def run(self, survivors: list[Survivor], kept: list[object], thaw: Callable[[], None] | None) -> dict[int, Holders]:
@@ -67,7 +71,7 @@ class Judge:
             return groups
         if self._in_epoch:
             self._drop_shared(search, groups)
-        budget = GraphBudget()
+        budget = GraphBudget(self.bounds.graph_nodes)
         hard = set(self._entry)
         visited: dict[int, Any] = {}
         # The latest outputs first: a loss's graph names its activations through the loss, not
@@ -78,6 +82,7 @@ class Judge:
             for holder, saved in graph_tensors(search.objs[out_index], budget, visited):  # type: ignore[arg-type]
                 self._add_saved(search, groups, hard, out_index, holder, saved)
         visited.clear()
+        search.graph_cut = budget.exhausted
         for key, members in list(groups.items()):
             for index in list(members):
                 member = search.objs[index]
@@ -140,6 +145,8 @@ class Judge:
                 return
             members = groups[key[0]] = []
             self.bytes[key[0]] = key[1]
+            if not _wrapped_number(saved):
+                self.graph_only[key[0]] = describe(saved)
         objs = search.objs
         same = next((i for i in members if objs[i] is saved), None)
         if same is None:
@@ -173,6 +180,20 @@ def _explained(search: HolderSearch, groups: dict[int, list[int]]) -> bool:
             return False
         del storage, tensor
     return True
+
+
+_SCALAR_DTYPES = (torch.int64, torch.float64, torch.complex128, torch.bool)
+
+
+def _wrapped_number(tensor: torch.Tensor) -> bool:
+    """A Python number an op wrapped as a 0-dim CPU tensor (``x * 2`` saves the 2:
+    ``wrapped_scalar_tensor`` in aten/src/ATen/ScalarOps.h). Python cannot read the wrapped
+    flag; a 0-dim CPU tensor of a Python number's dtype that only a graph holds is taken for one
+    (a few bytes, never the block's memory problem)."""
+    try:
+        return tensor.dim() == 0 and tensor.device.type == "cpu" and tensor.dtype in _SCALAR_DTYPES
+    except Exception:
+        return False
 
 
 def _latest_first(tensor: Any) -> int:

@@ -31,8 +31,9 @@ import torch
 
 from vramguard.census._scan import is_a
 
-GRAPH = "with its autograd graph"
-"""The group label of an output and the tensors its autograd graph saved."""
+GRAPH = "output with its autograd graph"
+"""The owner kind of an output and the tensors its autograd graph saved (the census adds how
+many it saved: "output with its autograd graph, 2 saved tensors")."""
 
 _INDEXED = (list, tuple, set, frozenset, collections.deque)
 COMPILE_MARKERS = ("__compiled_fn", "_orig_mod", "__resume_at_", "torch._dynamo", "torch._inductor", "_torchdynamo")

@@ -77,7 +77,11 @@ class Leak:
     ``holders``: the paths that still reach it. ``group``: the holder path of the module or
     container that holds it (``"global __main__.PIPE.model"`` for a tensor held by
     ``"global __main__.PIPE.model.encoder.layers[0].fc1.weight"``); ``None`` when not known, and
-    then the leak is grouped by its first holder path (see :class:`LeakGroup`).
+    then the leak is grouped by its first holder path (see :class:`LeakGroup`). ``owner_kind``:
+    what the group's owner is when it is more than a module or a container (``"KV cache, 24
+    layers"``, ``"model output CausalLMOutputWithPast"``, ``"Adam state"``, ``"output with its
+    autograd graph, 2 saved tensors"``); ``None`` otherwise. It is apart from ``group`` so that
+    the group's path is the same from one session to the next.
     """
 
     nbytes: int
@@ -85,6 +89,7 @@ class Leak:
     created_at: str | None
     holders: tuple[str, ...]
     group: str | None = None
+    owner_kind: str | None = None
 
     @property
     def group_holder(self) -> str:
@@ -101,7 +106,8 @@ class Leak:
 
     @classmethod
     def from_dict(cls, data: Any) -> Leak:
-        """Rebuild a leak written by :meth:`to_dict` (files written before ``group`` read as ``None``)."""
+        """Rebuild a leak written by :meth:`to_dict` (files written before ``group`` or
+        ``owner_kind`` read them as ``None``)."""
         read = _fields(data)
         return cls(
             nbytes=read.integer("nbytes"),
@@ -109,6 +115,7 @@ class Leak:
             created_at=read.string("created_at", None, nullable=True),
             holders=read.strings("holders", ()),
             group=read.string("group", None, nullable=True),
+            owner_kind=read.string("owner_kind", None, nullable=True),
         )
 
     def __str__(self) -> str:
@@ -134,7 +141,8 @@ def _within(path: str, group: str) -> bool:
 @dataclass(frozen=True)
 class LeakGroup:
     """The leaks one module or container holds: ``holder`` its path, ``nbytes`` their total,
-    ``count`` how many tensor storages, ``leaks`` them, largest first.
+    ``count`` how many tensor storages, ``leaks`` them, largest first; ``owner_kind`` what the
+    owner is (see :attr:`Leak.owner_kind`), or ``None``.
 
     Built by :attr:`Leaks.groups` (``SessionReport.leak_groups``) from each leak's
     :attr:`Leak.group_holder`.
@@ -144,12 +152,15 @@ class LeakGroup:
     nbytes: int
     count: int
     leaks: tuple[Leak, ...]
+    owner_kind: str | None = None
 
     @classmethod
     def of(cls, holder: str, leaks: Iterable[Leak]) -> LeakGroup:
-        """The group of ``leaks`` under ``holder``: totals counted, leaks sorted largest first."""
+        """The group of ``leaks`` under ``holder``: totals counted, leaks sorted largest first,
+        the owner's kind from the largest leak that has one."""
         ordered = tuple(sorted(leaks, key=lambda leak: -leak.nbytes))
-        return cls(holder, sum(leak.nbytes for leak in ordered), len(ordered), ordered)
+        kind = next((leak.owner_kind for leak in ordered if leak.owner_kind), None)
+        return cls(holder, sum(leak.nbytes for leak in ordered), len(ordered), ordered, kind)
 
     @property
     def other_holders(self) -> tuple[str, ...]:
@@ -166,6 +177,7 @@ class LeakGroup:
     def to_dict(self) -> dict[str, Any]:
         return {
             "holder": self.holder,
+            "owner_kind": self.owner_kind,
             "nbytes": self.nbytes,
             "count": self.count,
             "tensors": [leak.to_dict() for leak in self.leaks],
@@ -180,15 +192,20 @@ class LeakGroup:
             nbytes=read.integer("nbytes"),
             count=read.integer("count"),
             leaks=tuple(Leak.from_dict(x) for x in read.objects("tensors", ())),
+            owner_kind=read.string("owner_kind", None, nullable=True),
         )
 
     def lines(self, *, verbose: bool = False) -> list[str]:
-        """The group as text: one line (a lone tensor keeps :class:`Leak`'s line), the other
-        holders under it, and with ``verbose`` each tensor under it."""
-        if self.count == 1:
+        """The group as text: one line, the other holders under it, and with ``verbose`` each
+        tensor under it. A named owner's line says what it is first ("leak: KV cache, 24 layers,
+        1.50 GiB, held by global __main__.PKV"); a lone tensor keeps :class:`Leak`'s line."""
+        if self.owner_kind:
+            lines = [f"leak: {self.owner_kind}, {format_size(self.nbytes)}, held by {self.holder}"]
+        elif self.count == 1:
             return [f"leak: {self.leaks[0]}"]
-        held = f"— {NO_HOLDER}" if self.holder == NO_HOLDER else f"held by {self.holder}"
-        lines = [f"leak: {format_size(self.nbytes)} in {self.count} tensors {held}"]
+        else:
+            held = f"— {NO_HOLDER}" if self.holder == NO_HOLDER else f"held by {self.holder}"
+            lines = [f"leak: {format_size(self.nbytes)} in {self.count} tensors {held}"]
         lines += [f"    also held by {path}" for path in self.other_holders]
         if verbose:
             lines += [f"    {leak}" for leak in self.leaks]

@@ -124,7 +124,7 @@ def steps_table(steps: Sequence[ReleaseStep]) -> Table:
 
 def leaks_table(report: SessionReport, *, verbose: bool = False) -> Table:
     """The leaks grouped by the module or container that holds them, largest first: one row per
-    group (its total, how many tensors, the holder and any other holders), a lone tensor as its
+    group (its total, what owns it and how many tensors, the holder and any other holders), a lone tensor as its
     own row; with ``verbose`` each tensor of a group as a row under it. The "created at" column
     is there only when the census recorded creation sites (:func:`sites_hint` says how to)."""
     sites = any(leak.created_at for leak in report.leaks)
@@ -135,11 +135,14 @@ def leaks_table(report: SessionReport, *, verbose: bool = False) -> Table:
         table.add_column("created at")
     table.add_column("held by")
     for group in report.leak_groups:
-        if group.count == 1:
+        if group.count == 1 and not group.owner_kind:
             _leak_row(table, group.leaks[0], sites=sites)
             continue
         holders = "\n".join((group.holder, *(f"also {path}" for path in group.other_holders)))
-        table.add_row(format_size(group.nbytes), f"{group.count} tensors", *[""] * sites, _e(holders), style="bold")
+        what = f"{group.count} tensor{'s' * (group.count != 1)}"
+        if group.owner_kind:
+            what = f"{group.owner_kind} ({what})"
+        table.add_row(format_size(group.nbytes), _e(what), *[""] * sites, _e(holders), style="bold")
         if verbose:
             for leak in group.leaks:
                 _leak_row(table, leak, indent="  ", sites=sites)
