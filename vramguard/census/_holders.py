@@ -1,4 +1,6 @@
-"""Who holds a leaked tensor: breadth-first walks up the referrers to a root, bounded by counts.
+"""Who holds a leaked tensor: the indexes and scans of referrers that the walk (:mod:`._walk`,
+breadth first up to a root, bounded by counts) climbs; numpy arrays sharing a tensor's memory
+come from :mod:`._arrays`.
 
 Roots: a module's globals, a class, a local of a live frame, the session's kept objects.
 Parents of an object come from indexes (live frames' locals; the ``nn.Module`` tree, whose
@@ -26,27 +28,15 @@ import types
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
+from vramguard.census._arrays import arrays_sharing
 from vramguard.census._autograd import GRAPH_NODES_VAR, graph_nodes_bound
-from vramguard.census._frames import frame_locals, is_census_frame, is_library, is_optimized, other_task_frames
-from vramguard.census._owners import (
-    GRAPH,
-    holds_directly,
-    is_element,
-    is_indexed,
-    is_module,
-    owner_label,
-    path_rank,
-    via_compile,
-)
-from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Edge, Positions, render_path
+from vramguard.census._frames import frame_locals, is_census_frame, is_optimized, other_task_frames
+from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Positions
 from vramguard.census._scan import heap_modules, heap_tensors, is_a
 
-MAX_HOLDERS = 3
-EXTRA_LEVELS = 2
 SCAN_BATCH = 128
 PASS_NODES = 4 * SCAN_BATCH
 """Above this many nodes, one pass over the heap finds their referrers (measured here: a
@@ -117,23 +107,23 @@ class HolderSearch:
         self.objs: list[object] = []
         self._index: dict[int, int] = {}
         self._own: set[int] = {id(self.objs), id(self._index)}
-        self._kept_id = id(kept)
-        self._groups: list[list[int]] = []
+        self.kept_id = id(kept)
+        self.groups: list[list[int]] = []
         self._known: dict[int, list[tuple[int, str, str]]] = {}
-        self._saving: set[int] = set()  # outputs whose graph saved a tensor the walk holds
-        self._positions: Positions = {}  # the walk holds the lists, so their ids stay theirs
+        self.saving: set[int] = set()  # outputs whose graph saved a tensor the walk holds
+        self.positions: Positions = {}  # the walk holds the lists, so their ids stay theirs
         self._referrers: dict[int, list[tuple[int, str, str]]] = {}
-        self._module_names: dict[int, str] = {}
+        self.module_names: dict[int, str] = {}
         self._owner_dicts: dict[int, tuple[int, str]] = {}
         self._members: dict[int, list[tuple[int, str, str]]] = {}
         self._live_frames: set[int] = set()
-        self._foreign: set[int] = set()  # walk indexes of other threads' and tasks' frames
+        self.foreign: set[int] = set()  # walk indexes of other threads' and tasks' frames
         self._locals: dict[int, list[tuple[int, str]]] = {}
-        self._want_modules = False
+        self.want_modules = False
         self._modules_indexed = False
         self._grads_indexed = False
         self._arrays_indexed = False
-        self._local_arrays: list[int] = []
+        self.local_arrays: list[int] = []
         self.scans = 0
         self.graph_cut = False
         """Set by the census when the graph bound stopped its walk of kept outputs' graphs: a
@@ -150,14 +140,14 @@ class HolderSearch:
 
     def add_group(self, members: Sequence[int]) -> int:
         """A leak: the walk indexes of the tensors sharing its storage. Returns its number."""
-        self._groups.append(list(members))
-        return len(self._groups) - 1
+        self.groups.append(list(members))
+        return len(self.groups) - 1
 
     def add_edge(self, child: int, parent: int, kind: str, label: str) -> None:
         """A parent known without scanning (the autograd graph, a parameter's gradient)."""
         self._known.setdefault(child, []).append((parent, kind, label))
         if kind == "saved":
-            self._saving.add(parent)
+            self.saving.add(parent)
 
     def index_heap(self) -> None:
         """Module globals and live frames' locals (cheap); the ``nn.Module`` tree waits until
@@ -165,15 +155,15 @@ class HolderSearch:
         for name, module in list(sys.modules.items()):
             namespace = getattr(module, "__dict__", None)
             if is_a(namespace, dict):
-                self._module_names.setdefault(id(namespace), name)
+                self.module_names.setdefault(id(namespace), name)
         self._index_frames()
         if not self._modules_indexed:
             kinds = (torch.nn.Parameter, torch.nn.Module)
-            self._want_modules = any(issubclass(type(o), kinds) for o in self.objs)
+            self.want_modules = any(issubclass(type(o), kinds) for o in self.objs)
 
     def use_modules(self, modules: list[torch.nn.Module]) -> None:
         """Index the ``nn.Module`` tree from the census's own heap pass (no pass of its own)."""
-        self._want_modules, self._modules_indexed = False, True
+        self.want_modules, self._modules_indexed = False, True
         for module in modules:
             self._index_module(module)
 
@@ -183,7 +173,7 @@ class HolderSearch:
             thaw, self._thaw = self._thaw, None
             thaw()
 
-    def _index_modules(self) -> None:
+    def index_modules(self) -> None:
         self.whole_heap()
         modules = heap_modules()
         self.use_modules(modules)
@@ -207,51 +197,29 @@ class HolderSearch:
                 if entry not in held:
                     held.append(entry)
                 if issubclass(type(tensor), parameter) and not self._modules_indexed:
-                    self._want_modules = True  # name the parameter from its module next level
+                    self.want_modules = True  # name the parameter from its module next level
             del grad
 
     def _index_arrays(self) -> None:
-        """Link each tensor the walk holds to the numpy arrays sharing its memory
-        (``tensor.numpy()``: the array's ``base`` is the tensor). Arrays are not tracked by the
-        collector, so no scan finds them as referrers: one pass over the heap finds the objects
-        that refer to them. Only when numpy is loaded and a tensor has no referrer."""
+        """Link each tensor the walk holds to the numpy arrays sharing its memory (see
+        :mod:`._arrays`): one heap pass, only when numpy is loaded and a tensor has no referrer."""
         self._arrays_indexed = True
-        numpy = sys.modules.get("numpy")
-        ndarray = getattr(numpy, "ndarray", None)
-        if not is_a(ndarray, type):
-            return
         tensors = {id(o): i for i, o in enumerate(self.objs) if is_a(o, torch.Tensor)}
+        if not tensors:
+            return
 
-        def link(array: object) -> int | None:
-            base: Any = getattr(array, "base", None)
-            while issubclass(type(base), ndarray):
-                base = base.base
-            tensor = tensors.get(id(base))
-            if tensor is None:
-                return None
+        def link(array: object, tensor: int, holder: object | None) -> None:
             index = self.add(array)
             if index not in self._referrers:
                 self._referrers[index] = []
                 self.add_edge(tensor, index, "numpy", "")
-            return index
+            if holder is not None:
+                self._classify(holder, {id(array): index})
 
-        for array in self._local_arrays:
-            link(self.objs[array])
+        local = [self.objs[i] for i in self.local_arrays]
         self.whole_heap()
-        everything = gc.get_objects()
-        self._own.add(id(everything))
         self.scans += 1
-        try:
-            for holder in everything:
-                for array in gc.get_referents(holder):
-                    if issubclass(type(array), ndarray):
-                        index = link(array)
-                        if index is not None:
-                            self._classify(holder, {id(array): index})
-                del holder
-        finally:
-            self._own.discard(id(everything))
-            everything.clear()
+        arrays_sharing(tensors, local, self._own, link)
 
     def _index_frames(self) -> None:
         """The live frames' locals. This thread's frames are the block's side (vramguard's own
@@ -275,19 +243,19 @@ class HolderSearch:
                     self._live_frames.add(id(suspended))
                     self._index_locals(suspended, foreign=True)
             else:
-                self._foreign.add(self.add(suspended))  # a coroutine: a root of its task's
+                self.foreign.add(self.add(suspended))  # a coroutine: a root of its task's
             del suspended
 
     def _index_locals(self, frame: types.FrameType, *, foreign: bool) -> None:
         index = self.add(frame)
         if foreign:
-            self._foreign.add(index)
+            self.foreign.add(index)
         for name, value in frame_locals(frame):
             if gc.is_tracked(value):
                 self._locals.setdefault(id(value), []).append((index, name))
             elif type(value).__name__ == "ndarray":  # untracked, but it may share a tensor's memory
                 self._locals.setdefault(id(value), []).append((index, name))
-                self._local_arrays.append(self.add(value))
+                self.local_arrays.append(self.add(value))
 
     def _index_module(self, module: object) -> None:
         namespace = getattr(module, "__dict__", None)
@@ -312,7 +280,7 @@ class HolderSearch:
         Indexes the modules first if the walk did not (an optimizer's state keyed by parameters
         of a model older than the census)."""
         if not self._modules_indexed:
-            self._index_modules()
+            self.index_modules()
         parts: list[str] = []
         current: object = obj
         for _ in range(64):
@@ -330,17 +298,17 @@ class HolderSearch:
         return any(c.__module__.startswith("torch.fx") for c in type(self.objs[index]).__mro__[:-1])
 
     # -- walking ----------------------------------------------------------------------------
-    def _is_root(self, index: int) -> bool:
+    def is_root(self, index: int) -> bool:
         obj = self.objs[index]
-        if id(obj) in self._module_names or is_a(obj, type) or id(obj) == self._kept_id:
+        if id(obj) in self.module_names or is_a(obj, type) or id(obj) == self.kept_id:
             return True
         if type(obj) is dict and "__builtins__" in obj and is_a(obj.get("__name__"), str):
             # The globals of code not in sys.modules (a script run with runpy, exec'd code).
-            self._module_names[id(obj)] = obj["__name__"]
+            self.module_names[id(obj)] = obj["__name__"]
             return True
         return False
 
-    def _parents(self, index: int) -> list[tuple[int, str, str]]:
+    def parents(self, index: int) -> list[tuple[int, str, str]]:
         obj = self.objs[index]
         found = list(self._known.get(index, ()))
         found += [(frame, "local", name) for frame, name in self._locals.get(id(obj), ())]
@@ -358,10 +326,10 @@ class HolderSearch:
             parents = list(self._known.get(index, ()))
         return parents
 
-    def _needs_scan(self, index: int) -> bool:
+    def needs_scan(self, index: int) -> bool:
         return index not in self._referrers and id(self.objs[index]) not in self._members
 
-    def _scan(self, nodes: list[int]) -> None:
+    def scan(self, nodes: list[int]) -> None:
         """Fetch the referrers of ``nodes``, one heap scan per batch (one pass over the heap for
         many nodes: ``gc.get_referrers`` costs per node and per object, the pass per object)."""
         if len(nodes) > PASS_NODES:
@@ -435,7 +403,7 @@ class HolderSearch:
             return  # live locals come from the frame index; vramguard's own frames hold nothing
         children = [by_id[id(x)] for x in gc.get_referents(referrer) if id(x) in by_id]
         if not self._modules_indexed and issubclass(type(referrer), torch.nn.Module):
-            self._want_modules = True
+            self.want_modules = True
         owner = self._owner_dicts.get(id(referrer))
         for child in children:
             obj = self.objs[child]
@@ -452,190 +420,11 @@ class HolderSearch:
                 self._referrers[child].append((module, "hook", kind))
 
     def run(self) -> list[Holders]:
-        """Walk every group and render what it found.
+        """Walk every group and render what it found (see :mod:`._walk`)."""
+        # Imported here: the walk module imports this one (the search it climbs, the records it returns).
+        from vramguard.census._walk import walk
 
-        Every leaked tensor's own referrers are read, whatever the bounds: its direct holder is
-        never cut. Beyond that, the first ``bounds.leaks`` groups (the largest, as added) scan
-        the heap; the others ride on what those scans found: a list of 10,000 losses costs the
-        walks of the largest few, and every loss is named through the list."""
-        bounds = self.bounds
-        groups = range(len(self._groups))
-        searching = min(len(self._groups), bounds.leaks)
-        start: Edge = ("", "")
-        came = [{i: (-1, start) for i in self._groups[g]} for g in groups]
-        frontier = [list(self._groups[g]) for g in groups]
-        # A root is (root, child, edge), not a node of ``came``: one root (a module's globals, a
-        # frame) reached through two children is two holders (``global m.MODEL`` and ``global m.OUT``).
-        roots: list[list[tuple[int, int, Edge]]] = [[] for _ in groups]
-        first_root: list[int | None] = [None for _ in groups]
-        revisits = [False for _ in groups]
-        cut: list[tuple[str, int] | None] = [None for _ in groups]
-        active = set(groups)
-        per_level = 4 * bounds.width
-        self._scan([n for g in groups for n in frontier[g] if self._needs_scan(n)])
-        for level in range(bounds.levels):
-            if not active:
-                break
-            if self._want_modules:
-                self._index_modules()
-            # The largest leaks first (groups are added largest first), each walking group's
-            # first node before anyone's second: what does not fit in this level's scan is cut
-            # at the width bound, the same on any machine.
-            wanted: dict[int, None] = {}
-            walking = sorted(g for g in active if g < searching)
-            for g in walking:
-                first = next((n for n in frontier[g] if self._needs_scan(n)), None)
-                if first is not None:
-                    wanted[first] = None
-            for g in walking:
-                for n in frontier[g]:
-                    if len(wanted) >= per_level:
-                        break
-                    if self._needs_scan(n):
-                        wanted[n] = None
-            self._scan(list(wanted))
-            if not wanted and all(g >= searching for g in active) and level > 0:
-                break  # only riders left, waiting for scans no one will make
-            for g in sorted(active):
-                following: list[int] = []
-                for node in frontier[g]:
-                    if self._needs_scan(node):
-                        if g >= searching:
-                            following.append(node)  # a rider waits for a walking group's scan
-                        elif cut[g] is None:
-                            cut[g] = ("width", node)
-                        continue
-                    for parent, kind, label in self._parents(node):
-                        if kind == "local" or parent in self._foreign or self._is_root(parent):
-                            if all(r != parent or c != node for r, c, _ in roots[g]):
-                                roots[g].append((parent, node, (kind, label)))
-                            if first_root[g] is None:
-                                first_root[g] = level
-                            continue
-                        if parent in came[g]:
-                            revisits[g] = True
-                            continue
-                        came[g][parent] = (node, (kind, label))
-                        if len(following) < bounds.width:
-                            following.append(parent)
-                        elif cut[g] is None:
-                            cut[g] = ("width", node)
-                frontier[g] = following
-                found = first_root[g]
-                enough = len(roots[g]) >= MAX_HOLDERS or (found is not None and level - found >= EXTRA_LEVELS)
-                if enough or not following:
-                    active.discard(g)
-        for g in active:
-            if frontier[g] and cut[g] is None:
-                cut[g] = ("levels" if g < searching else "leaks", frontier[g][0])
-        return [self._result(g, came[g], roots[g], cut[g], revisits[g]) for g in groups]
-
-    def _chain(self, came: dict[int, tuple[int, Edge]], root: tuple[int, int, Edge]) -> tuple[list[int], list[Edge]]:
-        chain, edges = [root[0], root[1]], [root[2]]
-        node = root[1]
-        while True:
-            child, edge = came[node]
-            if child < 0:
-                break
-            edges.append(edge)
-            chain.append(child)
-            node = child
-        return chain, edges
-
-    def _render(self, chain: list[int], edges: list[Edge]) -> str:
-        return render_path(
-            [self.objs[i] for i in chain], edges, self._module_names, self.parameter_name, self._positions
-        )
-
-    def _group_of(self, chain: list[int], edges: list[Edge]) -> tuple[str, str | None] | None:
-        """The holder path of the object that owns the tensor, and what it is when it is a named
-        owner (see :mod:`._owners`)."""
-        objs = [self.objs[i] for i in chain]
-        last = len(chain) - 1
-        for i in range(1, last):
-            obj, before = objs[i], objs[i - 1]
-            label = owner_label(obj)
-            if is_module(obj) or label is not None or (is_indexed(obj, before) and is_element(objs[i + 1])):
-                return self._render(chain[: i + 1], edges[:i]), label
-            if issubclass(type(obj), torch.Tensor) and edges[i][0] == "saved":
-                return self._render(chain[: i + 1], edges[:i]), GRAPH
-        if last >= 1 and edges[-1][0] == "saved":
-            return None
-        tensor = objs[-1]
-        if last >= 1 and _has_graph(tensor) and self._saves_leaks(chain[-1]):
-            return self._render(chain, edges), GRAPH
-        if last >= 2 and edges[-1][0] == "scan" and holds_directly(objs[-2], objs[-3]):
-            return self._render(chain[:-1], edges[:-1]), None
-        return None
-
-    def _saves_leaks(self, index: int) -> bool:
-        """True when the walk knows a leaked tensor that this output's graph saved."""
-        return index in self._saving
-
-    def _result(
-        self,
-        group: int,
-        came: dict[int, tuple[int, Edge]],
-        roots: list[tuple[int, int, Edge]],
-        cut: tuple[str, int] | None,
-        revisit: bool,
-    ) -> Holders:
-        if any(id(self.objs[r]) == self._kept_id for r, _, _ in roots):
-            return Holders((), kept=True)
-        if roots and all(r in self._foreign for r, _, _ in roots):
-            return Holders((), rooted=True, foreign=True)
-        found: list[tuple[tuple[int, int], str, tuple[str, str | None] | None]] = []
-        for root in roots:
-            chain, edges = self._chain(came, root)
-            text = self._render(chain, edges)
-            if via_compile(text):
-                text += " (via torch.compile)"
-            if all(text != t for _, t, _ in found):
-                found.append((path_rank(text, self._library_root(chain[0])), text, self._group_of(chain, edges)))
-        if found:
-            found.sort(key=lambda item: item[0])  # the user's names first; globals, classes, locals, graphs
-            paths = tuple(text for _, text, _ in found)
-            owner, kind = found[0][2] or (None, None)
-            return Holders(paths, group=owner, owner_kind=kind, rooted=True)
-        starts = set(self._groups[group])
-        seen = [self.objs[i] for i in came if i not in starts]
-        names = ", ".join(dict.fromkeys(type(o).__qualname__ for o in seen))
-        if cut is not None:
-            return Holders((self._cut_message(cut, names),))
-        if not seen and self.graph_cut:
-            what = type(self.objs[self._groups[group][0]]).__qualname__
-            return Holders(
-                (
-                    f"not searched: {self.bounds.describe('graph')} ran out before the graphs that may save "
-                    f"this {what} (no Python object refers to it)",
-                )
-            )
-        if not seen:
-            return Holders(("no Python referrer: held from native code",))
-        note = "a reference cycle" if revisit else "objects"
-        return Holders((f"unreachable from any global or live frame: {note} through {names} (gc.collect() frees it)",))
-
-    def _cut_message(self, cut: tuple[str, int], names: str) -> str:
-        """Which bound stopped the walk, whose referrers it cut, and how to raise it."""
-        bound, node = cut
-        what = type(self.objs[node]).__qualname__
-        through = f" (reached through {names})" if names else ""
-        if bound == "leaks":
-            return (
-                f"not searched: the leaks bound ({self.bounds.leaks} leaks, the largest, are walked; raise it "
-                f"with gpu_session(holder_leaks=...)) cut the referrers of a {what}{through}"
-            )
-        return f"holder search stopped at {self.bounds.describe(bound)}: the referrers of a {what}{through} were cut"
-
-    def _library_root(self, index: int) -> bool:
-        """The root is a library's: an installed package's module globals, a frame of its code."""
-        root = self.objs[index]
-        if is_a(root, types.FrameType):
-            return is_library(root.f_code.co_filename)
-        name = self._module_names.get(id(root))
-        module = sys.modules.get(name) if name is not None else None
-        filename = getattr(module, "__file__", None)
-        return is_a(filename, str) and name != "__main__" and is_library(filename)
+        return walk(self)
 
     def close(self) -> None:
         """Drop every object the walk held."""
@@ -644,16 +433,9 @@ class HolderSearch:
         self._known.clear()
         self._referrers.clear()
         self._locals.clear()
-        self._foreign.clear()
+        self.foreign.clear()
         self._owner_dicts.clear()
         self._members.clear()
-        self._groups.clear()
-        self._positions.clear()
-        self._local_arrays.clear()
-
-
-def _has_graph(tensor: object) -> bool:
-    try:
-        return getattr(tensor, "grad_fn", None) is not None
-    except Exception:
-        return False
+        self.groups.clear()
+        self.positions.clear()
+        self.local_arrays.clear()
