@@ -28,7 +28,7 @@ import sys
 from typing import Any
 
 from vramguard.cli._paths import check_output_file
-from vramguard.cli.run import _as_main, _check_target, _execute
+from vramguard.cli.run import _check_target, run_program
 from vramguard.core._errors import InvalidArgument, MissingDependency
 from vramguard.ledger._explain import explain
 from vramguard.ledger._mark import arm, disarm
@@ -79,20 +79,11 @@ def run(args: argparse.Namespace) -> int:
     ledgers: list[MemoryLedger] = []
     if args.at is not None:
         arm(args.at, lambda: ledgers.append(explain(device)))
-    code = 0
-    failure: list[str] = []
     namespace: list[dict[str, Any]] = []  # the program's globals, alive until the ledger is taken
     try:
-        with _as_main(args.target, args.args, args.as_module):
-            code = _execute(args.target, args.as_module, failure, namespace)
-    except KeyboardInterrupt:
-        code = 130
-    except Exception:
-        code = 1
+        code = run_program(args, namespace)
     finally:
         never = args.at is not None and disarm(args.at)
-    if failure:
-        print(failure[0], file=sys.stderr, end="")
     try:
         if never:
             raise InvalidArgument(

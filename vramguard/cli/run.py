@@ -80,22 +80,13 @@ def run(args: argparse.Namespace) -> int:
     if rank is not None:
         name = f"{name} [rank {rank}]"
     session = GpuSession(name, device=args.device, leaks="ignore", sample_every=sample_every)
-    code = 0
-    failure: list[str] = []
     # The program's globals, alive through the session's exit: judged first, then dropped.
     namespace: list[dict[str, Any]] = []
     try:
-        with _as_main(args.target, args.args, args.as_module), session:
-            code = _execute(args.target, args.as_module, failure, namespace)
-    except KeyboardInterrupt:
-        code = 130
-    except Exception:
-        code = 1
+        code = run_program(args, namespace, session)
     finally:
         namespace.clear()
         gc.collect()  # the program's functions and its globals form cycles
-    if failure:
-        print(failure[0], file=sys.stderr, end="")
     report = session.report
     assert report is not None
     render(report, console=console, verbose=args.verbose)
@@ -104,6 +95,28 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         console.print(f"plot written to {plot_report(report, args.plot)}", markup=False, soft_wrap=True)
     return _leak_verdict(report, args.leaks, code, console)
+
+
+def run_program(
+    args: argparse.Namespace,
+    namespace: list[dict[str, Any]],
+    around: contextlib.AbstractContextManager[object] | None = None,
+) -> int:
+    """Run ``args.target`` as ``__main__`` (``around``, a session, entered once sys.argv and
+    sys.path are the program's) and return its exit code: its own, 130 on Ctrl-C, 1 when it
+    raised, whose traceback is then printed to stderr. Its globals go into ``namespace``
+    (see :func:`_execute`)."""
+    failure: list[str] = []
+    try:
+        with _as_main(args.target, args.args, args.as_module), around or contextlib.nullcontext():
+            code = _execute(args.target, args.as_module, failure, namespace)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        code = 1
+    if failure:
+        print(failure[0], file=sys.stderr, end="")
+    return code
 
 
 def _check_target(target: str, as_module: bool) -> None:

@@ -17,8 +17,6 @@ lists the scans ignore): the frames of this package would otherwise be found as 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import compress
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import torch
 
 from vramguard.census._autograd import LEAF, GraphBudget, graph_tensors
+from vramguard.census._census import collector_paused
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._scan import module_types, tensor_types
@@ -87,19 +86,6 @@ def returned_by(holder: str) -> str:
     if holder.startswith("not searched") or holder.startswith("holder search stopped"):
         return "unknown: the holder search stopped (see the holder)"
     return "drop the reference"
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic collection while the owners are gathered: it could free a cycle the walk
-    then reports, and the figures would describe a heap that no longer exists."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _optimizer_types() -> dict[type, int]:
@@ -245,7 +231,9 @@ def _loose(index: _Index, tensors: list[Any]) -> None:
 
 def attribute(device: torch.device, bounds: SearchBounds | None = None) -> Attribution:
     """The owners and storages on ``device`` now (see the module's docstring)."""
-    with EPOCH.thawed(), _collector_paused():
+    # No automatic collection while the owners are gathered: it could free a cycle the walk
+    # then reports, and the figures would describe a heap that no longer exists.
+    with EPOCH.thawed(), collector_paused():
         index = _Index(device)
         search = HolderSearch(_NOBODY, bounds or SearchBounds())
         try:
