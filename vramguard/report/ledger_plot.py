@@ -132,9 +132,18 @@ def _patch(colour: str, category: str) -> Any:
 
 
 def _label(line: LedgerLine) -> str:
-    """A tensor line by its holder; the others by what they are (their holder is generic)."""
-    name = line.holder if line.category == "tensors" else line.category
+    """A line that holds tensors (a tensor line, a mapped checkpoint that tensors use) by its
+    holder; the others by what they are (their holder is generic)."""
+    name = line.holder if line.category == "tensors" or line.storage_bytes is not None else line.category
+    # A picture names the holder, not where its frame is ("local 'pipe' in f() at a.py:82"):
+    # the text rendering keeps the whole path.
+    name = name.split(" in ", 1)[0] if name.startswith("local ") else name
+    if len(name) > _LABEL_CHARS:
+        name = name[: _LABEL_CHARS - 1] + "…"
     return f"{name}\n{format_size(line.nbytes)}"
+
+
+_LABEL_CHARS = 44
 
 
 def _draw_bar(ax: Axes, y: int, ledger: MemoryLedger, div: int, colours: dict[str, str], labelled: int) -> None:
