@@ -21,11 +21,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from gpu_deps import CANNOT_TRAVEL, CARRIED
 
 MIB = 2**20
+
+
+def _diff(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else after - before
 
 
 def _mib(value: int | None) -> str:
@@ -62,32 +65,6 @@ def packages() -> list[str]:
     return lines
 
 
-def _nvml_handle(pynvml: Any, torch: Any, index: int) -> Any:
-    """NVML's handle of torch's device ``index``: matched by UUID, since NVML numbers devices by
-    PCI bus and CUDA (CUDA_DEVICE_ORDER=FASTEST_FIRST) by speed."""
-    uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", ""))
-    for i in range(pynvml.nvmlDeviceGetCount()):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-        nvml_uuid = pynvml.nvmlDeviceGetUUID(handle)
-        nvml_uuid = nvml_uuid.decode() if isinstance(nvml_uuid, bytes) else str(nvml_uuid)
-        if uuid and nvml_uuid.endswith(uuid):
-            return handle
-    return pynvml.nvmlDeviceGetHandleByIndex(index)
-
-
-def _process_used_bytes(pynvml: Any, handle: Any) -> int | None:
-    """This process's used memory on the device per NVML; None where NVML does not list it."""
-    try:
-        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-    except pynvml.NVMLError:
-        return None
-    for process in processes:
-        if process.pid == os.getpid():
-            used = process.usedGpuMemory
-            return None if used is None else int(used)
-    return None
-
-
 def cuda_lines() -> list[str]:
     import torch
 
@@ -110,34 +87,34 @@ def cuda_lines() -> list[str]:
         pynvml.nvmlInit()
     except Exception as error:  # a header line, whatever NVML's failure
         return [*lines, f"- NVML: not readable ({type(error).__name__}: {error})"]
-    handle = _nvml_handle(pynvml, torch, index)
     driver = pynvml.nvmlSystemGetDriverVersion()
     lines.append(f"- NVML driver: {driver.decode() if isinstance(driver, bytes) else driver}")
-    used = _process_used_bytes(pynvml, handle)
-    reserved = torch.cuda.memory_reserved(index)
-    context = None if used is None else used - reserved
+    # vramguard's own probes: the figures a session reports (NVML matched by UUID, v2 memory info).
+    from vramguard import snapshot
+    from vramguard.probes import read_nvml
+
+    dev = torch.device("cuda", index)
+    first = snapshot(dev, uss=False)
     lines.append(
-        f"- CUDA context (NVML process used {_mib(used)} − torch reserved {_mib(reserved)}, "
-        f"one byte allocated): {_mib(context)}"
+        f"- CUDA context (NVML process used {_mib(first.process_used_bytes)} − torch reserved "
+        f"{_mib(first.reserved_bytes)}, one byte allocated): {_mib(first.context_bytes)}"
     )
     square = torch.ones(64, 64, device="cuda")
     product = square @ square
     torch.cuda.synchronize()
-    used_after = _process_used_bytes(pynvml, handle)
-    reserved_after = torch.cuda.memory_reserved(index)
-    context_after = None if used_after is None else used_after - reserved_after
+    after = snapshot(dev, uss=False)
+    grown = _diff(first.reserved_bytes, after.reserved_bytes)
     lines.append(
-        f"- after one 64×64 matmul: torch reserved {_mib(reserved_after)} (+{_mib(reserved_after - reserved)}, "
-        f"the cuBLAS workspace among it), NVML process used {_mib(used_after)}, context {_mib(context_after)}"
+        f"- after one 64×64 matmul: torch reserved {_mib(after.reserved_bytes)} (+{_mib(grown)}, "
+        f"the cuBLAS workspace among it), NVML process used {_mib(after.process_used_bytes)}, "
+        f"context {_mib(after.context_bytes)}"
     )
-    try:
-        info = pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
-        lines.append(
-            f"- NVML v2 memory info: total {_mib(info.total)}, reserved {_mib(info.reserved)}, "
-            f"used {_mib(info.used)}, free {_mib(info.free)}"
-        )
-    except Exception as error:
-        lines.append(f"- NVML v2 memory info: not readable ({type(error).__name__}: {error})")
+    nvml = read_nvml(index)
+    lines.append(
+        f"- NVML memory info: total {_mib(nvml.device_total_bytes)}, driver-reserved "
+        f"{_mib(nvml.driver_reserved_bytes)} (None: only the v1 struct answered), used {_mib(nvml.device_used_bytes)}"
+        + (f"; {nvml.reason}" if nvml.reason else "")
+    )
     del one_byte, square, product
     pynvml.nvmlShutdown()
     cudnn = torch.backends.cudnn.version()  # type: ignore[no-untyped-call]

@@ -16,7 +16,7 @@ from vramguard.census._judge import grad_of
 from vramguard.census._scan import heap_tensors, on_device
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import tensor_key
-from vramguard.probes import Block, live_blocks, new_blocks, uncovered, workspace_sizes
+from vramguard.probes import Block, live_blocks, new_blocks, split_workspaces, uncovered, workspace_sizes
 
 
 class BlockDiff:
@@ -78,8 +78,7 @@ def held_from_cpp(blocks: list[Block], workspace_bytes: frozenset[int]) -> tuple
     or cuBLASLt workspace's requested size is one (torch keeps one per thread, device and stream
     for the handle's life: not a leak); the rest is held from C++ (an autograd graph, another
     library's workspace)."""
-    workspaces = [b for b in blocks if b.requested_bytes is not None and b.requested_bytes in workspace_bytes]
-    rest = [b for b in blocks if b not in workspaces]
+    workspaces, rest = split_workspaces(blocks, workspace_bytes)
     lines = []
     if workspaces:
         total = sum(b.size_bytes for b in workspaces)

@@ -99,20 +99,18 @@ class Skipped(str):
     __slots__ = ()
 
 
-def _host_trim(floor_bytes: int, now: MemorySnapshot | None = None) -> str:
+def _host_trim(floor_bytes: int, now: MemorySnapshot) -> str:
     """Trim unless neither malloc's free bytes nor its idle resident memory grew by
     ``floor_bytes`` since the last trim. Both are needed: a block that reuses chunks an earlier
     trim handed back faults them in again and frees them, so resident memory grows by tens of
     MiB while malloc's free bytes barely move (a demo session held 32.6 MiB that way). ``now``
-    is the release's latest reading of the heap, when it has one (no second read)."""
+    is the release's latest reading of the heap (no second read)."""
     global _after_trim
     if floor_bytes and _after_trim is not None:
-        if now is not None:
-            free_now, idle_now = now.heap_free_bytes, _grown(now.reserved_bytes, now.allocated_bytes)
-        else:
-            reading = read_heap()
-            free_now, idle_now = reading.free_in_arenas_bytes, _idle_resident(reading)
-        growth = [_grown(free_now, _after_trim[0]), _grown(idle_now, _after_trim[1])]
+        # The snapshot's fields on the host: heap_free = malloc's free chunks, reserved − allocated
+        # = resident anonymous memory malloc does not have in use (_idle_resident's figure).
+        idle_now = _grown(now.reserved_bytes, now.allocated_bytes)
+        growth = [_grown(now.heap_free_bytes, _after_trim[0]), _grown(idle_now, _after_trim[1])]
         if None not in growth and max(g for g in growth if g is not None) < floor_bytes:
             free, idle = (format_size(max(0, g or 0)) for g in growth)
             return Skipped(
@@ -148,16 +146,16 @@ def cuda_empty_skip(cached_bytes: int | None, entry_cached_bytes: int | None, fl
 
 def _sync_and_empty(
     dev: torch.device,
-    trim_floor_bytes: int = 0,
-    entry: MemorySnapshot | None = None,
-    latest: Callable[[], MemorySnapshot] | None = None,
+    trim_floor_bytes: int,
+    entry: MemorySnapshot | None,
+    latest: Callable[[], MemorySnapshot],
 ) -> list[tuple[str, Callable[[], str]]]:
     """The device-specific steps after gc: (name, action returning a detail). On the host the
     heap is trimmed past ``trim_floor_bytes`` of growth since the last trim; on CUDA the cache is
     emptied past ``trim_floor_bytes`` of cached-but-free growth since ``entry``. ``latest`` gives
     the release's latest reading, which the decisions use instead of reading again."""
     if dev.type == "cpu":
-        return [("malloc_trim", lambda: _host_trim(trim_floor_bytes, None if latest is None else latest()))]
+        return [("malloc_trim", lambda: _host_trim(trim_floor_bytes, latest()))]
     if not cuda_initialized():
         # Nothing was ever allocated; touching CUDA now would create a context.
         skip = Skipped("skipped: CUDA not initialised in this process")
@@ -169,8 +167,7 @@ def _sync_and_empty(
 
     def empty() -> str:
         if entry is not None:
-            now = latest() if latest is not None else take(dev, nvml=False)
-            reason = cuda_empty_skip(now.cached_bytes, entry.cached_bytes, trim_floor_bytes)
+            reason = cuda_empty_skip(latest().cached_bytes, entry.cached_bytes, trim_floor_bytes)
             if reason is not None:
                 return reason
         # emptyCache frees every device's unused segments, whatever the current device

@@ -32,6 +32,7 @@ from vramguard.ledger._attribute import Attribution
 from vramguard.ledger._host import tensor_lines
 from vramguard.ledger._records import RESIDUAL, LedgerLine
 from vramguard.probes._blocks import Block
+from vramguard.probes._workspaces import split_workspaces
 
 _lock = threading.Lock()
 _context_first: dict[int, int] = {}
@@ -79,8 +80,7 @@ def cuda_lines(
         sizes, covered = block_sizes(attribution, blocks)
         lines += tensor_lines(attribution, sizes=sizes)
         left = [b for a, b in sorted(blocks.items()) if a not in covered]
-        workspaces = [b for b in left if b.requested_bytes is not None and b.requested_bytes in workspace_sizes]
-        others = [b for b in left if b not in workspaces]
+        workspaces, others = split_workspaces(left, workspace_sizes)
         if workspaces:
             lines.append(
                 LedgerLine(

@@ -13,7 +13,7 @@ from vramguard.ledger._host import host_lines, read_malloc
 from vramguard.ledger._maps import read_mappings
 from vramguard.ledger._pymalloc import read_arenas
 from vramguard.ledger._records import LedgerLine, MemoryLedger
-from vramguard.probes._blocks import live_blocks, stranded_segments
+from vramguard.probes import read_blocks
 from vramguard.probes._device import DeviceLike, resolve_device
 from vramguard.probes._host import resident_bytes
 from vramguard.probes._nvml import read_nvml
@@ -77,8 +77,9 @@ def _cuda(device: torch.device, bounds: SearchBounds | None = None) -> tuple[int
     # No tensor can live on a device torch never opened: no heap pass then.
     attribution = attribute(device, bounds) if initialised else Attribution((), (), 0, 0)
     reading = read_allocator(device)
-    blocks = live_blocks(device)
-    stranded = stranded_segments(device)
+    # One allocator snapshot for both: two would cost twice and could disagree.
+    read = read_blocks(device)
+    blocks, stranded = (None, None) if read is None else read
     nvml = read_nvml(index)
     reserved = reading.reserved_bytes
     context = None
@@ -88,7 +89,7 @@ def _cuda(device: torch.device, bounds: SearchBounds | None = None) -> tuple[int
         context = 0  # torch opened no context: all NVML sees is another library's
     total, source, lines, notes = cuda_lines(
         attribution,
-        blocks if initialised else {},
+        blocks,
         allocated=reading.allocated_bytes,
         reserved=reserved,
         stranded=stranded,

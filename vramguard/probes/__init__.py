@@ -12,6 +12,7 @@ if typing.TYPE_CHECKING:
         live_blocks,
         new_blocks,
         parse_snapshot,
+        read_blocks,
         stranded,
         stranded_segments,
         uncovered,
@@ -31,7 +32,7 @@ if typing.TYPE_CHECKING:
     from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
     from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
     from vramguard.probes._torch import cuda_available, cuda_device_count, cuda_initialized, read_allocator, reset_peak
-    from vramguard.probes._workspaces import new_workspaces, seed_workspaces, workspace_sizes
+    from vramguard.probes._workspaces import new_workspaces, seed_workspaces, split_workspaces, workspace_sizes
 
 # Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
@@ -39,6 +40,7 @@ _LAZY = {
     "live_blocks": "vramguard.probes._blocks",
     "new_blocks": "vramguard.probes._blocks",
     "parse_snapshot": "vramguard.probes._blocks",
+    "read_blocks": "vramguard.probes._blocks",
     "uncovered": "vramguard.probes._blocks",
     "stranded": "vramguard.probes._blocks",
     "stranded_segments": "vramguard.probes._blocks",
@@ -62,6 +64,7 @@ _LAZY = {
     "take": "vramguard.probes._snapshot",
     "new_workspaces": "vramguard.probes._workspaces",
     "seed_workspaces": "vramguard.probes._workspaces",
+    "split_workspaces": "vramguard.probes._workspaces",
     "workspace_sizes": "vramguard.probes._workspaces",
     "cuda_available": "vramguard.probes._torch",
     "cuda_device_count": "vramguard.probes._torch",
@@ -91,6 +94,7 @@ __all__ = [
     "new_workspaces",
     "parse_snapshot",
     "read_allocator",
+    "read_blocks",
     "read_heap",
     "read_nvml",
     "read_resident_peak",
@@ -102,6 +106,7 @@ __all__ = [
     "resolve_device",
     "seed_workspaces",
     "snapshot",
+    "split_workspaces",
     "stranded",
     "stranded_segments",
     "take",

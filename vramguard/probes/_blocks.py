@@ -76,10 +76,18 @@ def live_blocks(device: torch.device) -> dict[int, Block] | None:
     session that starts before ``model.to("cuda")`` in a fresh process thus diffs against an
     empty entry, and sees every block the block allocated.
     """
+    read = read_blocks(device)
+    return None if read is None else read[0]
+
+
+def read_blocks(device: torch.device) -> tuple[dict[int, Block], tuple[int, int]] | None:
+    """The live blocks of a CUDA device and its :func:`stranded` (segments, free bytes), from one
+    allocator snapshot; ({}, (0, 0)) before CUDA is initialised, None off CUDA or where the
+    allocator keeps no block list (``cudaMallocAsync``)."""
     if device.type != "cuda":
         return None
     if not cuda_initialized():
-        return {}
+        return {}, (0, 0)
     try:
         if torch.cuda.get_allocator_backend() != "native":
             return None  # cudaMallocAsync keeps no block list torch can read
@@ -87,7 +95,7 @@ def live_blocks(device: torch.device) -> dict[int, Block] | None:
     except Exception:
         return None
     index = device.index if device.index is not None else torch.cuda.current_device()
-    return parse_snapshot(segments, index)
+    return parse_snapshot(segments, index), stranded(segments, index)
 
 
 def stranded(segments: Iterable[Mapping[str, Any]], device_index: int) -> tuple[int, int]:
@@ -113,16 +121,8 @@ def stranded(segments: Iterable[Mapping[str, Any]], device_index: int) -> tuple[
 def stranded_segments(device: torch.device) -> tuple[int, int] | None:
     """:func:`stranded` for a CUDA device now; None off CUDA, before initialisation, or where the
     allocator keeps no block list."""
-    if device.type != "cuda" or not cuda_initialized():
-        return None
-    try:
-        if torch.cuda.get_allocator_backend() != "native":
-            return None
-        segments = _segments()
-    except Exception:
-        return None
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return stranded(segments, index)
+    read = read_blocks(device) if device.type == "cuda" and cuda_initialized() else None
+    return None if read is None else read[1]
 
 
 def _segments() -> list[dict[str, Any]]:

@@ -57,19 +57,15 @@ def cuda_available() -> bool:
     (torch/cuda/__init__.py:166-187), after which a ``fork()``ed child can no longer use CUDA.
     This asks NVML instead, as that variable would, and so leaves a later fork working.
     """
-    if not torch.backends.cuda.is_built():  # type: ignore[no-untyped-call]
-        return False
-    if cuda_initialized():
-        return int(torch.cuda.device_count()) > 0  # cached by torch once initialised
-    return _device_count_uninitialised() > 0
+    return cuda_device_count() > 0
 
 
 def cuda_device_count() -> int:
-    """The number of visible CUDA devices, read as :func:`cuda_available` reads it."""
+    """The number of visible CUDA devices, counted through NVML before CUDA is initialised."""
     if not torch.backends.cuda.is_built():  # type: ignore[no-untyped-call]
         return 0
     if cuda_initialized():
-        return int(torch.cuda.device_count())
+        return int(torch.cuda.device_count())  # cached by torch once initialised
     return _device_count_uninitialised()
 
 

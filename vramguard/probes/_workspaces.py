@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable
 
 import torch
 
@@ -77,12 +78,23 @@ def _index(device: torch.device) -> int:
     return device.index if device.index is not None else 0
 
 
+def split_workspaces(blocks: Iterable[Block], sizes: frozenset[int]) -> tuple[list[Block], list[Block]]:
+    """(the blocks of exactly a workspace's requested size, the others), in order. Among blocks
+    no tensor covers, the first are cuBLAS/cuBLASLt workspaces."""
+    workspaces: list[Block] = []
+    others: list[Block] = []
+    for block in blocks:
+        is_workspace = block.requested_bytes is not None and block.requested_bytes in sizes
+        (workspaces if is_workspace else others).append(block)
+    return workspaces, others
+
+
 def _workspace_blocks(device: torch.device) -> dict[int, Block] | None:
     blocks = live_blocks(device)
     if blocks is None:
         return None
-    sizes = workspace_sizes(device)
-    return {a: b for a, b in blocks.items() if b.requested_bytes is not None and b.requested_bytes in sizes}
+    workspaces, _ = split_workspaces(blocks.values(), workspace_sizes(device))
+    return {block.address: block for block in workspaces}
 
 
 def seed_workspaces(device: torch.device) -> None:
