@@ -219,37 +219,68 @@ def markdown_cuda(data: dict[str, Any]) -> str:
 
 
 def plot(data: dict[str, Any], path: str) -> None:
-    """Median fraction returned per strategy, one group of bars per scenario, min–max as error bars;
-    on CUDA a second panel with the fractions by NVML's figure for the process."""
+    """A heat table of the median fraction returned: one row per strategy, one column per scenario,
+    each cell coloured from red (nothing returned) to green (all of it) and printed with its median
+    and, where the repetitions differ, their min–max; on CUDA a second table with the fractions by
+    NVML's figure for the process. A table, not bars: ten strategies as ten bar colours per group
+    could not be told apart at a glance."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     results: dict[str, dict[str, Any]] = data["results"]
     strategies: list[str] = data["strategies"]
-    panels = [("fraction", "fraction of the reclaimable memory returned")]
+    scenarios = list(results)
+    panels = [("fraction", "fraction of the reclaimable memory returned (1.00 = the level before loading)")]
     if data["device"].startswith("cuda"):
         panels = [("fraction", "returned: torch's reserved bytes"), ("process_fraction", "returned: NVML, the process")]
-    figure = Figure(figsize=(12, 5.2 * len(panels)), dpi=80, layout="constrained")
+    figure = Figure(figsize=(10, (0.55 * len(strategies) + 2.0) * len(panels)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
-    width = 0.8 / len(strategies)
-    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+    axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
+    colours = _fraction_colours()
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        medians = [[_cell_median(results[scenario].get(strategy, {}), key) for scenario in scenarios]
+                   for strategy in strategies]  # fmt: skip
+        shown = [[colours(value) if value is not None else (0.88, 0.88, 0.88, 1.0) for value in row] for row in medians]
+        ax.imshow(shown, aspect="auto")
         for i, strategy in enumerate(strategies):
-            xs, ys, low, high = [], [], [], []
-            for j, cells in enumerate(results.values()):
-                cell = cells.get(strategy, {})
-                s = cell.get("summary", {}).get(key)
-                if not s or s["median"] is None:
+            for j, scenario in enumerate(scenarios):
+                summary = results[scenario].get(strategy, {}).get("summary", {}).get(key)
+                value = medians[i][j]
+                if value is None or not summary:
+                    ax.text(j, i, "—", ha="center", va="center", fontsize=11, color="0.3")
                     continue
-                xs.append(j + (i - len(strategies) / 2 + 0.5) * width)
-                ys.append(s["median"])
-                low.append(s["median"] - s["min"])
-                high.append(s["max"] - s["median"])
-            ax.bar(xs, ys, width, yerr=[low, high], label=strategy, capsize=1.5, error_kw={"linewidth": 0.6})
-        ax.set_xticks(range(len(results)), [textwrap.fill(name, 16) for name in results], fontsize=8)
-        ax.set_ylabel(ylabel)
-        ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
-    axes[0].set_title(f"{data['device_label'].split(' (')[0]}, {data['date']}: median of {data['repeat']}, "
-                      "min–max bars", fontsize=9, loc="left")  # fmt: skip
-    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
+                text = _two(value)
+                if _two(summary["min"]) != _two(summary["max"]):
+                    text += f"\n{_two(summary['min'])}–{_two(summary['max'])}"
+                dark = value < 0.2 or value > 0.85
+                ax.text(j, i, text, ha="center", va="center", fontsize=11 if "\n" not in text else 9.5,
+                        color="white" if dark else "black", linespacing=1.1)  # fmt: skip
+        ax.set_xticks(range(len(scenarios)), [textwrap.fill(name, 12) for name in scenarios], fontsize=9)
+        ax.xaxis.tick_top()
+        ax.set_yticks(range(len(strategies)), strategies, fontsize=10.5)
+        ax.tick_params(length=0)
+        ax.set_xticks([x + 0.5 for x in range(len(scenarios) - 1)], minor=True)
+        ax.set_yticks([y + 0.5 for y in range(len(strategies) - 1)], minor=True)
+        ax.grid(which="minor", color="white", linewidth=2)
+        ax.tick_params(which="minor", length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_title(title, fontsize=11, loc="left")
+    figure.suptitle(f"{data['device_label'].split(' (')[0]}, {data['date']}: median of {data['repeat']} repetitions "
+                    "(min–max below where they differ)", fontsize=10, x=0.01, ha="left")  # fmt: skip
     figure.savefig(path)
+
+
+def _fraction_colours() -> Callable[[float], tuple[float, float, float, float]]:
+    """Red (0) through yellow to green (1): the fraction returned, read without a legend."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["RdYlGn"]
+    return lambda value: cmap(min(max(value, 0.0), 1.0))  # type: ignore[no-any-return]
+
+
+def _cell_median(cell: dict[str, Any], key: str) -> float | None:
+    summary = cell.get("summary", {}).get(key)
+    if not summary or summary["median"] is None:
+        return None
+    return float(summary["median"])
