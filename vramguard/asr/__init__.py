@@ -15,6 +15,7 @@ model is loaded (``pip install 'vramguard[asr]'``). See docs/asr.md.
 
 from __future__ import annotations
 
+from vramguard._lazy import publish
 from vramguard.asr._align import DEFAULT_SPEAKER, Chunk, Segment, Turn, assign_speakers, group_by_speaker
 from vramguard.asr._audio import SAMPLING_RATE, Audio, load_audio
 from vramguard.asr._errors import AudioError, ModelLoadError, PipelineReleased
@@ -47,3 +48,6 @@ __all__ = [
     "to_text",
     "to_vtt",
 ]
+
+for _name in __all__:
+    publish(__name__, globals()[_name])

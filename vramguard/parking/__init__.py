@@ -8,7 +8,11 @@ holders that would keep parked memory alive), below the report, the faces and ``
 
 from __future__ import annotations
 
+from vramguard._lazy import publish
 from vramguard.parking._park import Parked, park, parked, parked_handle, wake
 from vramguard.parking._records import ParkReport, Target
 
 __all__ = ["ParkReport", "Parked", "Target", "park", "parked", "parked_handle", "wake"]
+
+for _name in __all__:
+    publish(__name__, globals()[_name])
