@@ -130,14 +130,48 @@ def test_real_timeline_ends_at_the_reports_after() -> None:
     assert times == sorted(times)
 
 
+def _peak(figure: Any) -> tuple[Any, Any]:
+    """The peak's label and its point (the one-point line the legend names)."""
+    from vramguard.report.plot import PEAK_GID
+
+    ax = figure.axes[0]
+    label = next(t for t in ax.texts if t.get_gid() == PEAK_GID)
+    (point,) = [line for line in ax.lines if len(line.get_xydata()) == 1]
+    return label, point
+
+
 def test_titles_and_peak_label_carry_the_reports_figures() -> None:
-    report = session_report(timeline=timeline())
+    report = session_report(timeline=timeline(), device="cuda:0")
     figure = render_figure([report], 1000, 450, 100)
     ax = figure.axes[0]
     assert format_size(report.peak_increase_bytes, signed=True) in ax.get_title(loc="left")
     assert format_size(report.reclaimed_bytes) in ax.get_title(loc="left")
-    peak_texts = [t.get_text() for t in ax.texts if t.get_text().startswith("allocated peak ")]
-    assert peak_texts == [f"allocated peak {format_size(report.peak_allocated_bytes)}"]
+    label, point = _peak(figure)
+    assert label.get_text() == f"allocated peak {format_size(report.peak_allocated_bytes)}"
+    assert point.get_label() == "allocated peak"
+    assert "allocated peak" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_host_peak_is_the_resident_peak_drawn_on_the_resident_line() -> None:
+    """The demo's host session: malloc's line near 200 MiB, the resident line up to 288 MiB, and a
+    peak_allocated_bytes of 236 MiB that is the entry's malloc figure plus the resident spike. The
+    point used to be drawn at 236 MiB, far above every malloc sample, named "allocated peak"."""
+    samples = tuple(
+        (t / 100, (204 if t == 50 else 190) * MIB, (288 if t == 70 else 260) * MIB, None) for t in range(100)
+    )
+    marks = ((0.0, "enter"), (0.99, "exit"), (0.99, "release:drop"))
+    report = session_report(
+        timeline=Timeline(0.01, samples, marks), peak_allocated_bytes=236 * MIB, peak_reserved_bytes=288 * MIB
+    )
+    figure = render_figure([report], 1000, 450, 100)
+    label, point = _peak(figure)
+    assert label.get_text() == "resident peak 288.0 MiB"
+    assert point.get_label() == "resident peak"
+    (x, y), = point.get_xydata()
+    assert (x, y) == (0.70, 288.0), "the point sits on the resident line's highest sample"
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend[:2] == ["malloc in use", "resident"] and "resident peak" in legend
+    assert not any("allocated" in text for text in legend)
 
 
 def _crosses(figure: Any, label: Any) -> list[str]:
@@ -170,9 +204,9 @@ def test_the_peak_label_sits_clear_of_every_line_and_inside_its_panel() -> None:
         (t / 100, (190 if t == 306 else 180) * MIB, (280 if t < 310 else 150) * MIB, None) for t in range(313)
     )
     marks = ((0.0, "enter"), (3.1, "exit"), (3.1, "release:drop"), (3.105, "release:gc"), (3.11, "release:malloc_trim"))
-    report = session_report(timeline=Timeline(0.01, samples, marks), peak_allocated_bytes=226 * MIB)
+    report = session_report(timeline=Timeline(0.01, samples, marks), peak_allocated_bytes=226 * MIB, device="cuda:0")
     figure = render_figure([report], 1000, 450, 100)
-    label = next(t for t in figure.axes[0].texts if t.get_text().startswith("allocated peak "))
+    label, _ = _peak(figure)
     assert "(between samples)" in label.get_text()
     assert _crosses(figure, label) == []
     renderer = figure.canvas.get_renderer()

@@ -34,14 +34,18 @@ def rendered(report: object, width: int = 100, *, verbose: bool = False) -> list
 def test_session_report_tables() -> None:
     assert rendered(session_report()) == [
         "vramguard session 'encode' on cpu: 250.0 ms",
-        "                before        peak     at exit       after",
-        "───────────────────────────────────────────────────────────",
-        " allocated   100.0 MiB   300.0 MiB   228.0 MiB   164.0 MiB",
-        " reserved    150.0 MiB   350.0 MiB   310.0 MiB   214.0 MiB",
-        "",
-        " peak above start   reclaimed   still cached   kept     leaked",
+        "                    before        peak     at exit       after",
         "───────────────────────────────────────────────────────────────",
-        "        200.0 MiB    96.0 MiB       50.0 MiB    0 B   64.0 MiB",
+        " malloc in use   100.0 MiB   300.0 MiB   228.0 MiB   164.0 MiB",
+        " resident        150.0 MiB   350.0 MiB   310.0 MiB   214.0 MiB",
+        "",
+        " peak above start   reclaimed   resident beyond malloc   kept     leaked",
+        "─────────────────────────────────────────────────────────────────────────",
+        "        200.0 MiB    96.0 MiB                 50.0 MiB    0 B   64.0 MiB",
+        "",
+        "host: malloc in use = malloc's in-use bytes; resident = anonymous resident memory; resident beyond",
+        "malloc = freed heap pages still resident plus memory malloc never sees (Python's arenas), not a",
+        "cache",
         "",
         "release steps",
         " step              time       freed    returned   detail",
@@ -61,14 +65,15 @@ def test_session_report_tables() -> None:
 
 def test_release_report_tables() -> None:
     lines = rendered(release_report())
-    assert lines[:7] == [
+    assert lines[:8] == [
         "vramguard release on cpu: 50.0 ms",
-        "                allocated    reserved",
-        "──────────────────────────────────────",
-        " before         228.0 MiB   310.0 MiB",
-        " after          164.0 MiB   214.0 MiB",
+        "                          malloc in use    resident",
+        "────────────────────────────────────────────────────",
+        " before                       228.0 MiB   310.0 MiB",
+        " after                        164.0 MiB   214.0 MiB",
         "",
-        " freed           64.0 MiB    96.0 MiB",
+        " freed                         64.0 MiB    96.0 MiB",
+        " resident beyond malloc                    50.0 MiB",
     ]
     assert lines[-2:] == [
         "dropped: Pipeline.model (Linear)",
@@ -89,7 +94,7 @@ def test_unreadable_figures_print_na_and_flags_show() -> None:
     )
     lines = rendered(report)
     assert lines[0].startswith("vramguard session 'encode' on cpu: 250.0 ms (concurrent sessions on this device")
-    assert " reserved    150.0 MiB         n/a   310.0 MiB   214.0 MiB" in lines
+    assert " resident        150.0 MiB         n/a   310.0 MiB   214.0 MiB" in lines
     assert lines[-2:] == ["release was off (release=False)", "the block raised ValueError"]
     assert not any(line.startswith("leaks") for line in lines)
 
@@ -216,7 +221,7 @@ def test_117_leaked_parameters_of_one_model_are_one_line() -> None:
     assert [line for line in lines if "leak:" in line] == [
         "  leak: 16.0 MiB in 117 tensors held by global __main__.PIPE.model"
     ]
-    table = rendered(report)
+    table = rendered(report, width=140)
     # No leak has a creation site: no empty column, a line saying how to record them.
     assert table[table.index("leaks: 16.0 MiB") :] == [
         "leaks: 16.0 MiB",

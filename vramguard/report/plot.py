@@ -23,6 +23,7 @@ from vramguard.core._records import ReleaseReport, SessionReport
 from vramguard.core._sizes import format_size
 from vramguard.distributed._cluster import ClusterReport
 from vramguard.report._panels import panels
+from vramguard.report._words import is_host, words_for
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,7 +41,7 @@ _STEP_SHADES = ("tab:green", "tab:olive")
 LABEL_HEADROOM = 1.3
 """A timeline panel's y range is this much above its data: the band where step labels go."""
 LABEL_PAD_PX = 3.0
-PEAK_LABEL = "allocated peak "  # the peak annotation's text starts so: found again to move it clear of the lines
+PEAK_GID = "vramguard-peak"  # the peak annotation's id: found again to move it clear of the lines
 
 
 def _figure(width_px: int, height_px: int, dpi: int) -> Figure:
@@ -172,7 +173,7 @@ def _title_text(report: Report) -> str:
     if isinstance(report, ReleaseReport):
         return (
             f"release on {report.device}: reclaimed {format_size(report.reclaimed_bytes)}, "
-            f"still cached {format_size(report.cached_bytes_after)}"
+            f"{words_for(report.device).cached} {format_size(report.cached_bytes_after)}"
         )
     return (
         f"{report.name} on {report.device}: peak {format_size(report.peak_increase_bytes, signed=True)} "
@@ -188,14 +189,16 @@ def _series(samples: Sequence[Sample], index: int, div: int) -> tuple[list[float
 
 
 def _draw_timeline(ax: Axes, report: SessionReport, unit: tuple[str, int]) -> list[tuple[float, str]]:
-    """Lines of allocated and reserved bytes, release steps shaded, peak and empty_cache marked.
+    """Lines of allocated and reserved bytes (on the host: malloc's in-use bytes and the resident
+    memory), release steps shaded, peak and empty_cache marked.
 
     Returns the release steps' labels (start time, name), placed once the figure's layout is final."""
     assert report.timeline is not None
     name, div = unit
     samples = report.timeline.samples
     marks = sorted(report.timeline.marks)
-    for index, label, style in ((1, "allocated", "-"), (2, "reserved", "-"), (3, "process (NVML)", ":")):
+    words = words_for(report.device)
+    for index, label, style in ((1, words.allocated, "-"), (2, words.reserved, "-"), (3, "process (NVML)", ":")):
         xs, ys = _series(samples, index, div)
         if xs:
             ax.plot(xs, ys, style, label=label, linewidth=1.6 if index < 3 else 1.2)
@@ -278,26 +281,34 @@ def _fit(text: Any, name: str, room: float, renderer: Any) -> Any:
 
 
 def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], div: int) -> None:
-    """Point at the highest allocated sample, labelled with the session's peak (the allocator's
-    own counter on CUDA may be above the sampled one: blocks can live between two samples)."""
-    present = [(s[1], -s[0]) for s in samples if s[1] is not None]
+    """Mark the session's peak on the line it belongs to, named in the legend and beside the point.
+
+    On CUDA that is the allocator's own peak counter, on the allocated line (it may be above the
+    sampled one: blocks can live between two samples). On the host it is the resident peak, on the
+    resident line: the kernel's resident high-water mark (VmHWM) folded into the sampled one, which
+    counts every resident page, mapped files included, so it is never drawn on malloc's line."""
+    host = is_host(report.device)
+    index, figure = (2, report.peak_reserved_bytes) if host else (1, report.peak_allocated_bytes)
+    present: list[tuple[int, float]] = []
+    for sample in samples:
+        value = sample[index]
+        if isinstance(value, int):
+            present.append((value, -sample[0]))
     if not present:
         return
     sampled, minus_t = max(present)  # the first sample at the highest value
     at = -minus_t
-    # The label is the report's figure (the allocator's counter on CUDA, the resident spike folded
-    # in on the host); the point is where the samples saw it.
-    peak = sampled if report.peak_allocated_bytes is None else report.peak_allocated_bytes
-    # "allocated": the reserved line may run higher than this point (a resident set above malloc's
-    # in-use bytes, a cache above the allocated blocks), and a bare "peak" beside it reads as a contradiction.
-    label = f"{PEAK_LABEL}{format_size(peak)}"
+    peak = sampled if figure is None else figure
+    name = words_for(report.device).peak  # the legend names the figure; the label beside the point gives it
+    label = f"{name} {format_size(peak)}"
     if peak - sampled > max(2**20, 0.02 * peak):
-        # The peak lived between two samples: the point is drawn at the report's figure, above
-        # the highest sample, joined to it, so the picture never shows a peak the line cannot reach.
+        # The peak lived between two samples (on the host it may also be file pages the resident
+        # line does not count): the point is drawn at the report's figure, above the highest
+        # sample, joined to it, so the picture never shows a peak the line cannot reach.
         ax.plot([at, at], [sampled / div, peak / div], ":", color="tab:red", linewidth=1)
         label += " (between samples)"
-    ax.plot([at], [peak / div], "o", color="tab:red", markersize=5)
-    ax.annotate(
+    ax.plot([at], [peak / div], "o", color="tab:red", markersize=5, label=name)
+    note = ax.annotate(
         label,
         (at, peak / div),
         xytext=(0, 10),
@@ -308,6 +319,7 @@ def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], d
         color="tab:red",
         arrowprops={"arrowstyle": "-", "color": "tab:red"},
     )
+    note.set_gid(PEAK_GID)
 
 
 def _clear_peak_label(ax: Axes, renderer: Any) -> None:
@@ -316,7 +328,7 @@ def _clear_peak_label(ax: Axes, renderer: Any) -> None:
     import numpy as np
     from matplotlib.text import Text
 
-    label = next((t for t in ax.texts if t.get_text().startswith(PEAK_LABEL)), None)
+    label = next((t for t in ax.texts if t.get_gid() == PEAK_GID), None)
     if label is None:
         return
     box, pad = ax.get_window_extent(renderer), LABEL_PAD_PX
@@ -363,7 +375,8 @@ def _draw_bars(ax: Axes, report: Report, unit: tuple[str, int]) -> None:
         ]
     positions = list(range(len(moments)))
     width = 0.38
-    for offset, index, label in ((-width / 2, 1, "allocated"), (width / 2, 2, "reserved")):
+    words = words_for(report.device)
+    for offset, index, label in ((-width / 2, 1, words.allocated), (width / 2, 2, words.reserved)):
         raw: list[Any] = [m[index] for m in moments]
         bars = ax.bar([p + offset for p in positions], [(v or 0) / div for v in raw], width, label=label)
         ax.bar_label(bars, labels=[format_size(v) for v in raw], fontsize=8, padding=2)

@@ -16,10 +16,14 @@ from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import NO_HOLDER, Leak, ReleaseReport, ReleaseStep, SessionReport
 from vramguard.core._sizes import format_size
 from vramguard.distributed._cluster import ClusterReport
+from vramguard.report._words import words_for
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
+    from rich.text import Text
+
+Piece = str | tuple[str, str]
 
 Report = SessionReport | ReleaseReport | MultiDeviceReport | ClusterReport
 
@@ -35,14 +39,24 @@ def make_console(file: IO[str] | None = None, *, width: int | None = None, stder
     require_rich()
     from rich.console import Console
 
-    return Console(file=file, width=width, stderr=stderr, highlight=False)
+    return Console(file=file, width=width, stderr=stderr, highlight=False, emoji=False)
 
 
-def _e(text: str) -> str:
-    """``text`` escaped for rich markup: names, holders and notes may contain [brackets]."""
-    from rich.markup import escape
+def plain(text: str) -> Text:
+    """A table cell of user-supplied text (names, holders, notes): rich reads none of it as markup.
 
-    return escape(text)
+    A Text, not ``rich.markup.escape``: that escape loses a backslash before a bracket (``\\[`` prints
+    as ``[``) and doubles a trailing one."""
+    from rich.text import Text
+
+    return Text(text)
+
+
+def line(*pieces: Piece, style: str = "") -> Text:
+    """A line of plain pieces and ``(text, style)`` pairs: no piece is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(*pieces, style=style)
 
 
 def _size(nbytes: int | None, *, signed: bool = False, bad: bool = False) -> str:
@@ -57,30 +71,42 @@ def _table(title: str | None = None, **options: Any) -> Table:
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, **options)
 
 
-def session_header(report: SessionReport) -> str:
-    """The line above a session's tables: its name, device and duration (rich markup)."""
+def legend(device: str) -> list[RenderableType]:
+    """The line under a host report's tables that says what their labels mean (the host's figures
+    are not an allocator's); none on CUDA. A Text, not markup: printed as written."""
+    from rich.padding import Padding
+
+    words = words_for(device).legend
+    # Padded: a block, not a line, so render() follows it with a blank line as it does a table.
+    return [] if words is None else [Padding(line(words, style="dim"), 0)]
+
+
+def session_header(report: SessionReport) -> Text:
+    """The line above a session's tables: its name, device and duration."""
     concurrent = " (concurrent sessions on this device: figures are process-wide)" if report.concurrent else ""
-    return (
-        f"[bold]vramguard session {_e(repr(report.name))}[/] on {_e(report.device)}: "
-        f"{report.duration_s * 1000:.1f} ms{_e(concurrent)}"
+    return line(
+        (f"vramguard session {report.name!r}", "bold"),
+        f" on {report.device}: {report.duration_s * 1000:.1f} ms{concurrent}",
     )
 
 
 def session_table(report: SessionReport) -> Table:
-    """Allocated and reserved bytes before, at peak, at the block's exit and after the release."""
+    """Allocated and reserved bytes before, at peak, at the block's exit and after the release
+    (on the host: malloc's in-use bytes and the resident memory)."""
+    words = words_for(report.device)
     table = _table()
     table.add_column("", style="bold")
     for moment in ("before", "peak", "at exit", "after"):
         table.add_column(moment, justify="right")
     snaps = (report.before, report.at_exit, report.after)
     table.add_row(
-        "allocated",
+        words.allocated,
         format_size(report.before.allocated_bytes),
         format_size(report.peak_allocated_bytes),
         *(format_size(snap.allocated_bytes) for snap in snaps[1:]),
     )
     table.add_row(
-        "reserved",
+        words.reserved,
         format_size(report.before.reserved_bytes),
         format_size(report.peak_reserved_bytes),
         *(format_size(snap.reserved_bytes) for snap in snaps[1:]),
@@ -89,9 +115,10 @@ def session_table(report: SessionReport) -> Table:
 
 
 def outcome_table(report: SessionReport) -> Table:
-    """One row: the peak above the start, what the release gave back, what was kept and leaked."""
+    """One row: the peak above the start, what the release gave back, what stays cached (on the
+    host: resident beyond malloc's in-use bytes), what was kept and leaked."""
     table = _table()
-    for name in ("peak above start", "reclaimed", "still cached", "kept", "leaked"):
+    for name in ("peak above start", "reclaimed", words_for(report.device).cached, "kept", "leaked"):
         table.add_column(name, justify="right")
     table.add_row(
         format_size(report.peak_increase_bytes),
@@ -113,11 +140,11 @@ def steps_table(steps: Sequence[ReleaseStep]) -> Table:
     table.add_column("detail")
     for step in steps:
         table.add_row(
-            step.name,
+            plain(step.name),
             f"{step.duration_s * 1000:.2f} ms",
             format_size(step.allocated_freed_bytes, signed=True),
             format_size(step.reserved_freed_bytes, signed=True),
-            _e(step.detail),
+            plain(step.detail),
         )
     return table
 
@@ -142,7 +169,7 @@ def leaks_table(report: SessionReport, *, verbose: bool = False) -> Table:
         what = f"{group.count} tensor{'s' * (group.count != 1)}"
         if group.owner_kind:
             what = f"{group.owner_kind} ({what})"
-        table.add_row(format_size(group.nbytes), _e(what), *[""] * sites, _e(holders), style="bold")
+        table.add_row(format_size(group.nbytes), plain(what), *[""] * sites, plain(holders), style="bold")
         if verbose:
             for leak in group.leaks:
                 _leak_row(table, leak, indent="  ", sites=sites)
@@ -160,23 +187,24 @@ def sites_hint(report: SessionReport) -> str | None:
 
 def _leak_row(table: Table, leak: Leak, indent: str = "", *, sites: bool = True) -> None:
     holders = "\n".join(leak.holders) if leak.holders else NO_HOLDER
-    site = [_e(leak.created_at or "")] if sites else []
-    table.add_row(format_size(leak.nbytes), indent + _e(leak.description), *site, _e(holders))
+    site = [plain(leak.created_at or "")] if sites else []
+    table.add_row(format_size(leak.nbytes), plain(indent + leak.description), *site, plain(holders))
 
 
 def release_table(report: ReleaseReport) -> Table:
     """A release's before and after, and what it reclaimed."""
+    words = words_for(report.device)
     table = _table()
     table.add_column("", style="bold")
-    table.add_column("allocated", justify="right")
-    table.add_column("reserved", justify="right")
+    table.add_column(words.allocated, justify="right")
+    table.add_column(words.reserved, justify="right")
     table.add_row("before", format_size(report.before.allocated_bytes), format_size(report.before.reserved_bytes))
     table.add_row("after", format_size(report.after.allocated_bytes), format_size(report.after.reserved_bytes))
     table.add_section()
     table.add_row(
         "freed", format_size(report.freed_allocated_bytes), f"[green]{format_size(report.reclaimed_bytes)}[/]"
     )
-    table.add_row("still cached", "", format_size(report.cached_bytes_after))
+    table.add_row(words.cached, "", format_size(report.cached_bytes_after))
     return table
 
 
@@ -191,30 +219,30 @@ def renderables(report: Report, *, verbose: bool = False) -> list[RenderableType
             return text_many.multi_renderables(report, verbose=verbose)
         return text_many.cluster_renderables(report, verbose=verbose)
     if isinstance(report, ReleaseReport):
-        header = f"[bold]vramguard release[/] on {_e(report.device)}: {report.duration_s * 1000:.1f} ms"
-        parts: list[RenderableType] = [header, release_table(report)]
+        header = line(("vramguard release", "bold"), f" on {report.device}: {report.duration_s * 1000:.1f} ms")
+        parts: list[RenderableType] = [header, release_table(report), *legend(report.device)]
         if report.steps:
             parts.append(steps_table(report.steps))
-        lines = [f"dropped: {_e(d)}" for d in report.dropped]
-        lines += [f"evicted: {_e(e)}" for e in report.evicted]
-        lines += [f"[yellow]still alive elsewhere: {_e(s)}[/]" for s in report.survivors]
-        return parts + lines
-    parts = [session_header(report), session_table(report), outcome_table(report)]
+        parts += [line(f"dropped: {d}") for d in report.dropped]
+        parts += [line(f"evicted: {e}") for e in report.evicted]
+        parts += [line(f"still alive elsewhere: {s}", style="yellow") for s in report.survivors]
+        return parts
+    parts = [session_header(report), session_table(report), outcome_table(report), *legend(report.device)]
     if report.release_steps:
         parts.append(steps_table(report.release_steps))
     elif not report.released:
-        parts.append("release was off (release=False)")
+        parts.append(line("release was off (release=False)"))
     if report.leaks:
         parts.append(leaks_table(report, verbose=verbose))
         hint = sites_hint(report)
         if hint is not None:
-            parts.append(_e(hint))
-    parts += [f"evicted: {_e(e)}" for e in report.evicted]
-    parts += [f"[yellow]order: {_e(str(v))}[/]" for v in report.order_violations]
+            parts.append(line(hint))
+    parts += [line(f"evicted: {e}") for e in report.evicted]
+    parts += [line(f"order: {v}", style="yellow") for v in report.order_violations]
     if report.raised:
-        parts.append(f"[red]the block raised {_e(report.raised)}[/]")
-    parts += [f"note: {_e(n)}" for n in report.notes]
-    parts += [f"cycle: {_e(c)}" for c in report.cycles]
+        parts.append(line(f"the block raised {report.raised}", style="red"))
+    parts += [line(f"note: {n}") for n in report.notes]
+    parts += [line(f"cycle: {c}") for c in report.cycles]
     return parts
 
 
@@ -232,9 +260,11 @@ def render(
     """
     console = console or make_console(file, width=width)
     parts = renderables(report, verbose=verbose)
+    from rich.text import Text
+
     for index, part in enumerate(parts):
         console.print(part)
-        if not isinstance(part, str) and index + 1 < len(parts):
+        if not isinstance(part, (str, Text)) and index + 1 < len(parts):
             console.print()  # a blank line after each table
 
 
@@ -256,7 +286,7 @@ def devices_table(devices: Sequence[dict[str, Any]]) -> Table:
         )
         table.add_row(
             str(device.get("index", "")),
-            _e(str(device.get("name", ""))),
+            plain(str(device.get("name", ""))),
             format_size(total),
             format_size(used),
             format_size(free),

@@ -11,16 +11,13 @@ from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import SessionReport
 from vramguard.core._sizes import format_size
 from vramguard.distributed._cluster import ClusterReport, RankReport
+from vramguard.report._words import words_for
+from vramguard.report.text import line, plain
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
-
-
-def _e(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    from rich.text import Text
 
 
 def _table(title: str | None = None) -> Table:
@@ -39,7 +36,8 @@ def devices_table(report: MultiDeviceReport) -> Table:
     """One row per device (peak, peak above start, reclaimed, still cached, kept, leaked) and the total."""
     table = _table()
     table.add_column("device", style="bold")
-    for name in ("peak", "peak above start", "reclaimed", "still cached", "kept", "leaked"):
+    cached = words_for(report.devices[0].device).cached if report.devices else "still cached"
+    for name in ("peak", "peak above start", "reclaimed", cached, "kept", "leaked"):
         table.add_column(name, justify="right")
     rows: list[tuple[str, SessionReport | MultiDeviceReport]] = [(r.device, r) for r in report.devices]
     for label, r in rows:
@@ -49,9 +47,9 @@ def devices_table(report: MultiDeviceReport) -> Table:
     return table
 
 
-def _figures(label: str, r: SessionReport | MultiDeviceReport) -> tuple[str, ...]:
+def _figures(label: str, r: SessionReport | MultiDeviceReport) -> tuple[str | Text, ...]:
     return (
-        _e(label),
+        plain(label),
         format_size(r.peak_allocated_bytes),
         format_size(r.peak_increase_bytes),
         f"[green]{format_size(r.reclaimed_bytes)}[/]",
@@ -65,17 +63,17 @@ def multi_renderables(report: MultiDeviceReport, *, verbose: bool = False) -> li
     """A device table with the total, then each device's session as :func:`render` shows one."""
     from vramguard.report.text import renderables
 
-    header = (
-        f"[bold]vramguard session {_e(repr(report.name))}[/] on {len(report.devices)} device(s) "
-        f"({_e(', '.join(report.device_names))}): {report.duration_s * 1000:.1f} ms"
+    header = line(
+        (f"vramguard session {report.name!r}", "bold"),
+        f" on {len(report.devices)} device(s) ({', '.join(report.device_names)}): {report.duration_s * 1000:.1f} ms",
     )
     parts: list[RenderableType] = [header, devices_table(report)]
     if report.incomplete:
-        parts.append(f"note: some device could not read {', '.join(report.incomplete)}; the totals sum the rest")
+        parts.append(line(f"note: some device could not read {', '.join(report.incomplete)}; the totals sum the rest"))
     if report.raised:
-        parts.append(f"[red]the block raised {_e(report.raised)}[/]")
-    parts += [f"evicted: {_e(e)}" for e in report.evicted]
-    parts += [f"note: {_e(n)}" for n in report.notes]
+        parts.append(line(f"the block raised {report.raised}", style="red"))
+    parts += [line(f"evicted: {e}") for e in report.evicted]
+    parts += [line(f"note: {n}") for n in report.notes]
     for device in report.devices:
         parts += renderables(device, verbose=verbose)
     return parts
@@ -96,12 +94,12 @@ def ranks_table(report: ClusterReport) -> Table:
     for rank, r in zip(report.ranks, report.reports, strict=True):
         table.add_row(
             str(rank),
-            _e(_device(r)),
+            plain(_device(r)),
             format_size(r.peak_allocated_bytes),
             format_size(r.peak_increase_bytes),
             f"[green]{format_size(r.reclaimed_bytes)}[/]",
             _leaked(r.leaked_bytes),
-            f"[red]{_e(r.raised)}[/]" if r.raised else "",
+            line(r.raised, style="red") if r.raised else "",
         )
     table.add_section()
     table.add_row("all", "", "", "", "", _leaked(report.total_leaked_bytes), "", style="bold")
@@ -119,7 +117,11 @@ def rank_leaks_table(report: ClusterReport) -> Table:
     for item in report.leaks:
         holders = "\n".join(item.leak.holders) if item.leak.holders else "holder not found"
         table.add_row(
-            str(item.rank), _e(item.device), format_size(item.leak.nbytes), _e(item.leak.description), _e(holders)
+            str(item.rank),
+            plain(item.device),
+            format_size(item.leak.nbytes),
+            plain(item.leak.description),
+            plain(holders),
         )
     return table
 
@@ -130,10 +132,10 @@ def cluster_renderables(report: ClusterReport, *, verbose: bool = False) -> list
     from vramguard.report.text import renderables
 
     imbalance = "unknown" if report.imbalance is None else f"{report.imbalance:.2f}x"
-    backend = f" ({_e(report.backend)})" if report.backend else ""
-    header = (
-        f"[bold]vramguard session {_e(repr(report.name))}[/] on {len(report.ranks)} ranks{backend}: "
-        f"peak imbalance (max/min) {imbalance}"
+    backend = f" ({report.backend})" if report.backend else ""
+    header = line(
+        (f"vramguard session {report.name!r}", "bold"),
+        f" on {len(report.ranks)} ranks{backend}: peak imbalance (max/min) {imbalance}",
     )
     parts: list[RenderableType] = [header, ranks_table(report)]
     if report.leaks:
