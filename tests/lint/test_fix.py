@@ -87,7 +87,10 @@ def test_fixed_source_has_the_same_statements_and_no_vg001(
         for t, flag in zip(drops, none[: len(drops)], strict=True)
     ]
     body = "; ".join(statements) if one_line else "\n    ".join(statements)
-    source = f"def f(self, a, b, c, d):\n    {body}\n    return 1\n"
+    # What the drops let go of is shown to be device memory: `x = None` on a name of unknown kind and
+    # `del d[k]` on a container of unknown items are not drops of device memory.
+    shown = "torch.cat((a, b, c)); d['j'] = torch.ones(1, device='cuda')"
+    source = f"def f(self, a, b, c, d):\n    {shown}\n    {body}\n    return 1\n"
     assert [f.code for f in check_source(source)] == ["VG001"]
     result = fix_source(source)
     assert result.fixed == 1

@@ -109,7 +109,7 @@ def _print(result: CheckResult, config: CheckConfig, args: argparse.Namespace) -
     if findings:
         files = len({f.path for f in findings})
         print(f"{len(findings)} finding(s) in {files} of {result.files_checked} file(s)", file=sys.stderr)
-    elif not args.quiet:
+    elif not (args.quiet or result.errors):  # a file that could not be checked is not "no findings"
         n = result.files_checked
         print(f"checked {n} file{'' if n == 1 else 's'}, no findings", file=summary)
 

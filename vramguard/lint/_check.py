@@ -6,6 +6,7 @@ import ast
 import re
 from collections.abc import Callable, Iterable
 
+from vramguard.lint._evidence import aliases
 from vramguard.lint._flow import Walker
 from vramguard.lint._rules import CACHE_CALLS, RULES, Finding
 from vramguard.lint._scalars import scalar_attributes
@@ -29,17 +30,21 @@ def _scopes(tree: ast.Module) -> Iterable[tuple[ast.AST, list[ast.stmt]]]:
 
 
 def _walk(
-    node: ast.AST, body: list[ast.stmt], scalar_attrs: frozenset[str], lines: Callable[[int], int] | None
+    node: ast.AST,
+    body: list[ast.stmt],
+    scalar_attrs: frozenset[str],
+    lines: Callable[[int], int] | None,
+    module: ast.Module,
 ) -> Scope:
     is_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-    scope = Scope(is_function, scalar_attrs, lines=lines)
+    scope = Scope(is_function, scalar_attrs, lines=lines, body=body, module=module)
     state = State()
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         args = node.args
         every = [*args.posonlyargs, *args.args, *args.kwonlyargs, *(a for a in (args.vararg, args.kwarg) if a)]
         state.kinds = dict.fromkeys((a.arg for a in every), "other")
         scope.later_names = last_positions(body)
-        scope.escaped = escaped_names(body)
+        scope.escaped = escaped_names(body) | aliases(body)
         scope.vararg = args.vararg.arg if args.vararg else None
         docstring = body[:1] and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
         scope.single_statement = len(body) - (1 if docstring else 0) == 1
@@ -151,7 +156,7 @@ def check_tree(
     source_lines = tuple(re.split(r"\r\n|\r|\n", source))  # ast's line breaks, not str.splitlines()
     findings: list[Finding] = []
     for node, body in _scopes(tree):
-        scope = _walk(node, body, scalar_attrs, lines)
+        scope = _walk(node, body, scalar_attrs, lines, tree)
         scope.source_lines = source_lines
         findings += _scope_findings(path, scope)
     return findings

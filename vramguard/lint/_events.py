@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from dataclasses import replace
 
-from vramguard.lint._facts import callee, holds_device_memory, is_scalar, moves_to_cpu
+from vramguard.lint._facts import callee, holds_device_memory, is_loader, is_scalar, moves_to_cpu
 from vramguard.lint._rules import CACHE_CALLS, RELEASING_CALLS
 from vramguard.lint._scan import calls_in, is_reference, source_text
 from vramguard.lint._state import Context, Drop, Open, Scope, State
@@ -39,6 +39,7 @@ class Events:
                     kind == "device"
                     and local not in scope.nonlocal_names
                     and local not in scope.escaped
+                    and local not in ctx.loop_bound
                     and (last is None or last <= position)
                 ):
                     scope.alive_locals.setdefault(local, []).append(index)
@@ -66,11 +67,21 @@ class Events:
         opens = set()
         for o in st.opens:
             if isinstance(target, ast.Name):
-                counts = target.id in o.held and text not in o.changed
+                # `del x` is written to free x; `x = None` often only resets a name (`image_logs = None`
+                # before an `if` that may fill it): that counts where x is known to be a tensor or model.
+                counts = target.id in o.held and text not in o.changed and (
+                    isinstance(stmt, ast.Delete)
+                    or st.kinds.get(target.id) == "device"
+                    or self.scope.used_as_memory(target.id)
+                )
             elif isinstance(target, ast.Attribute):
                 counts = target.attr not in self.scope.scalar_attrs and text not in o.changed | o.offloaded
-            else:
-                counts = isinstance(target, ast.Subscript) and text not in o.changed
+            else:  # an item: memory only if the container is, or the code puts tensors or models in it
+                counts = (
+                    isinstance(target, ast.Subscript)
+                    and text not in o.changed
+                    and (self._held_device(target.value, o, st) or self.scope.holds_device_items(target.value))
+                )
             if counts:
                 st.drops = st.drops | {Drop(o.call, stmt.lineno, stmt.col_offset, text, shown)}
             opens.add(replace(o, changed=o.changed | {text}))
@@ -83,14 +94,22 @@ class Events:
             else:
                 st.kinds[target.id] = "scalar"
 
+    def _held_device(self, container: ast.expr, o: Open, st: State) -> bool:
+        name = container.id if isinstance(container, ast.Name) else None
+        return name is not None and name in o.held and name not in o.changed and st.kinds.get(name) == "device"
+
     def _bind(self, target: ast.expr, value: ast.expr | None, st: State) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
             elts = value.elts if isinstance(value, (ast.Tuple, ast.List)) else None
+            device = value is not None and self._device(value, st)
+            loader = isinstance(value, ast.Call) and is_loader(value)
             for i, sub in enumerate(target.elts):
                 if elts is not None and len(elts) == len(target.elts):
                     self._bind(sub, elts[i], st)
+                elif loader and i > 0 and not (isinstance(sub, ast.Name) and self.scope.used_as_memory(sub.id)):
+                    self._bind(sub, None, st)  # what a loader returns beside its model: metadata, a processor
                 else:
-                    self._bind(sub, value if value is not None and self._device(value, st) else None, st)
+                    self._bind(sub, value if device else None, st)
             return
         if isinstance(target, ast.Starred):
             self._bind(target.value, None, st)

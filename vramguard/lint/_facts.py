@@ -31,6 +31,9 @@ _FACTORIES = frozenset(
     }
 )  # fmt: skip
 # Methods whose result is no longer device memory: a Python number or list, a CPU or NumPy copy.
+_DTYPE = re.compile(r"(dtype|^(float|half|bfloat|double|int|uint|bool|complex|long|short)\d*)$")
+_HOST_LOADED = re.compile(r"(Tokenizer|Processor|FeatureExtractor|Config|Scheduler)(Fast)?$")
+_CAST_KEYWORDS = frozenset({"dtype", "non_blocking", "copy", "memory_format"})
 _OFF_DEVICE_METHODS = frozenset({"item", "tolist", "numpy", "cpu", "size", "dim", "numel", "data_ptr", "stride"})
 
 
@@ -42,6 +45,12 @@ def callee(call: ast.Call) -> str | None:
     if isinstance(func, ast.Name):
         return func.id
     return None
+
+
+def is_loader(call: ast.Call) -> bool:
+    """``from_pretrained(...)``, ``load_model(...)``, ``load_align_model(...)``: a call that returns a model."""
+    name = callee(call)
+    return name is not None and _LOADER.match(name) is not None
 
 
 def is_cpu(node: ast.expr) -> bool:
@@ -122,6 +131,34 @@ def is_scalar(
     return False
 
 
+def source_name(node: ast.expr) -> str:
+    """The last name of ``a.b.C`` or ``C``; empty for anything else."""
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def _is_dtype(node: ast.expr) -> bool:
+    """``torch.float16``, ``weight_dtype``, ``self.vae.dtype``: a dtype, not a device."""
+    return _DTYPE.search(source_name(node)) is not None
+
+
+def _dtype_only(call: ast.Call) -> bool:
+    """``x.to(torch.float32)``, ``x.to(dtype=...)``: a cast that does not say where the result lives."""
+    keywords = {k.arg for k in call.keywords}
+    return (
+        bool(call.args or keywords)
+        and all(_is_dtype(a) for a in call.args)
+        and keywords <= _CAST_KEYWORDS
+        and not any(k.arg == "dtype" and not _is_dtype(k.value) for k in call.keywords)
+    )
+
+
+def _stored(node: ast.expr) -> bool:
+    """An attribute or its item (``state.latents``): a pipeline's state, presumed on its device."""
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    return isinstance(node, ast.Attribute)
+
+
 def holds_device_memory(node: ast.expr, device_names: set[str] | frozenset[str]) -> bool:
     """Whether an expression's value is (or contains) a tensor or model on a device.
 
@@ -145,11 +182,13 @@ def holds_device_memory(node: ast.expr, device_names: set[str] | frozenset[str])
     name = callee(node)
     if name is None or moves_to_cpu(node) or name in _OFF_DEVICE_METHODS or is_scalar(node):
         return False
+    func = node.func
+    if name == "to" and _dtype_only(node) and isinstance(func, ast.Attribute) and not _stored(func.value):
+        return holds_device_memory(func.value, device_names)  # a cast stays where its input is
     if name == "cuda" or (name == "to" and (node.args or node.keywords)):
         return True
-    if _LOADER.match(name):
-        return True
-    func = node.func
+    if is_loader(node):  # AutoTokenizer.from_pretrained() loads no weights: a tokenizer is host memory
+        return not (isinstance(func, ast.Attribute) and _HOST_LOADED.search(source_name(func.value)) is not None)
     if name in _FACTORIES and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
         device = [k.value for k in node.keywords if k.arg == "device"]
         return func.value.id == "torch" and bool(device) and not is_cpu(device[0])

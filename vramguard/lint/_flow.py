@@ -12,8 +12,9 @@ import ast
 from dataclasses import replace
 
 from vramguard.lint._events import Events
-from vramguard.lint._facts import is_drop_value
-from vramguard.lint._scan import is_none, is_release_step, offloaded_receiver, source_text
+from vramguard.lint._facts import callee, is_drop_value
+from vramguard.lint._rules import CACHE_CALLS
+from vramguard.lint._scan import calls_in, is_device_guard, is_none, is_release_step, offloaded_receiver, source_text
 from vramguard.lint._state import Context, Loop, State, merge
 
 
@@ -35,7 +36,12 @@ class Walker(Events):
         if isinstance(stmt, ast.If):
             self._expressions([stmt.test], st, ctx)
             inner = replace(ctx, every_iteration=False)
-            return merge(self.block(stmt.body, st.copy(), inner), self.block(stmt.orelse, st.copy(), inner))
+            skipped = st.copy()
+            if not stmt.orelse and is_device_guard(stmt.test) and _empties_cache(stmt.body):
+                # `if torch.cuda.is_available(): torch.cuda.empty_cache()`: where the test is false
+                # there is no device cache, so the drops before it are as good as returned.
+                skipped.drops = frozenset(d for d in skipped.drops if not d.healable)
+            return merge(self.block(stmt.body, st.copy(), inner), self.block(stmt.orelse, skipped, inner))
         if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
             return self._loop(stmt, st, ctx)
         if isinstance(stmt, (ast.With, ast.AsyncWith)):
@@ -105,7 +111,10 @@ class Walker(Events):
             for n in ast.walk(stmt.target if not isinstance(stmt, ast.While) else stmt.test)
             if isinstance(n, ast.Name)
         )
-        end = self.block(stmt.body, body_in, Context(ctx.in_except, True, loop, targets))
+        # A local the body binds is freed when the next iteration binds it again, and that block is
+        # reused at once: not VG004's "freed into the cache when the function returns".
+        bound = frozenset(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+        end = self.block(stmt.body, body_in, Context(ctx.in_except, True, loop, targets, ctx.loop_bound | bound))
         after = merge(st, end, *loop.continues)
         if after is not None and isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name):
             # `for hook in self.hooks: hook.offload()` moves everything the container holds off the device.
@@ -139,3 +148,9 @@ class Walker(Events):
                 self.exit(final)
             return None
         return self.block(stmt.finalbody, joined, ctx)
+
+
+def _empties_cache(body: list[ast.stmt]) -> bool:
+    return any(
+        isinstance(stmt, ast.Expr) and any(callee(c) in CACHE_CALLS for c in calls_in([stmt.value])) for stmt in body
+    )

@@ -11,7 +11,7 @@ from vramguard.lint._check import check_source, might_have_findings, suppressed
 from vramguard.lint._config import CheckConfig
 from vramguard.lint._files import discover
 from vramguard.lint._rules import Finding
-from vramguard.lint._sources import snippets
+from vramguard.lint._sources import CorruptNotebook, snippets
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,30 @@ class CheckResult:
 def check_text(text: str, path: Path, codes: Iterable[str] | None = None) -> tuple[Finding, ...]:
     """The findings in one file's text (Python, Markdown or a notebook), at the file's own lines.
 
-    A Python file that does not parse raises SyntaxError; a Markdown block or notebook cell that does
-    not parse (pseudo-code, a fragment) is skipped.
+    A Python file that does not parse raises SyntaxError, a notebook that is not one (or whose code
+    cells are not Python) :class:`CorruptNotebook`; a Markdown block that does not parse (pseudo-code,
+    a fragment) is skipped. As with a ``.py`` file, Python is parsed only where a cache call is named;
+    a notebook's JSON is read in any case.
     """
+    notebook = path.suffix.lower() == ".ipynb"
+    if not (notebook or might_have_findings(text)):
+        return ()
+    pieces = snippets(path, text)
     if not might_have_findings(text):
         return ()
     file_lines = text.splitlines()
     found: list[Finding] = []
-    for snippet in snippets(path, text):
+    for snippet in pieces:
         try:
             if snippet.whole_file:
                 found += check_source(snippet.source, str(path), codes)
                 continue
             findings = check_source(snippet.source, str(path), codes, noqa=False, lines=snippet.file_line)
-        except SyntaxError:
+        except SyntaxError as error:
             if snippet.whole_file:
                 raise
+            if snippet.cells:
+                raise CorruptNotebook(snippet.syntax_error(error)) from None
             continue
         for f in findings:
             line = file_lines[f.line - 1] if f.line <= len(file_lines) else ""
@@ -71,8 +79,14 @@ def check_paths(paths: Iterable[Path], config: CheckConfig | None = None, root: 
             text = file.read_text(encoding="utf-8")
             lines += text.count("\n")
             findings += check_text(text, file, config.codes)
-        except (SyntaxError, UnicodeDecodeError, ValueError, OSError) as error:
-            errors.append(FileError(str(file), f"cannot parse: {error}"))
+        except SyntaxError as error:
+            errors.append(FileError(str(file), f"cannot parse line {error.lineno}: {error.msg}"))
+        except CorruptNotebook as error:
+            errors.append(FileError(str(file), f"not a valid notebook: {error}"))
+        except UnicodeDecodeError as error:
+            errors.append(FileError(str(file), f"cannot read: not UTF-8 (byte {error.start})"))
+        except (ValueError, OSError) as error:
+            errors.append(FileError(str(file), f"cannot read: {error}"))
     return CheckResult(tuple(findings), files, lines, tuple(errors))
 
 

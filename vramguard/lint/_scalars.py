@@ -18,6 +18,7 @@ from vramguard.lint._facts import is_drop_value, is_scalar
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
 _BUILTIN_SCALARS = frozenset({"int", "float", "str", "bool", "bytes", "None", "complex"})
 _WRAPPERS = frozenset({"Optional", "Union", "Literal", "Final", "ClassVar"})
+_ORDERING = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 
 
 @dataclass
@@ -114,10 +115,36 @@ def _annotation_is_scalar(node: ast.expr, classes: set[str]) -> bool:
     return False
 
 
+def _compared_to_literals(tree: ast.Module) -> set[str]:
+    """Attributes compared with a string or number (``args.resume_from_checkpoint != "latest"``).
+
+    An argparse namespace's options are assigned where the module cannot see it; comparing one with
+    a literal shows what it holds.
+    """
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or not all(isinstance(op, _ORDERING) for op in node.ops):
+            continue
+        operands = [node.left, *node.comparators]
+        if any(_literal(o) for o in operands):
+            found.update(o.attr for o in operands if isinstance(o, ast.Attribute))
+    return found
+
+
+def _literal(node: ast.expr) -> bool:
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) and all(_literal(e) for e in node.elts)
+    return isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)) and node.value is not None
+
+
 def scalar_attributes(tree: ast.Module) -> frozenset[str]:
-    """Attribute names the module only ever assigns scalars (``None`` aside: it is how memory is dropped)."""
+    """Attribute names the module only ever assigns scalars (``None`` aside: it is how memory is dropped).
+
+    Also those never assigned anything but ``None`` that the module compares with a string or number.
+    """
     facts = _gather(tree)
-    attrs = {a for a, vals in facts.attrs.items() if any(v is not None and not is_drop_value(v) for v, _ in vals)}
+    given = {a for a, vals in facts.attrs.items() if any(v is not None and not is_drop_value(v) for v, _ in vals)}
+    attrs = set(given)
     funcs = {f for f, vals in facts.returns.items() if any(v is not None and not is_drop_value(v) for v, _ in vals)}
     classes = {c for c, vals in facts.classes.items() if all(v is not None for v, _ in vals)}
 
@@ -146,4 +173,4 @@ def scalar_attributes(tree: ast.Module) -> frozenset[str]:
                 if not all((v is None and pool is funcs) or scalar(v, fn, frozenset()) for v, fn in table[key]):
                     pool.discard(key)
                     changed = True
-    return frozenset(attrs)
+    return frozenset(attrs | (_compared_to_literals(tree) - given))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from vramguard.lint._facts import callee, is_drop_value, moves_to_cpu
 from vramguard.lint._rules import CACHE_CALLS
@@ -10,6 +11,7 @@ from vramguard.lint._rules import CACHE_CALLS
 _HARMLESS_CALLS = frozenset(
     {"collect", "synchronize", "print", "debug", "info", "warning", "warn", "log", "reset_peak_memory_stats"}
 )
+_AVAILABLE = re.compile(r"^(is_\w*available|device_count)$")
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 
@@ -41,6 +43,18 @@ def is_release_step(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         name = callee(stmt.value)
         return name in CACHE_CALLS or name in _HARMLESS_CALLS
+    return False
+
+
+def is_device_guard(test: ast.expr) -> bool:
+    """``torch.cuda.is_available()``, ``x.device.type == "cuda"``: a test that is false where no device cache exists."""
+    for node in ast.walk(test):
+        if isinstance(node, ast.Call) and _AVAILABLE.search(callee(node) or "") is not None:
+            return True
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Attribute) and o.attr in {"device", "type"} for o in operands):
+                return True
     return False
 
 

@@ -10,6 +10,8 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from vramguard.lint._evidence import container_key, device_containers, used_as_memory
+
 
 @dataclass(frozen=True)
 class Open:
@@ -85,6 +87,7 @@ class Context:
     every_iteration: bool = False  # unconditionally inside a loop body
     loop: Loop | None = None
     loop_targets: frozenset[str] = frozenset()  # a call given one of these empties one device per item
+    loop_bound: frozenset[str] = frozenset()  # names the enclosing loops bind again on every iteration
 
 
 @dataclass
@@ -106,6 +109,27 @@ class Scope:
     source_lines: tuple[str, ...] = ()  # to turn ast's UTF-8 byte offsets into character columns
     vararg: str | None = None
     single_statement: bool = False  # the body is one statement (after a docstring)
+    body: list[ast.stmt] = field(default_factory=list)
+    module: ast.Module | None = None
+    _used_as_memory: frozenset[str] | None = None
+    _device_containers: frozenset[str] | None = None
+
+    def used_as_memory(self, name: str) -> bool:
+        """Whether the scope uses ``name`` as a model or tensor (read once, on first need)."""
+        if self._used_as_memory is None:
+            self._used_as_memory = used_as_memory(self.body)
+        return name in self._used_as_memory
+
+    def holds_device_items(self, container: ast.expr) -> bool:
+        """Whether the code puts tensors or models in this container: a local in this scope, an attribute anywhere."""
+        key = container_key(container)
+        if key is None:
+            return False
+        if self._device_containers is None:
+            self._device_containers = device_containers(self.body) | frozenset(
+                k for k in device_containers([self.module] if self.module else []) if k.startswith(".")
+            )
+        return key in self._device_containers
 
     def file_line(self, line: int) -> int:
         """The file's line for a line of the source walked."""

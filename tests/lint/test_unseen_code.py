@@ -1,0 +1,177 @@
+"""The rules on code they had not seen (issue 30): each false finding reduced to its shape, beside the true one.
+
+Shapes from whisperX's ``whisperx/transcribe.py``, stable-ts's ``original_whisper.py``, the diffusers
+training examples and peft's scripts; ``tests/lint/corpus2`` holds the excerpts themselves.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from vramguard.lint import check_source
+
+
+def codes(source: str) -> list[tuple[int, str]]:
+    return [(f.line, f.code) for f in check_source(textwrap.dedent(source), "t.py")]
+
+
+def test_what_a_loader_returns_beside_its_model_is_not_memory() -> None:
+    # whisperx/transcribe.py: `align_metadata` is a dict of strings; only the model is deleted.
+    source = textwrap.dedent("""\
+        def transcribe_task(args):
+            align_model, align_metadata = load_align_model(args.language, args.device)
+            for result in args.results:
+                if result["language"] != align_metadata["language"]:
+                    align_model, align_metadata = load_align_model(result["language"], args.device)
+                result = align(result["segments"], align_model, align_metadata, args.device)
+            del align_model
+            gc.collect()
+            torch.cuda.empty_cache()
+            return args.results
+        """)
+    assert codes(source) == []
+    # ... unless the code uses it as a model or tensor: moved, called, or handed to torch.
+    for use in ("align_metadata.to(args.device)", "align_metadata(x)", "torch.stack(align_metadata)"):
+        shown = source.replace("    del align_model\n", f"    {use}\n    del align_model\n")
+        assert codes(shown) == [(10, "VG004")], use
+    # The model itself is still memory: left alive, it is found.
+    assert codes(source.replace("    del align_model\n", "")) == [(8, "VG004")]
+
+
+def test_deleting_an_item_of_a_list_of_text_is_not_a_drop() -> None:
+    # stable-ts's transcribe: `del resume[-1]` on a list of segments, 29 lines after empty_cache().
+    source = """\
+        def transcribe(model, audio, resume=None):
+            segments = model.run(audio)
+            if model.device != torch.device("cpu"):
+                torch.cuda.empty_cache()
+            if resume is not None:
+                while resume and resume[-1].end > segments[0].start:
+                    del resume[-1]
+                resume.segments.extend(segments)
+            return resume
+        """
+    assert codes(source) == []
+
+
+def test_deleting_an_item_the_code_shows_to_be_a_tensor_is_a_drop() -> None:
+    outputs = "def f(model, x):\n    net = model.cuda()\n    outputs = net(x)\n"
+    outputs += "    torch.cuda.empty_cache()\n    del outputs[0]\n"
+    assert codes(outputs) == [(4, "VG001"), (4, "VG004")]  # and `net` is alive
+    cache = """\
+        class Cache:
+            def put(self, key, x):
+                self.tensors[key] = x.to("cuda")
+            def clear(self, key):
+                torch.cuda.empty_cache()
+                del self.tensors[key]
+        """
+    assert codes(cache) == [(5, "VG001")]
+    assert codes(cache.replace('x.to("cuda")', "str(x)")) == []
+
+
+def test_an_option_compared_with_a_string_is_not_memory() -> None:
+    # diffusers' training examples: `args.resume_from_checkpoint = None` long after free_memory().
+    source = """\
+        def main(args):
+            free_memory()
+            if args.resume_from_checkpoint:
+                if args.resume_from_checkpoint != "latest":
+                    path = os.path.basename(args.resume_from_checkpoint)
+                if path is None:
+                    args.resume_from_checkpoint = None
+        """
+    assert codes(source) == []
+    assert codes(source.replace('!= "latest"', "is not None")) == [(2, "VG001")]
+
+
+def test_resetting_a_name_of_unknown_kind_is_not_a_drop_but_del_is() -> None:
+    # diffusers: `image_logs = None` before an `if` that may fill it again; `generator = None` in an else.
+    source = """\
+        def train(accelerator, pipeline, epoch):
+            image_logs = log_validation(pipeline, epoch)
+            del pipeline
+            free_memory()
+            image_logs = None
+            if accelerator.is_main_process:
+                image_logs = log_validation(None, epoch)
+            return image_logs
+        """
+    assert codes(source) == []
+    assert codes(source.replace("image_logs = None", "del image_logs")) == [(4, "VG001")]
+    loaded = source.replace("log_validation(pipeline, epoch)", "Pipeline.from_pretrained(epoch)")
+    assert codes(loaded) == [(4, "VG001")]
+
+
+def test_a_device_guarded_cache_call_returns_the_drops_before_it() -> None:
+    # diffusers' sd15 advanced example: a second, guarded empty_cache() right after `del vae`.
+    source = """\
+        def train(args, vae, text_encoders):
+            del text_encoders
+            torch.cuda.empty_cache()
+            if args.cache_latents:
+                del vae
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+        """
+    assert codes(source) == []
+    assert codes(source.replace("torch.cuda.is_available()", "args.step % 100 == 0")) == [(3, "VG001")]
+
+
+def test_a_cast_stays_where_its_input_is() -> None:
+    # diffusers' community tile upscaler: a preprocessed image cast to float32 is still on the CPU.
+    source = """\
+        def __call__(self, image, device):
+            image_tensor = self.image_processor.preprocess(image).to(dtype=torch.float32)
+            latents = self.prepare_latents(image_tensor, device)
+            torch.cuda.empty_cache()
+            return self.decode(latents)
+        """
+    assert codes(source) == []
+    moved = source.replace(".to(dtype=torch.float32)", ".to(device, dtype=torch.float32)")
+    assert codes(moved) == [(4, "VG004")]
+
+
+def test_a_tokenizer_or_processor_is_not_device_memory() -> None:
+    # peft's examples: AutoTokenizer.from_pretrained() and what the tokenizer encodes.
+    source = """\
+        def train(name):
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            tokens = tokenizer.encode("<|start|>")
+            run(name, tokens)
+            torch.cuda.empty_cache()
+        """
+    assert codes(source) == []
+    model = source.replace("AutoTokenizer", "AutoModelForCausalLM")
+    assert codes(model) == [(5, "VG004"), (5, "VG004")]
+
+
+def test_a_local_bound_again_each_iteration_is_not_vg004() -> None:
+    # peft's MetaMathQA runner: the batch is freed by the next iteration's binding, into blocks reused at once.
+    source = """\
+        def train(model, loader, schedule):
+            for step, batch in enumerate(loader):
+                batch = batch.to(model.device)
+                model(**batch).loss.backward()
+                if step % schedule == 0:
+                    torch.cuda.empty_cache()
+        """
+    assert codes(source) == []
+
+
+def test_a_local_that_another_object_holds_is_not_vg004() -> None:
+    # peft's image-gen evaluation: Module.to() returns the module the pipeline holds.
+    source = """\
+        def evaluate(pipeline, device):
+            transformer = pipeline.transformer.to(device)
+            transformer.eval()
+            torch.cuda.empty_cache()
+            return run(pipeline)
+        """
+    assert codes(source) == []
+    # A tensor's .to() is a copy that only the local holds.
+    copy = source.replace("transformer.eval()", "print(transformer.shape)")
+    assert codes(copy) == [(4, "VG004")]
+    # diffusers' ideogram4 validation: a plain attribute read.
+    plain = "def f(pipeline):\n    module = pipeline.transformer\n    module.forward = None\n    free_memory()\n"
+    assert codes(plain) == []
