@@ -259,7 +259,11 @@ def render(
     Leaks show one row per module or container that holds them; ``verbose`` adds a row per tensor.
     """
     console = console or make_console(file, width=width)
-    parts = renderables(report, verbose=verbose)
+    print_parts(renderables(report, verbose=verbose), console)
+
+
+def print_parts(parts: Sequence[RenderableType], console: Console) -> None:
+    """Print ``parts`` (lines and tables) to ``console``, a blank line after each table."""
     from rich.text import Text
 
     for index, part in enumerate(parts):
