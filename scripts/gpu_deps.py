@@ -68,6 +68,7 @@ NOT_CARRIED: dict[str, str] = {
     "ipython": "the notebook extra: no gpu test or CUDA benchmark imports it (its tests importorskip it)",
     "ruff": "the quality checks run on the CPU machines",
     "mypy": "the quality checks run on the CPU machines",
+    "build": "the wheel check (tests/project/test_wheel.py) runs on the CPU machines",
     "mkdocs": "the documentation builds on the CPU machines",
     "mkdocs-material": "the documentation builds on the CPU machines",
     "mkdocstrings": "the documentation builds on the CPU machines",
