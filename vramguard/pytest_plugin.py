@@ -88,6 +88,8 @@ def vram_leaks(
 
 MarkerFunction = Callable[..., Failure | None]
 MARKERS: dict[str, MarkerFunction] = {"vram_limit": vram_limit, "vram_leaks": vram_leaks}
+VERDICTS: dict[str, str] = {"vram_limit": "VRAM LIMIT", "vram_leaks": "VRAM LEAK"}
+"""The word a failed test shows in verbose output, by the marker that failed it."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class _Result:
     worker: str | None = None
     """The pytest-xdist worker that ran the test ("gw0"), None without xdist."""
 
+
+NOTHING_RECLAIMED = "—"
+"""The reclaimed column of a test whose release gave nothing back (the memory grew while it ran)."""
 
 RESULT_PROPERTY = "vramguard"
 """The ``user_properties`` key that carries a test's figures on its report: under pytest-xdist the
@@ -280,10 +285,15 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Generator[None, Any, Any]:
-    """Failures of a vramguard limit read "VRAM LIMIT" in verbose output, "V" otherwise."""
+    """Failures of a vramguard marker read "VRAM LIMIT" (the peak) or "VRAM LEAK" in verbose
+    output, "V" otherwise."""
     status = yield
-    if report.when == "call" and report.failed and any(name.startswith(SECTION) for name, _ in report.sections):
-        return ("failed", "V", "VRAM LIMIT")
+    if report.when != "call" or not report.failed:
+        return status
+    failed = [name.removeprefix(f"{SECTION} ") for name, _ in report.sections if name.startswith(f"{SECTION} ")]
+    verdicts = [VERDICTS.get(name, "VRAM") for name in failed]
+    if verdicts:
+        return ("failed", "V", " and ".join(dict.fromkeys(verdicts)))
     return status
 
 
@@ -327,9 +337,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     worker_column = "worker  " if workers else ""
     header = f"{'test':<{width}}  {worker_column}{'device':<7} {'peak':>11} {'reclaimed':>11} {'leaked':>11}"
     terminalreporter.write_line(header)
+    grew = False
     for nodeid, result in sorted(state.results.items()) if workers else state.results.items():
         worker = f"{result.worker or '':<8}" if workers else ""
+        reclaimed = result.reclaimed_bytes
+        # A release during which the memory grew (the host's collector and census allocate) gave
+        # nothing back: a negative "reclaimed" would read as a reclaim.
+        grew = grew or (reclaimed is not None and reclaimed < 0)
+        shown = NOTHING_RECLAIMED if reclaimed is not None and reclaimed < 0 else format_size(reclaimed)
         terminalreporter.write_line(
             f"{nodeid:<{width}}  {worker}{result.device:<7} {format_size(result.peak_increase_bytes):>11} "
-            f"{format_size(result.reclaimed_bytes):>11} {format_size(result.leaked_bytes):>11}"
+            f"{shown:>11} {format_size(result.leaked_bytes):>11}"
+        )
+    if grew:
+        terminalreporter.write_line(
+            f"reclaimed {NOTHING_RECLAIMED}: the release gave nothing back (the memory grew while it ran)"
         )

@@ -104,7 +104,7 @@ def test_tolerated():
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "test_vram.py::test_leaks VRAM LIMIT*",
+            "test_vram.py::test_leaks VRAM LEAK*",
             "test_vram.py::test_clean PASSED*",
             "Test was limited to leaking 0 B but leaked 64.? MiB",
             "*- vramguard vram_leaks -*",
