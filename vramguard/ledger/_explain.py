@@ -9,10 +9,11 @@ import torch
 from vramguard.census._holders import SearchBounds
 from vramguard.ledger._attribute import Attribution, attribute
 from vramguard.ledger._cuda import context_bytes, cuda_lines
-from vramguard.ledger._host import host_lines, read_malloc
-from vramguard.ledger._maps import read_mappings
-from vramguard.ledger._pymalloc import read_arenas
+from vramguard.ledger._host import Resident, host_lines, read_malloc
+from vramguard.ledger._maps import Mapping, read_mappings
+from vramguard.ledger._pymalloc import ArenaReading, read_arenas
 from vramguard.ledger._records import LedgerLine, MemoryLedger
+from vramguard.ledger._resident import Pymalloc, read_residency, survey
 from vramguard.probes import read_blocks
 from vramguard.probes._device import DeviceLike, resolve_device
 from vramguard.probes._host import resident_bytes
@@ -67,8 +68,16 @@ def _host(bounds: SearchBounds | None = None) -> tuple[int, str, list[LedgerLine
         lines.append(LedgerLine(residual.category, total - sum(x.nbytes for x in lines), residual.holder, "unknown"))
         notes.append("/proc/self/smaps not readable: no mapped files, code or stacks; the resident set from statm")
         return total, "the resident set (/proc/self/statm)", lines, notes + more
-    total, lines, more = host_lines(attribution, mappings, malloc, arenas)
+    total, lines, more = host_lines(attribution, mappings, malloc, arenas, _resident(mappings, arenas))
     return total, "the resident set (/proc/self/smaps)", lines, notes + more
+
+
+def _resident(mappings: list[Mapping], arenas: ArenaReading | None) -> Resident:
+    pages = read_residency(mappings)
+    if pages is None:
+        return Resident()
+    geometry = None if arenas is None else Pymalloc.of_arena(arenas.arena_size_bytes)
+    return Resident(pages, survey(pages, geometry))
 
 
 def _cuda(device: torch.device, bounds: SearchBounds | None = None) -> tuple[int, str, list[LedgerLine], list[str]]:

@@ -23,10 +23,11 @@ _ARENAS = re.compile(rb"^(\d+) arenas \* (\d+) bytes/arena\s*=\s*([\d,]+)", re.M
 
 @dataclass(frozen=True)
 class ArenaReading:
-    """pymalloc's arenas: how many, their bytes, and the bytes of the objects in them."""
+    """pymalloc's arenas: how many, their bytes, one arena's size, and the bytes of the objects in them."""
 
     arenas: int
     arena_bytes: int
+    arena_size_bytes: int
     allocated_block_bytes: int | None
     free_block_bytes: int | None
 
@@ -42,6 +43,7 @@ def parse_stats(text: bytes) -> ArenaReading | None:
     return ArenaReading(
         arenas=int(arenas.group(1)),
         arena_bytes=int(arenas.group(3).replace(b",", b"")),
+        arena_size_bytes=int(arenas.group(2)),
         allocated_block_bytes=figures.get(b"# bytes in allocated blocks"),
         free_block_bytes=figures.get(b"# bytes in available blocks"),
     )
