@@ -9,7 +9,9 @@ wrapped after their op ran, tensors made under ``inference_mode`` or inside a fo
 costs nothing per op. Gradients that ``backward()`` wrote into a new parameter (no Python
 object until ``.grad`` is read) are read from the parameters; sparse tensors count their values
 and indices. Tensors only C++ holds (saved for backward) are found from the surviving outputs'
-autograd graphs. Views share a storage: bytes are counted per storage, once.
+autograd graphs. Views share a storage: bytes are counted per storage, once. On the host, numpy
+arrays the block allocated and kept after the tensors wrapping their memory were dropped are
+leaks too (:mod:`vramguard.census._converted`).
 
 The session's release asks :meth:`Census.survivors` after collecting the block's objects: when
 nothing the block created is alive, there is nothing to judge, and no full collection or heap
@@ -25,6 +27,7 @@ The census holds the tensors it tracks only through weak references between its 
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +37,7 @@ import torch
 
 from vramguard.census._allocator import BlockDiff
 from vramguard.census._autograd import LEAF, GraphBudget, graph_tensors
+from vramguard.census._converted import ConvertedArrays, describe_array
 from vramguard.census._cycles import GcWatch
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
@@ -86,6 +90,7 @@ class Census:
         self._blocks: BlockDiff | None = None
         self._ptrs: dict[int, int] = {}
         self.unattributed: tuple[str, ...] = ()
+        self._arrays: ConvertedArrays | None = None
         self._state = "new"
 
     # -- entry and the block's end ----------------------------------------------------------
@@ -97,6 +102,9 @@ class Census:
             self._blocks = BlockDiff(self.device)
             self._entry = self._inventory()
             self._order.start()
+            if self.device.type == "cpu" and "numpy" in sys.modules:  # no numpy loaded: no array to keep
+                self._arrays = ConvertedArrays()
+                self._arrays.start()
         except BaseException:
             self._leave()
             raise
@@ -129,6 +137,8 @@ class Census:
         if self._sites is not None:
             self._sites.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         self._violations = self._order.stop()
+        if self._arrays is not None:
+            self._arrays.stop()
         self._hard, self._soft = _kept_keys(kept or [], self.device)
         hard = self._hard
         seen: set[int] = set()
@@ -203,6 +213,8 @@ class Census:
             if self._sites is not None:
                 self._sites.__exit__(None, None, None)  # type: ignore[no-untyped-call]
             self._order.stop()
+            if self._arrays is not None:
+                self._arrays.stop()
         elif self._state == "stopped":
             self._watch.stop()
         if self._state in ("running", "stopped"):
@@ -210,6 +222,7 @@ class Census:
         self._state = "finished"
         self._survivors, self._entry, self._violations, self._settled = [], {}, (), None
         self._sites = None
+        self._arrays = None
 
     def _leave(self) -> None:
         if self._in_epoch:
@@ -231,17 +244,53 @@ class Census:
                     if self._settled is None:  # no release ran: judge now
                         self.settle(kept)
                     leaks = self._leaks(self._settled or {})
+                leaks += self._array_leaks(kept)
         finally:
             self._state = "finished"
             self._leave()
             self._survivors, self._entry, self._settled, self._hard = [], {}, None, set()
             self._graph_only = {}
             self._blocks, self._ptrs = None, {}
+            if self._arrays is not None:
+                self._arrays.stop()
+                self._arrays.clear()
+                self._arrays = None
             if self._sites is not None:
                 self._sites.clear()
                 self._sites = None
         leaks.sort(key=lambda leak: -leak.nbytes)
         return tuple(leaks), violations
+
+    def _array_leaks(self, kept: list[object]) -> list[Leak]:
+        """numpy arrays the block allocated, kept after the tensors wrapping them were dropped
+        (see :mod:`._converted`): one leak per array owning the memory, its holders searched
+        like a tensor's (through the views converted from it too)."""
+        groups = self._arrays.kept_arrays() if self._arrays is not None else []
+        if not groups:
+            return []
+        with EPOCH.thawed(), collector_paused():
+            search = HolderSearch(kept, self.bounds)
+            try:
+                for arrays in groups:
+                    search.add_group([search.add(array) for array in arrays])
+                search.index_heap()
+                found = search.run()
+            finally:
+                search.close()
+        leaks = [
+            Leak(
+                nbytes=int(arrays[0].nbytes),
+                description=describe_array(arrays[0]),
+                created_at=None,
+                holders=holders.paths,
+                group=holders.group,
+                owner_kind=holders.owner_kind,
+            )
+            for arrays, holders in zip(groups, found, strict=True)
+            if not holders.kept and not holders.foreign
+        ]
+        groups.clear()
+        return leaks
 
     def _site_of(self, key: int) -> str | None:
         """Where the storage was made: the site recorder's, else the allocator block's stack
