@@ -1,7 +1,9 @@
 """The notebook magics: ``%load_ext vramguard``, then
 
 - ``%%vram [--device D] [--leaks warn|raise|ignore] [--plot]``: the cell in a session, its report
-  rendered below the cell (a rich table), with ``--plot`` its timeline inline;
+  rendered below the cell (a rich table), with ``--plot`` its timeline inline. The variables the
+  cell assigns are the notebook's namespace: what they hold is kept ("kept by notebook variable
+  x"), not a leak; a leak warning points at the cell;
 - ``%vram [--device D]``: the device's memory now;
 - ``%vram_release [--device D]``: drop what the notebook itself holds (the output history ``_``,
   ``__``, ``___``, ``Out[n]``, ``_n``, and the last exception with its frames), then release in order.
@@ -18,8 +20,10 @@ import ast
 import os
 import re
 import shlex
+import symtable
 import sys
 import tempfile
+import types
 import warnings
 from dataclasses import replace
 from typing import Any
@@ -48,6 +52,16 @@ _HISTORY = re.compile(r"^global (?:__main__\._oh|__main__\.Out|sys\.displayhook\
 _NUMBERED = re.compile(r"^global __main__\._(\d+)\b(.*)$")
 _LAST = re.compile(r"^global (?:__main__|sys\.displayhook)\.(_{1,3})(?![\w])(.*)$")
 _VARIABLE = re.compile(r"^global __main__\.([A-Za-z]\w*)(.*)$")
+_SITE = re.compile(r"^(.*):(\d+)$")
+_NOT_DATA = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
+"""Values a cell binds that hold no data of their own (``import torch``, ``def f``): not kept."""
+
+
+def assigned_names(source: str) -> list[str]:
+    """The names a cell's code binds at the notebook's top level (assignments, imports, ``for``
+    targets, ``def`` and ``class``, ``:=``), in the order the symbol table lists them."""
+    table = symtable.symtable(source, "<cell>", "exec")
+    return [s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()]
 
 
 def notebook_holder(holder: str, last_outputs: dict[str, int]) -> str:
@@ -143,18 +157,27 @@ class VramMagics:
         session = GpuSession(
             name, device=args.device, leaks="ignore", sample_every=SAMPLE_EVERY_S if args.plot else None
         )
-        body, last = self._split(self.shell.transform_cell(cell))
+        source = self.shell.transform_cell(cell)
+        # The cell's own name, as IPython names a cell (linecache holds its lines): tracebacks
+        # and the leak warning point into the cell, not into IPython.
+        filename = self.shell.compile.cache(source, count or 0, raw_code=cell)
+        body, last = self._split(source, filename)
+        names = assigned_names(source)
         ns = self.shell.user_ns
         result = None
+        variables: list[tuple[str, int]] = []
         try:
             with session:
-                exec(body, ns)
-                if last is not None:
-                    result = eval(last, ns)
-                    session.keep(result)  # the cell's output, shown below it: expected to survive
+                try:
+                    exec(body, ns)
+                    if last is not None:
+                        result = eval(last, ns)
+                        session.keep(result)  # the cell's output, shown below it: expected to survive
+                finally:
+                    variables = self._keep_variables(session, names)
         finally:
             if session.report is not None:
-                self._show(session.report, args.plot)
+                self._show(session.report, args.plot, variables)
         report = self.last_report
         assert report is not None
         leaked = report.leaked_bytes or 0
@@ -163,21 +186,43 @@ class VramMagics:
             message = f"{report.name} leaked {format_size(leaked)}: held by {held}"
             if args.leaks == "raise":
                 raise LeakError(message, report)
-            warnings.warn(LeakWarning(message), stacklevel=2)
+            warnings.warn_explicit(
+                LeakWarning(message), LeakWarning, filename, _line_of(report, filename), module=filename
+            )
         return result
 
-    def _split(self, source: str) -> tuple[Any, Any]:
+    def _keep_variables(self, session: GpuSession, names: list[str]) -> list[tuple[str, int]]:
+        """Keep what the cell's variables hold (the notebook's namespace outlives the cell) and
+        return each variable that holds memory on the session's device, with its bytes."""
+        ns = self.shell.user_ns
+        kept: list[tuple[str, int]] = []
+        for name in names:
+            value = ns.get(name)
+            if value is None or isinstance(value, _NOT_DATA):
+                continue
+            nbytes = storage_bytes([value], session.device)
+            if nbytes:
+                session.keep(value)
+                kept.append((name, nbytes))
+        return kept
+
+    def _split(self, source: str, filename: str = "<vram cell>") -> tuple[Any, Any]:
         """The cell compiled in two parts: the statements, and a last expression (its output)."""
         tree = ast.parse(source)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             expression = tree.body.pop()
             assert isinstance(expression, ast.Expr)
-            last = compile(ast.Expression(expression.value), "<vram cell>", "eval")
-        return compile(tree, "<vram cell>", "exec"), last
+            last = compile(ast.Expression(expression.value), filename, "eval")
+        return compile(tree, filename, "exec"), last
 
-    def _show(self, report: SessionReport, plot: bool) -> None:
+    def _show(self, report: SessionReport, plot: bool, variables: list[tuple[str, int]] | None = None) -> None:
         report = self.in_notebook_terms(report)
+        kept = tuple(
+            f"kept by notebook variable {name}: {format_size(nbytes)} (the notebook's namespace; del {name} frees it)"
+            for name, nbytes in variables or ()
+        )
+        report = replace(report, notes=(*kept, *report.notes))
         self.last_report = report
         render(report, console=make_console(file=sys.stdout))
         if plot and report.timeline is not None:
@@ -285,6 +330,15 @@ class VramMagics:
             if hasattr(sys, name):
                 setattr(sys, name, None)
         return dropped
+
+
+def _line_of(report: SessionReport, filename: str) -> int:
+    """The cell's line where the first leaked tensor was made, when the census recorded it there; else 1."""
+    for leak in report.leaks:
+        site = _SITE.match(leak.created_at or "")
+        if site and site.group(1) == filename:
+            return int(site.group(2))
+    return 1
 
 
 def load_ipython_extension(ipython: Any) -> None:
