@@ -10,7 +10,7 @@ import pytest
 from vramguard.cli import main
 
 BAD = "import torch\n\ndef f(x):\n    torch.cuda.empty_cache()\n    del x\n"
-LOOP = "import torch\n\nfor b in range(3):\n    torch.cuda.empty_cache()\n"
+LOOP = "import torch\n\nfor b in range(3):\n    torch.cuda.empty_cache()\n    run(b)\n"
 
 
 @pytest.fixture

@@ -31,9 +31,14 @@ def test_what_a_loader_returns_beside_its_model_is_not_memory() -> None:
         """)
     assert codes(source) == []
     # ... unless the code uses it as a model or tensor: moved, called, or handed to torch.
-    for use in ("align_metadata.to(args.device)", "align_metadata(x)", "torch.stack(align_metadata)"):
+    for use in ("align_metadata.to(args.device)", "align_metadata.eval()", "torch.stack(align_metadata)"):
         shown = source.replace("    del align_model\n", f"    {use}\n    del align_model\n")
         assert codes(shown) == [(10, "VG004")], use
+    # Called, it is a model too, unless its name says it has no weights (a tokenizer is callable).
+    head = source.replace("align_metadata", "align_head").replace(
+        "    del align_model\n", "    align_head(x)\n    del align_model\n"
+    )
+    assert codes(head) == [(10, "VG004")]
     # The model itself is still memory: left alive, it is found.
     assert codes(source.replace("    del align_model\n", "")) == [(8, "VG004")]
 
@@ -142,7 +147,7 @@ def test_a_tokenizer_or_processor_is_not_device_memory() -> None:
             torch.cuda.empty_cache()
         """
     assert codes(source) == []
-    model = source.replace("AutoTokenizer", "AutoModelForCausalLM")
+    model = source.replace("AutoTokenizer", "AutoModelForCausalLM").replace("tokenizer", "model")
     assert codes(model) == [(5, "VG004"), (5, "VG004")]
 
 
@@ -175,3 +180,84 @@ def test_a_local_that_another_object_holds_is_not_vg004() -> None:
     # diffusers' ideogram4 validation: a plain attribute read.
     plain = "def f(pipeline):\n    module = pipeline.transformer\n    module.forward = None\n    free_memory()\n"
     assert codes(plain) == []
+
+
+def test_an_attribute_annotated_with_a_host_type_is_not_memory() -> None:
+    # unsloth studio's diffusion backend: `self._active_generate_cancel = None`, a threading.Event.
+    source = """\
+        class Backend:
+            def __init__(self):
+                self._cancel: Optional[threading.Event] = None
+            def generate(self, pipe, cancel):
+                self._cancel = cancel
+                torch.cuda.empty_cache()
+                self._cancel = None
+        """
+    assert codes(source) == []
+    assert codes(source.replace("Optional[threading.Event]", "Optional[torch.nn.Module]")) == [(6, "VG001")]
+
+
+def test_a_cache_call_guarded_by_the_device_name_returns_the_drops_before_it() -> None:
+    # unsloth studio's trainers: `del vae; gc.collect(); if device == "cuda": torch.cuda.empty_cache()`.
+    source = """\
+        def train(cfg, device, pipe, vae):
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            cache = build_cache(vae, cfg)
+            pipe.vae = None
+            del vae
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            return cache
+        """
+    assert codes(source) == []
+
+
+def test_a_whole_whose_parts_are_still_used_is_not_vg004() -> None:
+    # unsloth studio's SDXL trainer: the pipeline's U-Net trains on after the cache is emptied.
+    source = """\
+        def train(name, device, steps):
+            pipe = StableDiffusionXLPipeline.from_pretrained(name).to(device)
+            unet, vae = pipe.unet, pipe.vae
+            del vae
+            torch.cuda.empty_cache()
+            for step in range(steps):
+                unet(step)
+        """
+    assert codes(source) == []
+    assert codes(source.replace("unet(step)", "run(step)")) == [(5, "VG004")]
+
+
+def test_a_repeat_of_release_steps_is_not_vg005() -> None:
+    # unsloth's save.py: `for _ in range(3): torch.cuda.empty_cache(); gc.collect()`.
+    source = """\
+        def cleanup():
+            for _ in range(3):
+                torch.cuda.empty_cache()
+                gc.collect()
+            for _ in range(2):
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+        """
+    assert codes(source) == []
+    assert codes(source.replace("gc.collect()\n", "step()\n", 1)) == [(3, "VG005")]
+
+
+def test_a_tensor_kept_by_a_second_name_is_found() -> None:
+    # unsloth's kernels/fp8.py: `wq = xq`, then `del block_scale, xq` leaves the tensor to `wq`.
+    source = """\
+        def test_has_fbgemm():
+            xq = torch.ones(128, 128, device="cuda")
+            wq = xq
+            block_scale = torch.ones(1, 1, device="cuda")
+            ok = run(xq, wq, block_scale)
+            del block_scale, xq
+            torch.cuda.empty_cache()
+            return ok
+        """
+    findings = check_source(textwrap.dedent(source))
+    assert [(f.line, f.code) for f in findings] == [(7, "VG004")]
+    assert "`wq`" in findings[0].message

@@ -6,7 +6,7 @@ import ast
 import re
 from collections.abc import Callable, Iterable
 
-from vramguard.lint._evidence import aliases
+from vramguard.lint._evidence import aliases, parts
 from vramguard.lint._flow import Walker
 from vramguard.lint._rules import CACHE_CALLS, RULES, Finding
 from vramguard.lint._scalars import scalar_attributes
@@ -45,6 +45,7 @@ def _walk(
         state.kinds = dict.fromkeys((a.arg for a in every), "other")
         scope.later_names = last_positions(body)
         scope.escaped = escaped_names(body) | aliases(body)
+        scope.parts = parts(body)
         scope.vararg = args.vararg.arg if args.vararg else None
         docstring = body[:1] and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
         scope.single_statement = len(body) - (1 if docstring else 0) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from dataclasses import replace
 
-from vramguard.lint._facts import callee, holds_device_memory, is_loader, is_scalar, moves_to_cpu
+from vramguard.lint._facts import callee, holds_device_memory, host_name, is_loader, is_scalar, moves_to_cpu
 from vramguard.lint._rules import CACHE_CALLS, RELEASING_CALLS
 from vramguard.lint._scan import calls_in, is_reference, source_text
 from vramguard.lint._state import Context, Drop, Open, Scope, State
@@ -26,7 +26,7 @@ class Events:
         if ctx.in_except:
             scope.in_except.append(index)
         per_item = any(isinstance(n, ast.Name) and n.id in ctx.loop_targets for a in call.args for n in ast.walk(a))
-        if ctx.every_iteration and not (st.dropped_in_iteration or st.after_failure or per_item):
+        if ctx.every_iteration and not (st.dropped_in_iteration or st.after_failure or per_item or ctx.release_loop):
             scope.every_iteration.append(index)
         name = callee(call)
         if name in RELEASING_CALLS and any(is_reference(a) for a in call.args) and not self._forwards(call):
@@ -40,11 +40,16 @@ class Events:
                     and local not in scope.nonlocal_names
                     and local not in scope.escaped
                     and local not in ctx.loop_bound
+                    and not self._part_in_use(local, position)
                     and (last is None or last <= position)
                 ):
                     scope.alive_locals.setdefault(local, []).append(index)
         held = frozenset(n for n, k in st.kinds.items() if k != "scalar") - st.offloaded
         st.opens = frozenset({Open(index, held, st.offloaded)})
+
+    def _part_in_use(self, local: str, position: tuple[int, int]) -> bool:
+        later = self.scope.later_names
+        return any(later.get(part, (0, 0)) > position for part in self.scope.parts.get(local, ()))
 
     def _forwards(self, call: ast.Call) -> bool:
         """A function whose whole body passes its own ``*args`` on (an alias such as ``Accelerator.clear``)."""
@@ -124,7 +129,9 @@ class Events:
             elif is_scalar(value, self.scope.scalar_attrs):
                 st.kinds[target.id] = "scalar"
             else:
-                st.kinds[target.id] = "device" if self._device(value, st) else "other"
+                shown = not host_name(target.id) or self.scope.used_as_memory(target.id)
+                device = self._device(value, st) and shown
+                st.kinds[target.id] = "device" if device else "other"
 
     def _device(self, value: ast.expr, st: State) -> bool:
         return holds_device_memory(value, {n for n, k in st.kinds.items() if k == "device"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from vramguard.lint._facts import callee, holds_device_memory
+from vramguard.lint._facts import callee, holds_device_memory, host_name
 
 # Methods and attributes only a module or tensor has (a dict or a list has none of them).
 _MODULE_OR_TENSOR = frozenset(
@@ -38,7 +38,11 @@ def _root(node: ast.expr) -> str | None:
 
 
 def used_as_memory(nodes: Iterable[ast.AST]) -> frozenset[str]:
-    """Names the code calls, moves, uses as a module or tensor, or passes to torch."""
+    """Names the code calls, moves, uses as a module or tensor, or passes to torch.
+
+    A name for something without weights (``tokenizer``, :func:`~vramguard.lint._facts.host_name`)
+    is callable too: for it, only the other uses count.
+    """
     found: set[str] = set()
     for top in nodes:
         for node in ast.walk(top):
@@ -46,7 +50,7 @@ def used_as_memory(nodes: Iterable[ast.AST]) -> frozenset[str]:
                 if node.attr in _MODULE_OR_TENSOR:
                     found.add(node.value.id)
             elif isinstance(node, ast.Call):
-                if isinstance(node.func, ast.Name):
+                if isinstance(node.func, ast.Name) and not host_name(node.func.id):
                     found.add(node.func.id)  # called: a model (a plain function is never a loader's second result)
                 elif _root(node.func) in _TORCH_ROOTS:  # torch.cat((a, b)), F.relu(x): not generator=g
                     found.update(_names(node.args))
@@ -119,14 +123,41 @@ def aliases(body: list[ast.stmt]) -> frozenset[str]:
     other: set[str] = set()  # a name also bound to something else is no longer only an alias
     for top in body:
         for node in ast.walk(top):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                value = node.value
+            for name, bound in _bindings(node):
+                value = bound
                 while isinstance(value, ast.Call) and callee(value) in _MOVES and isinstance(value.func, ast.Attribute):
                     value = value.func.value
                 if isinstance(value, ast.Attribute):
-                    (attribute if value is node.value else moved).add(node.targets[0].id)
+                    (attribute if value is bound else moved).add(name)
                 else:
-                    other.add(node.targets[0].id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in _MODULE_ONLY:
+                    other.add(name)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in _MODULE_ONLY:
                 used.add(node.value.id)
     return frozenset((attribute - other) | (moved & used))
+
+
+def _bindings(node: ast.AST) -> list[tuple[str, ast.expr]]:
+    """The names a one-target assignment binds and the value each gets: ``a, b = x.a, x.b`` pairs them."""
+    if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+        return []
+    target, value = node.targets[0], node.value
+    if isinstance(target, ast.Name):
+        return [(target.id, value)]
+    if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+        return [(t.id, v) for t, v in zip(target.elts, value.elts, strict=True) if isinstance(t, ast.Name)]
+    return []
+
+
+def parts(body: list[ast.stmt]) -> dict[str, frozenset[str]]:
+    """For each local, the locals bound to its attributes: ``unet, vae = pipe.unet, pipe.vae``.
+
+    While a part is still used, what the whole holds on the device is in use: the pipeline is not
+    memory its function "no longer uses" (VG004) just because its own name is not read again.
+    """
+    found: dict[str, set[str]] = {}
+    for top in body:
+        for node in ast.walk(top):
+            for name, part in _bindings(node):
+                if isinstance(part, ast.Attribute) and isinstance(part.value, ast.Name):
+                    found.setdefault(part.value.id, set()).add(name)
+    return {whole: frozenset(names) for whole, names in found.items()}

@@ -32,7 +32,8 @@ _FACTORIES = frozenset(
 )  # fmt: skip
 # Methods whose result is no longer device memory: a Python number or list, a CPU or NumPy copy.
 _DTYPE = re.compile(r"(dtype|^(float|half|bfloat|double|int|uint|bool|complex|long|short)\d*)$")
-_HOST_LOADED = re.compile(r"(Tokenizer|Processor|FeatureExtractor|Config|Scheduler)(Fast)?$")
+# What from_pretrained() loads without weights, by the loading class or the name it is bound to.
+_HOST_LOADED = re.compile(r"(tokenizer|processor|feature_?extractor|config|scheduler|metadata)s?(_?fast)?$", re.I)
 _CAST_KEYWORDS = frozenset({"dtype", "non_blocking", "copy", "memory_format"})
 _OFF_DEVICE_METHODS = frozenset({"item", "tolist", "numpy", "cpu", "size", "dim", "numel", "data_ptr", "stride"})
 
@@ -131,6 +132,11 @@ def is_scalar(
     return False
 
 
+def host_name(name: str) -> bool:
+    """``tokenizer``, ``image_processor``, ``align_metadata``: a name for something with no weights."""
+    return _HOST_LOADED.search(name) is not None
+
+
 def source_name(node: ast.expr) -> str:
     """The last name of ``a.b.C`` or ``C``; empty for anything else."""
     return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
@@ -188,7 +194,7 @@ def holds_device_memory(node: ast.expr, device_names: set[str] | frozenset[str])
     if name == "cuda" or (name == "to" and (node.args or node.keywords)):
         return True
     if is_loader(node):  # AutoTokenizer.from_pretrained() loads no weights: a tokenizer is host memory
-        return not (isinstance(func, ast.Attribute) and _HOST_LOADED.search(source_name(func.value)) is not None)
+        return not (isinstance(func, ast.Attribute) and host_name(source_name(func.value)))
     if name in _FACTORIES and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
         device = [k.value for k in node.keywords if k.arg == "device"]
         return func.value.id == "torch" and bool(device) and not is_cpu(device[0])

@@ -114,7 +114,8 @@ class Walker(Events):
         # A local the body binds is freed when the next iteration binds it again, and that block is
         # reused at once: not VG004's "freed into the cache when the function returns".
         bound = frozenset(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
-        end = self.block(stmt.body, body_in, Context(ctx.in_except, True, loop, targets, ctx.loop_bound | bound))
+        inner = Context(ctx.in_except, True, loop, targets, ctx.loop_bound | bound, _only_release(stmt.body))
+        end = self.block(stmt.body, body_in, inner)
         after = merge(st, end, *loop.continues)
         if after is not None and isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name):
             # `for hook in self.hooks: hook.offload()` moves everything the container holds off the device.
@@ -153,4 +154,13 @@ class Walker(Events):
 def _empties_cache(body: list[ast.stmt]) -> bool:
     return any(
         isinstance(stmt, ast.Expr) and any(callee(c) in CACHE_CALLS for c in calls_in([stmt.value])) for stmt in body
+    )
+
+
+def _only_release(body: list[ast.stmt]) -> bool:
+    """A body of release steps only, some under a device guard: nothing is allocated between its calls."""
+    return all(
+        is_release_step(stmt)
+        or (isinstance(stmt, ast.If) and is_device_guard(stmt.test) and not stmt.orelse and _only_release(stmt.body))
+        for stmt in body
     )

@@ -18,6 +18,10 @@ from vramguard.lint._facts import is_drop_value, is_scalar
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
 _BUILTIN_SCALARS = frozenset({"int", "float", "str", "bool", "bytes", "None", "complex"})
 _WRAPPERS = frozenset({"Optional", "Union", "Literal", "Final", "ClassVar"})
+# Modules whose types hold no tensor: an attribute annotated with one of them is host memory.
+_HOST_MODULES = frozenset(
+    {"threading", "asyncio", "queue", "multiprocessing", "subprocess", "logging", "pathlib", "socket", "datetime", "re"}
+)
 _ORDERING = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 
 
@@ -29,6 +33,7 @@ class _Facts:
     locals: dict[int, dict[str, list[ast.expr | None]]] = field(default_factory=dict)
     params: dict[int, set[str]] = field(default_factory=dict)
     annotations: dict[str, list[ast.expr]] = field(default_factory=dict)
+    attr_annotations: dict[str, list[ast.expr]] = field(default_factory=dict)
 
 
 def _note(facts: _Facts, target: ast.expr, value: ast.expr | None, fn: _Function | None, cls: str | None) -> None:
@@ -56,6 +61,8 @@ def _gather(tree: ast.Module) -> _Facts:
                 if any(not (isinstance(b, ast.Name) and b.id == "object") for b in child.bases):
                     facts.classes[child.name].append((None, child))  # type: ignore[arg-type]  # inherits state
                 for stmt in child.body:  # a class-level default is the attribute's first value
+                    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                        facts.attr_annotations.setdefault(stmt.target.id, []).append(stmt.annotation)
                     if (
                         isinstance(stmt, ast.Assign)
                         and len(stmt.targets) == 1
@@ -80,7 +87,9 @@ def _gather(tree: ast.Module) -> _Facts:
             elif isinstance(child, ast.Assign):
                 for target in child.targets:
                     _note(facts, target, child.value, fn, cls)
-            elif isinstance(child, (ast.AnnAssign, ast.AugAssign)) and child.value is not None:
+            if isinstance(child, ast.AnnAssign) and isinstance(child.target, ast.Attribute):
+                facts.attr_annotations.setdefault(child.target.attr, []).append(child.annotation)
+            if isinstance(child, (ast.AnnAssign, ast.AugAssign)) and child.value is not None:
                 _note(facts, child.target, child.value, fn, cls)
             elif isinstance(child, (ast.For, ast.AsyncFor, ast.comprehension)):
                 _note(facts, child.target, None, fn, cls)
@@ -115,6 +124,31 @@ def _annotation_is_scalar(node: ast.expr, classes: set[str]) -> bool:
     return False
 
 
+def _host_type(node: ast.expr, classes: set[str]) -> bool:
+    """An annotation naming only scalars or standard-library types (``Optional[threading.Event]``)."""
+    if _annotation_is_scalar(node, classes):
+        return True
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            return _host_type(ast.parse(node.value, mode="eval").body, classes)
+        except SyntaxError:
+            return False
+    if isinstance(node, ast.Attribute):
+        root: ast.expr = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        return isinstance(root, ast.Name) and root.id in _HOST_MODULES
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _host_type(node.left, classes) and _host_type(node.right, classes)
+    if isinstance(node, ast.Subscript) and isinstance(node.value, (ast.Name, ast.Attribute)):
+        inner = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        return _host_type(node.value, classes) or (
+            (node.value.id if isinstance(node.value, ast.Name) else node.value.attr) in _WRAPPERS
+            and all(_host_type(e, classes) for e in inner)
+        )
+    return False
+
+
 def _compared_to_literals(tree: ast.Module) -> set[str]:
     """Attributes compared with a string or number (``args.resume_from_checkpoint != "latest"``).
 
@@ -140,7 +174,8 @@ def _literal(node: ast.expr) -> bool:
 def scalar_attributes(tree: ast.Module) -> frozenset[str]:
     """Attribute names the module only ever assigns scalars (``None`` aside: it is how memory is dropped).
 
-    Also those never assigned anything but ``None`` that the module compares with a string or number.
+    Also those never assigned anything but ``None`` that the module compares with a string or number,
+    and those annotated only with scalars or standard-library types (``Optional[threading.Event]``).
     """
     facts = _gather(tree)
     given = {a for a, vals in facts.attrs.items() if any(v is not None and not is_drop_value(v) for v, _ in vals)}
@@ -173,4 +208,5 @@ def scalar_attributes(tree: ast.Module) -> frozenset[str]:
                 if not all((v is None and pool is funcs) or scalar(v, fn, frozenset()) for v, fn in table[key]):
                     pool.discard(key)
                     changed = True
-    return frozenset(attrs | (_compared_to_literals(tree) - given))
+    annotated = {a for a, anns in facts.attr_annotations.items() if all(_host_type(t, classes) for t in anns)}
+    return frozenset(attrs | (_compared_to_literals(tree) - given) | annotated)

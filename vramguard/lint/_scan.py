@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 import re
 
-from vramguard.lint._facts import callee, is_drop_value, moves_to_cpu
+from vramguard.lint._facts import callee, is_drop_value, moves_to_cpu, source_name
 from vramguard.lint._rules import CACHE_CALLS
 
 _HARMLESS_CALLS = frozenset(
     {"collect", "synchronize", "print", "debug", "info", "warning", "warn", "log", "reset_peak_memory_stats"}
 )
+_DEVICE_NAMES = frozenset({"device", "type", "device_type"})
 _AVAILABLE = re.compile(r"^(is_\w*available|device_count)$")
 _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
@@ -53,7 +54,7 @@ def is_device_guard(test: ast.expr) -> bool:
             return True
         if isinstance(node, ast.Compare):
             operands = [node.left, *node.comparators]
-            if any(isinstance(o, ast.Attribute) and o.attr in {"device", "type"} for o in operands):
+            if any(source_name(o) in _DEVICE_NAMES for o in operands):
                 return True
     return False
 

@@ -88,6 +88,7 @@ class Context:
     loop: Loop | None = None
     loop_targets: frozenset[str] = frozenset()  # a call given one of these empties one device per item
     loop_bound: frozenset[str] = frozenset()  # names the enclosing loops bind again on every iteration
+    release_loop: bool = False  # `for _ in range(3): empty_cache(); gc.collect()`: a repeat, no work between
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Scope:
     releasing: list[int] = field(default_factory=list)  # VG002
     later_names: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> its last position
     escaped: frozenset[str] = frozenset()  # locals stored on an object or in a container: del frees nothing
+    parts: dict[str, frozenset[str]] = field(default_factory=dict)  # local -> locals bound to its attributes
     lines: Callable[[int], int] | None = None  # a snippet's line -> the file's line
     source_lines: tuple[str, ...] = ()  # to turn ast's UTF-8 byte offsets into character columns
     vararg: str | None = None
