@@ -261,3 +261,22 @@ def test_a_tensor_kept_by_a_second_name_is_found() -> None:
     findings = check_source(textwrap.dedent(source))
     assert [(f.line, f.code) for f in findings] == [(7, "VG004")]
     assert "`wq`" in findings[0].message
+
+
+def test_a_local_the_loop_uses_again_is_not_vg004() -> None:
+    # trl's PPO trainer: statistics buffers filled on every update, the cache emptied at the end of each.
+    source = """\
+        def train(self, updates, device):
+            approxkl_stats = torch.zeros(4, device=device)
+            for update in updates:
+                approxkl_stats[update] = step(update)
+                log(approxkl_stats.mean().item())
+                if update % 10 == 0:
+                    empty_cache()
+        """
+    assert codes(source) == []
+    after = (
+        source.replace("                if update % 10 == 0:\n                    empty_cache()\n", "")
+        + "    empty_cache()\n"
+    )
+    assert codes(after) == [(6, "VG004")]

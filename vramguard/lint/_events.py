@@ -39,7 +39,7 @@ class Events:
                     kind == "device"
                     and local not in scope.nonlocal_names
                     and local not in scope.escaped
-                    and local not in ctx.loop_bound
+                    and local not in ctx.loop_names
                     and not self._part_in_use(local, position)
                     and (last is None or last <= position)
                 ):

@@ -111,10 +111,10 @@ class Walker(Events):
             for n in ast.walk(stmt.target if not isinstance(stmt, ast.While) else stmt.test)
             if isinstance(n, ast.Name)
         )
-        # A local the body binds is freed when the next iteration binds it again, and that block is
-        # reused at once: not VG004's "freed into the cache when the function returns".
-        bound = frozenset(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
-        inner = Context(ctx.in_except, True, loop, targets, ctx.loop_bound | bound, _only_release(stmt.body))
+        # A local the loop names is used by the next iteration (`stats[i] = x` before the call), or
+        # bound again by it, which frees it into blocks reused at once: not VG004's "no longer uses".
+        named = frozenset(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name))
+        inner = Context(ctx.in_except, True, loop, targets, ctx.loop_names | named, _only_release(stmt.body))
         end = self.block(stmt.body, body_in, inner)
         after = merge(st, end, *loop.continues)
         if after is not None and isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name):

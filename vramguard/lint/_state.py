@@ -87,7 +87,7 @@ class Context:
     every_iteration: bool = False  # unconditionally inside a loop body
     loop: Loop | None = None
     loop_targets: frozenset[str] = frozenset()  # a call given one of these empties one device per item
-    loop_bound: frozenset[str] = frozenset()  # names the enclosing loops bind again on every iteration
+    loop_names: frozenset[str] = frozenset()  # names the enclosing loops use or bind on every iteration
     release_loop: bool = False  # `for _ in range(3): empty_cache(); gc.collect()`: a repeat, no work between
 
 
