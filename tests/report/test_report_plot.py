@@ -167,7 +167,7 @@ def test_host_peak_is_the_resident_peak_drawn_on_the_resident_line() -> None:
     label, point = _peak(figure)
     assert label.get_text() == "resident peak 288.0 MiB"
     assert point.get_label() == "resident peak"
-    (x, y), = point.get_xydata()
+    ((x, y),) = point.get_xydata()
     assert (x, y) == (0.70, 288.0), "the point sits on the resident line's highest sample"
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert legend[:2] == ["malloc in use", "resident"] and "resident peak" in legend
@@ -214,3 +214,13 @@ def test_the_peak_label_sits_clear_of_every_line_and_inside_its_panel() -> None:
     assert panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
     steps = [t.get_window_extent(renderer) for t in figure.axes[0].texts if t.get_color() == "tab:green"]
     assert steps and not any(box.overlaps(step) for step in steps)
+
+
+def test_a_session_that_kept_memory_is_titled_by_what_it_kept() -> None:
+    kept = session_report(kept_bytes=40 * MIB, leaked_bytes=0, leaks=())
+    title = render_figure([kept], 1000, 450, 100).axes[0].get_title(loc="left")
+    assert title.endswith("reclaimed 96.0 MiB, kept 40.0 MiB"), title
+    both = session_report(kept_bytes=40 * MIB)
+    title = render_figure([both], 1000, 450, 100).axes[0].get_title(loc="left")
+    assert title.endswith("kept 40.0 MiB, leaked 64.0 MiB"), title
+    assert render_figure([session_report()], 1000, 450, 100).axes[0].get_title(loc="left").endswith("leaked 64.0 MiB")

@@ -175,10 +175,14 @@ def _title_text(report: Report) -> str:
             f"release on {report.device}: reclaimed {format_size(report.reclaimed_bytes)}, "
             f"{words_for(report.device).cached} {format_size(report.cached_bytes_after)}"
         )
+    # What the session holds after its release: what it kept on purpose (a load stage keeps the
+    # model it loaded) and what leaked; a session that kept something is not titled by a leak it had not.
+    held = f"leaked {format_size(report.leaked_bytes)}"
+    if report.kept_bytes:
+        held = f"kept {format_size(report.kept_bytes)}" + (f", {held}" if report.leaked_bytes else "")
     return (
         f"{report.name} on {report.device}: peak {format_size(report.peak_increase_bytes, signed=True)} "
-        f"above start, "
-        f"reclaimed {format_size(report.reclaimed_bytes)}, leaked {format_size(report.leaked_bytes)}"
+        f"above start, reclaimed {format_size(report.reclaimed_bytes)}, {held}"
     )
 
 
