@@ -310,7 +310,9 @@ def _annotate_peak(ax: Axes, report: SessionReport, samples: Sequence[Sample], d
         # line does not count): the point is drawn at the report's figure, above the highest
         # sample, joined to it, so the picture never shows a peak the line cannot reach.
         ax.plot([at, at], [sampled / div, peak / div], ":", color="tab:red", linewidth=1)
-        label += " (between samples)"
+        # On the host the kernel's mark also counts mapped files (a model's weights) that the
+        # resident line, anonymous memory only, does not: not only a spike between two samples.
+        label += " (incl. mapped files)" if host else " (between samples)"
     ax.plot([at], [peak / div], "o", color="tab:red", markersize=5, label=name)
     note = ax.annotate(
         label,
