@@ -68,8 +68,9 @@ def test_a_malloc_block_never_written_is_not_malloc_in_use() -> None:
 
 
 def test_the_walk_finds_every_mmapped_chunk_and_pymalloc_arena() -> None:
-    blocks = [_libc.malloc(n * MIB) for n in (40, 48)]  # two chunks besides torch's
-    kept = [torch.ones(MIB) for _ in range(3)]  # 4 MiB each, written
+    blocks = [_libc.malloc(n * MIB) for n in (40, 48)]  # over the mmap threshold's ceiling: mmapped
+    assert all(blocks)
+    ctypes.memset(blocks[0], 1, 8 * MIB)  # the first 8 MiB of one written, the rest never
     try:
         mappings = read_mappings()
         assert mappings is not None
@@ -80,14 +81,13 @@ def test_the_walk_finds_every_mmapped_chunk_and_pymalloc_arena() -> None:
         malloc = read_malloc()
         assert found is not None and malloc is not None
         assert (found.chunks, found.chunk_bytes) == (malloc.hblks, malloc.hblkhd)
-        assert found.chunks >= 5
-        assert found.chunk_resident_bytes >= 12 * MIB  # the tensors' pages, at least
-        assert found.chunk_resident_bytes < found.chunk_bytes - 80 * MIB  # not the blocks never written
+        assert found.chunks >= 2 and found.chunk_bytes >= 88 * MIB
+        assert found.chunk_resident_bytes >= 8 * MIB
+        assert found.chunk_resident_bytes <= found.chunk_bytes - 80 * MIB + 2 * PAGE  # not the pages never written
         assert 0 <= arenas.arenas - found.arenas <= max(2, arenas.arenas // 50), (found, arenas)
     finally:
         for block in blocks:
             _libc.free(block)
-        kept.clear()
 
 
 @settings(max_examples=40, deadline=None)

@@ -167,6 +167,19 @@ class HolderSearch:
         for module in modules:
             self._index_module(module)
 
+    def found_without_scan(self, child: int, parents: Sequence[int]) -> None:
+        """Referrers of ``child`` found without a scan (the ledger walks down from the program's
+        own globals first): the walk takes them as a scan's answer and never scans ``child``.
+        Empty ``parents``: a live frame's local holds it (the frame index names it)."""
+        found = self._referrers.setdefault(child, [])
+        for parent in parents:
+            if (parent, "scan", "") not in found:
+                found.append((parent, "scan", ""))
+
+    def held_by_local(self, obj: object) -> bool:
+        """Whether a live frame of this thread (or a foreign one) holds ``obj`` in a local."""
+        return id(obj) in self._locals
+
     def whole_heap(self) -> None:
         """Thaw the heap epoch (when the search was given it frozen): every object in sight."""
         if self._thaw is not None:

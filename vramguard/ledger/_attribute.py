@@ -4,7 +4,9 @@ One pass over the heap (``gc.get_objects()``, one dict lookup per object) lists 
 ``nn.Module`` objects and the optimizers. Owners come first from structure, without scanning:
 the outermost modules (parameters, buffers, gradients and tensor attributes of the whole tree),
 then the optimizers (their state, and parameters no module holds); every other storage is its
-own owner, joined by the activations its autograd graph saved. Then the census's holder search
+own owner, joined by the activations its autograd graph saved. The owners the program's own
+globals and live locals reach in a few steps get their referrers from a walk down from them
+(:mod:`._roots`), without a scan; for the others, the census's holder search
 (:class:`~vramguard.census._holders.HolderSearch`) walks from each owner up to a root (a
 global, a class, a live frame), one batched ``gc.get_referrers`` per level, bounded by counts;
 owners reached through the same holder (the model, and a tensor set as its attribute) become
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from itertools import compress
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._scan import module_types, tensor_types
 from vramguard.core._tensors import on_device, storages_of
+from vramguard.ledger._roots import resolve_from_globals
 
 PARAMETERS, GRADIENTS, OPTIMIZER, BUFFERS, SAVED, OTHER = (
     "parameters",
@@ -134,15 +136,16 @@ class _Index:
 
 
 def _heap_pass() -> tuple[list[Any], list[Any], list[Any], int]:
-    """Tensors, modules and optimizers on the heap, in one ``gc.get_objects()`` pass. The filter
-    runs in C (``compress`` over ``map``): a Python loop over 3 M objects cost 5x the bare pass."""
+    """Tensors, modules and optimizers on the heap, in one ``gc.get_objects()`` pass. A list
+    comprehension with a dict lookup per object: measured at 3 M objects, 0.9x a bare pass on
+    top of it, where ``compress`` over two ``map`` calls cost 1.2x (and a loop with appends 4x)."""
     kinds: dict[type, int] = dict.fromkeys(tensor_types(), _TENSOR)
     kinds.update(dict.fromkeys(module_types(), _MODULE))
     kinds.update(_optimizer_types())
     buckets: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
     everything = gc.get_objects()
     count = len(everything)
-    found = list(compress(everything, map(kinds.__contains__, map(type, everything))))
+    found = [obj for obj in everything if type(obj) in kinds]
     everything.clear()
     for obj in found:
         buckets[kinds[type(obj)]].append(obj)
@@ -261,8 +264,9 @@ def _attribute(index: _Index, search: HolderSearch) -> Attribution:
         sizes[owner] += nbytes
     holding = sorted((o for o in range(len(sizes)) if sizes[o]), key=lambda o: -sizes[o])
     numbers = {o: search.add_group([search.add(x) for x in index.owner_objects[o]]) for o in holding}
-    index.owner_objects.clear()  # the search holds them now, where its scans do not look
     search.index_heap()
+    resolve_from_globals(search, (x for o in holding for x in index.owner_objects[o]))
+    index.owner_objects.clear()  # the search holds them now, where its scans do not look
     found: list[Holders] = search.run()
     owners: list[Owner] = []
     merged: dict[str, int] = {}
