@@ -54,10 +54,11 @@ def _children(obj: object) -> list[object] | None:
     A plain object's attributes come from ``gc.get_referents`` (what a scan would see), never
     from ``__dict__``, which would build a dict the object did not have."""
     kind = type(obj)
-    if kind is dict:
-        return list(obj.values()) if len(obj) <= FAN_OUT else None  # type: ignore[attr-defined]
-    if kind is list or kind is tuple:
-        return list(obj) if len(obj) <= FAN_OUT else None  # type: ignore[call-overload]
+    if kind is dict or kind is list or kind is tuple:
+        assert isinstance(obj, (dict, list, tuple))
+        if len(obj) > FAN_OUT:
+            return None
+        return list(obj.values()) if isinstance(obj, dict) else list(obj)
     if issubclass(kind, _LEAVES) or issubclass(kind, (torch.nn.Module, torch.optim.Optimizer)):
         return None
     if not getattr(kind, "__dictoffset__", 0) or kind.__module__ == "builtins":
