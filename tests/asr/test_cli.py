@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,69 @@ def test_an_undecodable_file_exits_2_after_the_others(
     captured = capsys.readouterr()
     assert "SPEAKER_00:" in captured.out
     assert "broken.wav" in captured.err
+
+
+def _vramguard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vramguard", *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_a_missing_local_model_folder_says_so(sample_audio: Path, tmp_path: Path) -> None:
+    """A path-looking model that is not there: "no such folder", not the hub's "Repo id must
+    use alphanumeric chars" (issue 30)."""
+    done = _vramguard("asr", str(sample_audio), "--asr-model", "./nope_dir", "--device", "cpu", cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "invalid asr_model='./nope_dir'" in lines[0]
+    assert f"no such folder: {tmp_path / 'nope_dir'}" in lines[0]
+    assert "Repo id" not in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--num-speakers", "--min-speakers", "--max-speakers"])
+def test_a_bad_speaker_count_is_refused_before_any_model_loads(option: str, sample_audio: Path, tmp_path: Path) -> None:
+    # A model that cannot load: had it been tried first, its error would be the one shown.
+    unloadable = str(tmp_path / "no-such-model")
+    done = _vramguard("asr", str(sample_audio), "--asr-model", unloadable, option, "-1", cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0] == f"vramguard asr: error: invalid {option}=-1; accepted: a positive int"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_keeps_the_files_already_done(
+    signum: signal.Signals,
+    code: int,
+    said: str,
+    tiny_whisper: Path,
+    tiny_diarizer: Path,
+    sample_audio: Path,
+    tmp_path: Path,
+) -> None:
+    files = 8
+    models = ["--asr-model", str(tiny_whisper), "--diarizer-model", str(tiny_diarizer)]
+    command = [sys.executable, "-m", "vramguard", "asr", *[str(sample_audio)] * files, *models, *FAST]
+    log = tmp_path / "stderr.txt"  # a file: nothing to drain while stdout is read to its end
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True) as process,
+    ):
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()  # the first file's header: that file is done
+            assert first.startswith("==> "), first
+            process.send_signal(signum)
+            out = process.stdout.read()  # the buffered rest too (communicate would read past it)
+            process.wait(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    err = log.read_text()
+    assert process.returncode == code, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    done = (first + out).count("==> ")
+    assert 1 <= done < files, "stopped part-way, the finished transcripts printed"
+    assert (first + out).count("SPEAKER_00:") >= done, first + out
+    assert f"vramguard asr: stopped by {said}; {done} of {files} file(s) done" in err.splitlines()
+    assert "memory on cpu (resident mode)" in err and "resident run" in err, "the stages run so far"

@@ -69,11 +69,22 @@ def import_detached(name: str) -> ModuleType:
 
 
 def check_model(argument: str, model: object) -> str:
-    """``model`` as a str, or :class:`vramguard.InvalidArgument` naming ``argument``."""
+    """``model`` as a str, or :class:`vramguard.InvalidArgument` naming ``argument``.
+
+    A path (it starts with ``./``, ``../``, ``/`` or ``~``) must exist: the hub would answer a
+    missing one with "Repo id must use alphanumeric chars", after the slow imports. ``~`` is
+    expanded (the libraries take it as a hub id)."""
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
     if not isinstance(model, str) or not model.strip():
         raise vramguard.InvalidArgument(argument, model, _MODEL_FORMS)
+    if model.startswith(("./", "../", "/", "~", ".\\", "..\\")) or model in (".", ".."):
+        local = os.path.expanduser(model)
+        if not os.path.exists(local):
+            raise vramguard.InvalidArgument(
+                argument, model, f"{_MODEL_FORMS}; no such folder: {os.path.abspath(local)}"
+            )
+        return local
     return model
 
 

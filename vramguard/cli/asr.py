@@ -1,19 +1,26 @@
 """``vramguard asr``: transcribe and diarize audio files (Whisper + pyannote), stage by stage.
 
 Transcripts go to stdout, or to ``--out DIR`` as one file per input; the memory of each stage
-goes to stderr, like ``vramguard run``'s report, so stdout stays the transcript.
+goes to stderr, like ``vramguard run``'s report, so stdout stays the transcript. Each file's
+transcript is written once it is done: Ctrl-C or SIGTERM keeps the files finished (every file
+in resident mode; in staged and isolated modes all files finish together, in the last stage),
+prints the memory of the stages run, and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import vramguard
-from vramguard.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from vramguard.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _signals
+from vramguard.cli._durations import FORMS, duration
+from vramguard.cli._paths import check_output_folder, check_plot_file
+
+if TYPE_CHECKING:
+    from vramguard.asr import FileResult
 
 HELP = "transcribe and diarize audio files (Whisper + pyannote.audio), with each stage's memory"
 FORMATS = ("txt", "srt", "vtt", "json", "rttm")
@@ -34,14 +41,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=FORMATS, default="txt", help="output format (default: txt)")
     parser.add_argument("--out", type=Path, help="write one file per input into this folder instead of stdout")
-    parser.add_argument("--plot", type=Path, help="draw each stage's memory timeline into this PNG")
+    parser.add_argument("--plot", type=Path, help="draw each stage's memory timeline into this image (.png, .svg...)")
     parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda" or "cuda:N" (default: auto)')
     parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), help="Whisper's dtype")
     parser.add_argument("--num-speakers", type=int, help="exact number of speakers, if known")
     parser.add_argument("--min-speakers", type=int, help="at least this many speakers")
     parser.add_argument("--max-speakers", type=int, help="at most this many speakers")
     parser.add_argument("--batch-size", type=int, default=8, help="ASR chunks per batch (default: 8)")
-    parser.add_argument("--chunk-length", type=float, default=30, help="ASR chunk length in seconds (default: 30)")
+    parser.add_argument(
+        "--chunk-length",
+        type=duration("a chunk length", 0.1, 3600.0),
+        default=30.0,
+        metavar="DURATION",
+        help=f"ASR chunk length ({FORMS}; default: 30s)",
+    )
     parser.add_argument("--language", help="Whisper's language code (default: detected)")
     parser.add_argument("--max-new-tokens", type=int, help="cap on Whisper's tokens per chunk")
     parser.add_argument("--num-beams", type=int, help="Whisper's beam width (transformers' default: 5)")
@@ -61,10 +74,19 @@ def _generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """The speaker counts, before any model loads (the pipeline would refuse them only after)."""
+    for flag in ("--num-speakers", "--min-speakers", "--max-speakers"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value <= 0:
+            raise vramguard.InvalidArgument(flag, value, "a positive int")
+    low, high = args.min_speakers, args.max_speakers
+    if low is not None and high is not None and low > high:
+        raise vramguard.InvalidArgument("--min-speakers", low, f"at most --max-speakers ({high})")
+
+
 def _out_paths(sources: list[str], folder: Path, suffix: str) -> list[Path]:
     """One output path per input, named after it; repeated names get -2, -3, ..."""
-    if folder.exists() and not folder.is_dir():
-        raise vramguard.InvalidArgument("--out", str(folder), "a folder (created if missing)")
     folder.mkdir(parents=True, exist_ok=True)
     taken: dict[str, int] = {}
     paths = []
@@ -76,13 +98,80 @@ def _out_paths(sources: list[str], folder: Path, suffix: str) -> list[Path]:
     return paths
 
 
-def _memory_lines(reports: list[vramguard.SessionReport]) -> list[str]:
+def _memory_lines(reports: list[tuple[str, vramguard.SessionReport]]) -> list[str]:
     size = vramguard.format_size
+    width = max([28, *(len(name) for name, _ in reports)])
     return [
-        f"  {r.name:<28} peak +{size(r.peak_increase_bytes):>10}  reclaimed {size(r.reclaimed_bytes):>10}  "
+        f"  {name:<{width}} peak +{size(r.peak_increase_bytes):>10}  reclaimed {size(r.reclaimed_bytes):>10}  "
         f"{r.duration_s:6.2f} s"
-        for r in reports
+        for name, r in reports
     ]
+
+
+class _Batch:
+    """The files in flight: each result written (or printed) as soon as its file is done, so a
+    Ctrl-C or SIGTERM keeps every file already finished; the reports of the stages run so far."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.outputs = _out_paths(args.audio, args.out, args.format) if args.out is not None else None
+        self.results: list[FileResult] = []
+        self.written: list[str] = []
+        self.reports: list[tuple[str, vramguard.SessionReport]] = []
+        self.device: str | None = None
+
+    def run(self) -> None:
+        from vramguard.asr import ASRDiarizationPipeline
+
+        args = self.args
+        with ASRDiarizationPipeline.from_pretrained(
+            args.asr_model,
+            args.diarizer_model,
+            chunk_length_s=args.chunk_length,
+            batch_size=args.batch_size,
+            device=args.device,
+            torch_dtype=args.dtype,
+            mode=args.mode,
+            generate_kwargs=_generate_kwargs(args),
+            sample_every=PLOT_SAMPLE_EVERY_S if args.plot is not None else None,
+        ) as pipe:
+            self.device = str(pipe.device)
+            self.reports += [(r.name, r) for r in pipe.load_reports]
+            # Resident models stay loaded between calls, so a call per file costs only its
+            # session's release and each file is kept once done; staged and isolated modes load
+            # each model once for all files, which then finish together.
+            several = len(args.audio) > 1
+            batches = [[source] for source in args.audio] if args.mode == "resident" else [args.audio]
+            for batch in batches:
+                results = pipe.map(
+                    batch,
+                    num_speakers=args.num_speakers,
+                    min_speakers=args.min_speakers,
+                    max_speakers=args.max_speakers,
+                    progress=not args.no_progress,
+                    errors="collect",
+                )
+                label = f" {Path(batch[0]).name}" if several and len(batch) == 1 else ""
+                self.reports += [(f"{r.name}{label}", r) for r in pipe.last_reports]
+                for result in results:
+                    self._keep(result)
+
+    def _keep(self, result: FileResult) -> None:
+        from vramguard.asr import export
+
+        index = len(self.results)
+        self.results.append(result)
+        if result.segments is None:
+            return
+        text = export(result.segments, self.args.format, name=Path(result.source).stem)
+        if self.outputs is not None:
+            self.outputs[index].write_text(text, encoding="utf-8")
+            self.written.append(str(self.outputs[index]))
+        else:
+            # One write, header and text: a signal between two writes would split a file's output.
+            header = f"==> {result.source} <==\n" if len(self.args.audio) > 1 else ""
+            sys.stdout.write(header + (text if text.endswith("\n") or not text else f"{text}\n"))
+            sys.stdout.flush()
 
 
 def _plot(reports: list[vramguard.SessionReport], path: Path) -> None:
@@ -91,57 +180,38 @@ def _plot(reports: list[vramguard.SessionReport], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: the other subcommands must not pay for (or need) the ASR layer.
-    from vramguard.asr import ASRDiarizationPipeline, export
-
-    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        raise vramguard.MissingDependency("matplotlib", "plot", "--plot")
+    # Before any model loads: a typo or a bad path should cost nothing.
+    _check_counts(args)
+    _generate_kwargs(args)
+    check_plot_file("--plot", args.plot)
+    check_output_folder("--out", args.out)
     missing = [source for source in args.audio if not Path(source).is_file()]
     if missing:
-        # Before any model is loaded: a typo should cost nothing.
         raise vramguard.InvalidArgument("AUDIO", ", ".join(missing), "existing audio files")
-    outputs = _out_paths(args.audio, args.out, args.format) if args.out is not None else None
-    with ASRDiarizationPipeline.from_pretrained(
-        args.asr_model,
-        args.diarizer_model,
-        chunk_length_s=args.chunk_length,
-        batch_size=args.batch_size,
-        device=args.device,
-        torch_dtype=args.dtype,
-        mode=args.mode,
-        generate_kwargs=_generate_kwargs(args),
-        sample_every=PLOT_SAMPLE_EVERY_S if args.plot is not None else None,
-    ) as pipe:
-        results = pipe.map(
-            args.audio,
-            num_speakers=args.num_speakers,
-            min_speakers=args.min_speakers,
-            max_speakers=args.max_speakers,
-            progress=not args.no_progress,
-            errors="collect",
-        )
-        reports = [*pipe.load_reports, *pipe.last_reports]
-    for index, result in enumerate(results):
-        if result.segments is None:
-            continue
-        text = export(result.segments, args.format, name=Path(result.source).stem)
-        if outputs is not None:
-            outputs[index].write_text(text, encoding="utf-8")
-        else:
-            if len(results) > 1:
-                print(f"==> {result.source} <==")
-            sys.stdout.write(text if text.endswith("\n") or not text else f"{text}\n")
-    device = str(pipe.device)
-    print(f"vramguard asr: memory on {device} ({args.mode} mode):", file=sys.stderr)
-    print("\n".join(_memory_lines(reports)), file=sys.stderr)
-    if outputs is not None:
-        written = [str(outputs[i]) for i, r in enumerate(results) if r.segments is not None]
-        print(f"vramguard asr: wrote {', '.join(written) or 'nothing'}", file=sys.stderr)
-    if args.plot is not None and reports:
-        _plot(reports, args.plot)
-    failures = [r for r in results if r.error is not None]
+    batch = _Batch(args)
+    stopped: KeyboardInterrupt | None = None
+    try:
+        with _signals.terminate_as_interrupt():
+            batch.run()
+    except KeyboardInterrupt as interrupt:
+        stopped = interrupt
+    if batch.reports:
+        print(f"vramguard asr: memory on {batch.device} ({args.mode} mode):", file=sys.stderr)
+        print("\n".join(_memory_lines(batch.reports)), file=sys.stderr)
+    if args.out is not None:
+        print(f"vramguard asr: wrote {', '.join(batch.written) or 'nothing'}", file=sys.stderr)
+    if args.plot is not None and batch.reports:
+        _plot([r for _, r in batch.reports], args.plot)
+    failures = [r for r in batch.results if r.error is not None]
     for failure in failures:
         print(f"vramguard asr: error: {failure.source}: {failure.error}", file=sys.stderr)
+    if stopped is not None:
+        done = sum(r.segments is not None for r in batch.results)
+        print(
+            f"vramguard asr: stopped by {_signals.describe(stopped)}; {done} of {len(args.audio)} file(s) done",
+            file=sys.stderr,
+        )
+        return _signals.exit_code(stopped)
     if not failures:
         return EXIT_OK
     # Bad input (a missing or undecodable file) is a usage error; anything else a failure.

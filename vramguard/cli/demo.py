@@ -16,10 +16,12 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from vramguard.cli._paths import check_output_file
+from vramguard.cli import _signals
+from vramguard.cli._paths import check_plot_file
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import SessionReport
 from vramguard.core._release import release
@@ -28,6 +30,9 @@ from vramguard.core._sizes import format_size
 from vramguard.probes import resolve_device
 from vramguard.report.plot import plot_reports
 from vramguard.report.text import make_console, render
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "run a small transformer twice (bare del, then a vramguard session) and show what came back"
 DEFAULT_PLOT = "vramguard-demo.png"
@@ -118,6 +123,11 @@ def _spawn(which: str, device: torch.device, args: argparse.Namespace) -> Sessio
         "--layers", str(args.layers), "--steps", str(args.steps), "--no-plot",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    interrupt = _signals.child_interrupt(done.returncode)
+    if interrupt is not None:
+        # Ctrl-C reaches the whole foreground group (and timeout's SIGTERM its own): the child
+        # may see it first; the parent stops as if it had.
+        raise interrupt
     if done.returncode != 0:
         raise RuntimeError(f"the demo's {which!r} run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return SessionReport.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -129,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()  # first: without rich, MissingDependency says what to install
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-    check_output_file("--plot", args.plot)
+    check_plot_file("--plot", args.plot)
 
     for name, low, high in (("layers", 1, 64), ("steps", 1, 64), ("repeat", 1, 15)):
         value = getattr(args, name)
@@ -139,23 +149,45 @@ def run(args: argparse.Namespace) -> int:
     # Each run builds the model and makes a few passes: seconds on a CPU, so show progress
     # (on stderr, and only on a terminal; it leaves no trace in the output).
     status = make_console(stderr=True)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=status,
-        transient=True,
-        disable=not status.is_terminal,
-    ) as progress:
-        task = progress.add_task("fresh runs", total=len(RUNS) * args.repeat)
-        reports: dict[str, list[SessionReport]] = {which: [] for which in RUNS}
-        for _ in range(args.repeat):  # interleaved, so a drift of the machine touches both alike
-            for which in RUNS:
-                progress.update(task, description=which)
-                reports[which].append(_spawn(which, device, args))
-                progress.advance(task)
+    reports: dict[str, list[SessionReport]] = {which: [] for which in RUNS}
+    stopped: KeyboardInterrupt | None = None
+    try:
+        with (
+            _signals.terminate_as_interrupt(),
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=status,
+                transient=True,
+                disable=not status.is_terminal,
+            ) as progress,
+        ):
+            task = progress.add_task("fresh runs", total=len(RUNS) * args.repeat)
+            for _ in range(args.repeat):  # interleaved, so a drift of the machine touches both alike
+                for which in RUNS:
+                    progress.update(task, description=which)
+                    reports[which].append(_spawn(which, device, args))
+                    progress.advance(task)
+    except KeyboardInterrupt as interrupt:
+        stopped = interrupt
+    done = min(len(runs) for runs in reports.values())
+    if stopped is not None:
+        # What was finished is kept: the runs done, when each way has one.
+        kept = f"the tables show the {done} finished repetition(s)" if done else "no repetition was finished"
+        print(f"vramguard demo: stopped by {_signals.describe(stopped)}; {kept}", file=sys.stderr)
+        if not done:
+            return _signals.exit_code(stopped)
+        reports = {which: runs[:done] for which, runs in reports.items()}
+    _show(console, reports, args.plot)
+    return 0 if stopped is None else _signals.exit_code(stopped)
+
+
+def _show(console: Console, reports: dict[str, list[SessionReport]], plot: str | None) -> None:
+    """Both median runs as tables, the headline and the conclusion; the figure when ``plot``."""
     bare, guarded = (_median_run(reports[which]) for which in RUNS)
+    repeat = len(reports["vramguard"])
     render(bare, console=console)
     console.print()
     render(guarded, console=console)
@@ -164,16 +196,15 @@ def run(args: argparse.Namespace) -> int:
         f"after a bare del the process still held {_spread(reports['bare del'])} more than at the run's start "
         f"({format_size(bare.cached_bytes_after)} cached); after the vramguard session, "
         f"{_spread(reports['vramguard'])} ({format_size(guarded.cached_bytes_after)} cached). "
-        f"Median of {args.repeat} fresh process(es) each, min–max in brackets; the tables and the plot "
+        f"Median of {repeat} fresh process(es) each, min–max in brackets; the tables and the plot "
         "show the median runs.",
         soft_wrap=True,
         markup=False,
     )
     console.print(f"conclusion: {conclusion(reports)}", soft_wrap=True, markup=False)
-    if args.plot:
-        written = plot_reports([bare, guarded], args.plot)
+    if plot:
+        written = plot_reports([bare, guarded], plot)
         console.print(f"plot of both runs written to {written}", markup=False, soft_wrap=True)
-    return 0
 
 
 def held_bytes(report: SessionReport) -> int | None:

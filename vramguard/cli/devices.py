@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from vramguard.cli._durations import FORMS, duration
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._run import ActiveSession, active_sessions
 from vramguard.probes import list_devices, unavailable_reason
@@ -23,37 +23,33 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
 HELP = "list the GPUs (total, used, processes and their memory), read through NVML; --watch for a live view"
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)?\s*$")
-
-
-def interval(text: str) -> float:
-    """``--every``: seconds as ``1s``, ``500ms`` or a plain number, from 0.05 s to an hour."""
-    match = _INTERVAL.match(text)
-    seconds = None
-    if match is not None:
-        seconds = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
-    if seconds is None or not 0.05 <= seconds <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an interval from 50ms to 3600s (e.g. 1s, 500ms)")
-    return seconds
+DEFAULT_EVERY_S = 1.0
+interval = duration("an interval", 0.05, 3600.0)
+"""``--every``: ``1s``, ``500ms``, ``2m`` or bare seconds, from 50 ms to an hour."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--watch", action="store_true", help="redraw the table until Ctrl-C")
     parser.add_argument(
-        "--every", type=interval, default=1.0, metavar="INTERVAL", help="with --watch: redraw every (default: 1s)"
+        "--every",
+        type=interval,
+        metavar="INTERVAL",
+        help=f"redraw every INTERVAL ({FORMS}); implies --watch (default: {DEFAULT_EVERY_S:g}s)",
     )
     # Tests stop the loop after a number of frames instead of sending Ctrl-C.
     parser.add_argument("--frames", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.every is not None:
+        args.watch = True  # an interval only means something for a view that redraws
     if args.watch:
         if args.json:
-            raise InvalidArgument("--json", True, "no --json with --watch (a live table); drop one of them")
+            raise InvalidArgument("--json", True, "no --json with --watch or --every (a live table); drop one of them")
         if args.frames is not None and args.frames < 1:
             raise InvalidArgument("--frames", args.frames, "a positive int")
-        return watch(args.every, frames=args.frames)
+        return watch(DEFAULT_EVERY_S if args.every is None else args.every, frames=args.frames)
     devices = list_devices()
     reason = None if devices else unavailable_reason()
     if args.json:

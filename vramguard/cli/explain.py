@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import sys
 from typing import Any
 
-from vramguard.cli._paths import check_output_file
+from vramguard.cli._paths import check_output_file, check_plot_file
 from vramguard.cli.run import _check_target, run_program
-from vramguard.core._errors import InvalidArgument, MissingDependency
+from vramguard.core._errors import InvalidArgument
 from vramguard.ledger._explain import explain
 from vramguard.ledger._mark import arm, disarm
 from vramguard.ledger._records import MemoryLedger
@@ -65,9 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file("--json", args.json)
-    check_output_file("--plot", args.plot)
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise MissingDependency("matplotlib", "plot", "--plot")
+    check_plot_file("--plot", args.plot)  # its suffix too: matplotlib picks the format by it
     if args.pid is not None:
         return _remote(args)
     if args.target is None:

@@ -8,8 +8,11 @@ a tensor its globals hold (``CACHE.append(...)``) is named as the script's globa
 The report goes to stderr, like ``time``'s, so the program's own stdout stays clean.
 Under torchrun each rank writes its own ``report-rank{N}.json`` (``vramguard report`` merges them).
 
+Ctrl-C and SIGTERM (as ``timeout`` sends it) stop the program alike: one line says where it
+was, the report is printed and the files written, then the exit code is the shell's.
+
 Exit codes: the program's own (``sys.exit(n)``); 1 when it raised (the traceback is printed) or
-when it leaked under ``--leaks raise``; 130 on Ctrl-C; 2 for bad usage.
+when it leaked under ``--leaks raise``; 130 on Ctrl-C; 143 on SIGTERM; 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from vramguard.cli._paths import check_output_file
+from vramguard.cli import _signals
+from vramguard.cli._durations import FORMS, duration
+from vramguard.cli._paths import check_output_file, check_plot_file
 from vramguard.cli._ranks import per_rank_outputs
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import SessionReport
@@ -40,18 +45,21 @@ if TYPE_CHECKING:
 
 HELP = "run a Python script (or -m module) inside a vramguard session and report what it left behind"
 DEFAULT_PLOT_INTERVAL_S = 0.01
+_SIGNALS_FILE = os.path.abspath(_signals.__file__)
 _OWN_FRAMES = {os.path.abspath(__file__), os.path.abspath(runpy.__file__ or "")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda" or "cuda:N" (default: auto)')
     parser.add_argument("--json", metavar="PATH", help="save the report as JSON (read it with vramguard report)")
-    parser.add_argument("--plot", metavar="PNG", help="record a timeline and draw it into this image file")
+    parser.add_argument(
+        "--plot", metavar="PNG", help="record a timeline and draw it into this image file (.png, .svg, .pdf...)"
+    )
     parser.add_argument(
         "--sample-every",
-        type=float,
-        metavar="SECONDS",
-        help=f"record a timeline at this interval (default with --plot: {DEFAULT_PLOT_INTERVAL_S})",
+        type=duration("a sampling interval", 0.001, 60.0),
+        metavar="INTERVAL",
+        help=f"record a timeline at this interval ({FORMS}; default with --plot: {DEFAULT_PLOT_INTERVAL_S * 1000:g}ms)",
     )
     parser.add_argument(
         "--leaks",
@@ -72,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     _check_target(args.target, args.as_module)
     rank = per_rank_outputs(args)  # under torchrun: report-rank{N}.json, one file per rank
     check_output_file("--json", args.json)
-    check_output_file("--plot", args.plot)
+    check_plot_file("--plot", args.plot)
     sample_every = args.sample_every
     if sample_every is None and args.plot:
         sample_every = DEFAULT_PLOT_INTERVAL_S
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         namespace.clear()
         gc.collect()  # the program's functions and its globals form cycles
     report = session.report
-    assert report is not None
+    if report is None:  # stopped while the session itself was starting or ending: nothing measured
+        return code
     render(report, console=console, verbose=args.verbose)
     if args.json:
         console.print(f"report saved to {save_report(report, args.json)}", markup=False, soft_wrap=True)
@@ -103,15 +112,21 @@ def run_program(
     around: contextlib.AbstractContextManager[object] | None = None,
 ) -> int:
     """Run ``args.target`` as ``__main__`` (``around``, a session, entered once sys.argv and
-    sys.path are the program's) and return its exit code: its own, 130 on Ctrl-C, 1 when it
-    raised, whose traceback is then printed to stderr. Its globals go into ``namespace``
-    (see :func:`_execute`)."""
+    sys.path are the program's) and return its exit code: its own; 130 on Ctrl-C and 143 on
+    SIGTERM, with one line saying where the program was; 1 when it raised, whose traceback is
+    then printed to stderr. Its globals go into ``namespace`` (see :func:`_execute`)."""
     failure: list[str] = []
     try:
-        with _as_main(args.target, args.args, args.as_module), around or contextlib.nullcontext():
+        with (
+            _signals.terminate_as_interrupt(),
+            _as_main(args.target, args.args, args.as_module),
+            around or contextlib.nullcontext(),
+        ):
             code = _execute(args.target, args.as_module, failure, namespace)
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as interrupt:
+        code = _signals.exit_code(interrupt)
+        if not failure:  # stopped outside the program: while its session started or ended
+            failure.append(f"{_signals.describe(interrupt)}: stopped in the vramguard session around {args.target}\n")
     except Exception:
         code = 1
     if failure:
@@ -162,6 +177,9 @@ def _execute(target: str, as_module: bool, failure: list[str], namespace: list[d
             namespace.append(runpy.run_path(target, run_name="__main__"))
     except SystemExit as exit_:
         return _exit_status(exit_.code)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (terminate_as_interrupt)
+        failure.append(_stopped_at(target, interrupt))
+        raise interrupt.with_traceback(None) from None
     except BaseException as error:
         failure.append(_format_traceback(error))
         raise error.with_traceback(None) from error.__cause__
@@ -184,6 +202,23 @@ def _format_traceback(error: BaseException) -> str:
     while tb is not None and _own_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def _stopped_at(target: str, interrupt: KeyboardInterrupt) -> str:
+    """One line for a program stopped by Ctrl-C or SIGTERM: where it was, the innermost line of
+    the script itself (else of any code but vramguard's), in place of the traceback."""
+    script = os.path.abspath(target)
+    inner = own = None
+    tb = interrupt.__traceback__
+    while tb is not None:
+        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not _own_frame(filename) and filename != _SIGNALS_FILE:
+            inner = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+            if filename == script:
+                own = inner
+        tb = tb.tb_next
+    where = own or inner
+    return f"{_signals.describe(interrupt)}: {target} stopped{f' at {where}' if where else ''}\n"
 
 
 def _own_frame(filename: str) -> bool:

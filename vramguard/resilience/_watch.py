@@ -27,8 +27,8 @@ from vramguard.probes import DeviceLike, resolve_device, take
 LOG = logging.getLogger("vramguard.resilience")
 Metric = Literal["allocated", "reserved", "rss"]
 _METRICS = ("allocated", "reserved", "rss")
-_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|min|h)?\s*$")
+_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|min|m|h)?\s*$")
 MAX_INTERVAL_S = 86_400.0
 NEW_TENSORS_LISTED = 32
 """The largest new storages a growth names (with holders): the walk costs per tensor."""
