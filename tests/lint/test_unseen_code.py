@@ -6,6 +6,9 @@ training examples and peft's scripts; ``tests/lint/corpus2`` holds the excerpts 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 
 from vramguard.lint import check_source
@@ -280,3 +283,24 @@ def test_a_local_the_loop_uses_again_is_not_vg004() -> None:
         + "    empty_cache()\n"
     )
     assert codes(after) == [(6, "VG004")]
+
+
+def test_drops_at_one_place_are_listed_in_the_same_order_whatever_the_hash_seed() -> None:
+    # unsloth's `_pk_hidden = _pk_sel = _pk_result = _pk_ref = None`: two drops at one line and column.
+    program = (
+        "from vramguard.lint import check_source\n"
+        "src = 'def f(m):\\n    a = m.cuda()\\n    b = m.cuda()\\n    torch.cuda.empty_cache()\\n    b = a = None\\n'\n"
+        "print(check_source(src)[0].message)\n"
+    )
+    messages = {
+        subprocess.run(
+            [sys.executable, "-c", program],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(messages) == 1
+    assert "`a = None` (line 5) and `b = None` (line 5)" in messages.pop()

@@ -81,7 +81,7 @@ def _vg001(path: str, scope: Scope) -> list[Finding]:
         by_calls.setdefault(tuple(sorted(called)), []).append(drop)
     findings = []
     for calls, drops in by_calls.items():
-        drops.sort(key=lambda d: (d.line, d.col))
+        drops.sort(key=lambda d: (d.line, d.col, d.target))  # `a = b = None`: one place, two drops
         name = scope.calls[calls[0]][1]
         listed = " and ".join(f"`{d.text}` (line {scope.file_line(d.line)})" for d in drops)
         verb = "drops a reference" if len(drops) == 1 else "drop references"
