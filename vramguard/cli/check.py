@@ -3,7 +3,8 @@
 Prints one ``file:line:col CODE message`` line per finding (rules: ``docs/rules.md``), or JSON,
 SARIF or GitHub annotations with ``--output-format``. Reads ``.py``, the Python blocks of ``.md``
 and the code cells of ``.ipynb``. Exit codes: 0 clean, 1 findings, 2 bad usage or a file that
-cannot be parsed. ``[tool.vramguard.check]`` in the nearest ``pyproject.toml`` sets the defaults.
+cannot be read (a ``.py`` that does not parse, a notebook that is not one: one line each, and no
+"no findings"). ``[tool.vramguard.check]`` in the nearest ``pyproject.toml`` sets the defaults.
 """
 
 from __future__ import annotations
