@@ -68,6 +68,8 @@ class Window:
     threads: int
     open_files: int
     live_tensors: int
+    live_objects: int
+    """gc-tracked objects after a collection: flat when sessions leave nothing behind."""
     duration_s: float
 
 
@@ -89,6 +91,7 @@ class Soak:
             and last.threads <= f.threads
             and last.open_files <= f.open_files
             and last.live_tensors <= f.live_tensors
+            and last.live_objects <= f.live_objects
         )
 
     def lines(self) -> list[str]:
@@ -97,7 +100,8 @@ class Soak:
         return [
             f"{self.sessions} sessions (census on and off alternately), windows of {self.window}, on cpu",
             f"rss median: first window {f.rss_median_bytes / MiB:.2f} MiB, last {last.rss_median_bytes / MiB:.2f} MiB, "
-            f"drift {self.rss_drift_bytes / MiB:+.3f} MiB (bound +1 MiB)",
+            f"drift {self.rss_drift_bytes / MiB:+.3f} MiB (bound +1 MiB); live objects {f.live_objects:,} -> "
+            f"{last.live_objects:,} ({last.live_objects - f.live_objects:+,})",
             f"threads {f.threads} -> {last.threads}; open files {f.open_files} -> {last.open_files}; "
             f"live tensors {f.live_tensors} -> {last.live_tensors}",
             f"{per:.2f} ms per session; flat: {self.flat()}",
@@ -118,6 +122,7 @@ def _window(process: psutil.Process, start: int, count: int) -> Window:
         threads=process.num_threads(),
         open_files=len(process.open_files()),
         live_tensors=len(heap_tensors()),
+        live_objects=len(gc.get_objects()),
         duration_s=duration,
     )
 

@@ -77,3 +77,19 @@ def test_format_then_parse_stays_within_rounding(n: int) -> None:
     back = parse_size(format_size(n))
     # format_size keeps 3 significant digits: the round trip is within 0.5% (or exact for bytes).
     assert abs(back - n) <= 0.005 * n + 1
+
+
+@given(st.integers(min_value=-(2**62), max_value=2**62), st.booleans())
+def test_the_fast_int_path_formats_as_the_general_one(n: int, signed: bool) -> None:
+    # The general path is taken for a float of the same value where it is exact; for larger ints,
+    # from the unit loop written out here (the fast path is only a shortcut around type checks).
+    size, index = float(abs(n)), 0
+    while size >= 1024 and index < 5:
+        size /= 1024
+        index += 1
+    sign = "-" if n < 0 else ("+" if signed and n > 0 else "")
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    expected = f"{sign}{int(size)} B" if index == 0 else f"{sign}{size:.{2 if size < 10 else 1}f} {units[index]}"
+    assert format_size(n, signed=signed) == expected
+    if abs(n) < 2**53:
+        assert format_size(float(n), signed=signed) == expected

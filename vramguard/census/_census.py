@@ -97,10 +97,12 @@ class Census:
     def start(self) -> None:
         """Join the heap epoch (or take a full inventory where it cannot be used); record
         ``empty_cache`` calls from here on."""
-        self._in_epoch = EPOCH.enter()
+        joined = EPOCH.join()
+        self._in_epoch = joined is not None
         try:
             self._blocks = BlockDiff(self.device)
-            self._entry = self._inventory()
+            # The census that opened the epoch has seen nothing created since: no inventory.
+            self._entry = {} if joined else self._inventory()
             self._order.start()
             if self.device.type == "cpu" and "numpy" in sys.modules:  # no numpy loaded: no array to keep
                 self._arrays = ConvertedArrays()
@@ -397,6 +399,8 @@ def _kept_keys(kept: list[object], device: torch.device) -> tuple[set[int], set[
     those are kept only when nothing else still holds them."""
     hard: set[int] = set()
     soft: set[int] = set()
+    if not kept:
+        return hard, soft
     budget = GraphBudget()
     for tensor in tensors_in(kept):
         if not on_device(tensor, device):

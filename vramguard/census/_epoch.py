@@ -55,10 +55,17 @@ class HeapEpoch:
     def enter(self) -> bool:
         """Join the epoch (opening it if none is open). False where it cannot be used: the
         program froze objects itself; the caller then takes full inventories."""
+        return self.join() is not None
+
+    def join(self) -> bool | None:
+        """:meth:`enter`, saying how: True when this call opened the epoch (nothing was created
+        since, so the caller needs no inventory), False when it joined an open one, None where
+        the epoch cannot be used."""
         with self._lock:
-            if self._depth == 0:
+            opened = self._depth == 0
+            if opened:
                 if gc.get_freeze_count() > 0:
-                    return False
+                    return None
                 gc.freeze()
                 self._frozen = True
                 self._remembered = {}
@@ -66,7 +73,7 @@ class HeapEpoch:
                     gc.callbacks.append(self._on_gc)
                     self._installed = True
             self._depth += 1
-            return True
+            return opened
 
     def leave(self) -> None:
         """Leave the epoch; the last census to leave ends it."""

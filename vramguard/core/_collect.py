@@ -24,8 +24,11 @@ from typing import Any
 import torch
 
 from vramguard.core._leak_figure import growth_bytes
+from vramguard.core._release import Measured, Skipped
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import MemorySnapshot, take
+
+_NOTHING_SURVIVED = "no full collection: nothing the block created survived"
 
 
 def census_policy(census: Any, kept: list[object]) -> Callable[[], str]:
@@ -33,10 +36,13 @@ def census_policy(census: Any, kept: list[object]) -> Callable[[], str]:
 
     def collect() -> str:
         freed = census.collect_block()
-        young = f"collected the block's objects ({freed} unreachable)"
         alive = census.survivors()
+        if not alive and not freed:
+            # Nothing unreachable, nothing surviving: the step freed nothing, no reading after it.
+            return Skipped(f"collected the block's objects (0 unreachable); {_NOTHING_SURVIVED}")
+        young = f"collected the block's objects ({freed} unreachable)"
         if not alive:
-            return f"{young}; no full collection: nothing the block created survived"
+            return f"{young}; {_NOTHING_SURVIVED}"
         census.settle(kept)
         if not census.needs_full_collection:
             return (
@@ -59,11 +65,13 @@ def allocator_policy(
     def collect() -> str:
         freed = gc.collect(1)
         young = f"collected generations 0-1 ({freed} unreachable)"
-        growth = growth_bytes(before, take(device, nvml=False))
+        now = take(device, nvml=False)
+        growth = growth_bytes(before, now)
         # Where the allocator cannot tell, be safe: collect everything.
         held = True if growth is None else growth - storage_bytes(kept, device) > tolerance_bytes
         if not held:
-            return f"{young}; no full collection: the allocator holds no more than at entry"
+            # The reading that decided is the step's reading: the release takes no other.
+            return Measured.of(f"{young}; no full collection: the allocator holds no more than at entry", now)
         found = gc.collect()
         return f"{young}; full collection ({found} unreachable): the allocator still held more than at entry"
 

@@ -374,10 +374,19 @@ def _unattributed_host(before: MemorySnapshot, after: MemorySnapshot, accounted_
 def _start_census(device: torch.device, strict: bool, bounds: tuple[int, int, int]) -> Any:
     """Start the census of tensors created in the block. Imported here, not at the top: the
     census sits beside the core, and a session with ``census=False`` never loads it."""
-    from vramguard.census import Census
-    from vramguard.census._holders import SearchBounds
+    global _census_types
+    if _census_types is None:
+        from vramguard.census import Census
+        from vramguard.census._holders import SearchBounds
 
+        _census_types = (Census, SearchBounds)
+    census_type, bounds_type = _census_types
     levels, width, leaks = bounds
-    census = Census(device, strict=strict, bounds=SearchBounds(levels=levels, width=width, leaks=leaks))
+    census = census_type(device, strict=strict, bounds=bounds_type(levels=levels, width=width, leaks=leaks))
     census.start()
     return census
+
+
+_census_types: tuple[Any, Any] | None = None
+"""(Census, SearchBounds), imported by the first session with a census (two imports cost a
+microsecond at every session)."""

@@ -19,7 +19,6 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -97,6 +96,19 @@ class Skipped(str):
     """A step's detail when the step changed nothing: the release takes no reading after it."""
 
     __slots__ = ()
+
+
+class Measured(str):
+    """A step's detail when the step read the device after its last change (a collection
+    policy that read the allocator to decide): the release uses that reading, not another."""
+
+    reading: MemorySnapshot
+
+    @classmethod
+    def of(cls, detail: str, reading: MemorySnapshot) -> Measured:
+        made = cls(detail)
+        made.reading = reading
+        return made
 
 
 def _host_trim(floor_bytes: int, now: MemorySnapshot) -> str:
@@ -246,7 +258,12 @@ def run_release(
         # A step that changed nothing (a trim or an empty below its floor, nothing to drop)
         # freed nothing: the reading before it stands, and one read of the device is saved.
         skipped = isinstance(detail, Skipped)
-        now = current if skipped else take(dev, nvml=False)
+        if skipped:
+            now = current
+        elif isinstance(detail, Measured):
+            now = detail.reading
+        else:
+            now = take(dev, nvml=False)
         step = ReleaseStep(
             name=name,
             duration_s=duration,
@@ -267,8 +284,8 @@ def run_release(
             )
         current = now
     # The final reading (NVML too on CUDA); on the host, after a last step that changed nothing,
-    # the reading before it is the final one.
-    after = replace(current, time_s=time.monotonic()) if skipped and dev.type == "cpu" else take(dev, nvml=True)
+    # the reading before it is the final one (with the time it was read).
+    after = current if skipped and dev.type == "cpu" else take(dev, nvml=True)
     return tuple(steps), after
 
 

@@ -72,16 +72,19 @@ def _owner() -> tuple[int, int]:
 
     Two tasks of one event loop interleave their blocks, so their figures mix like two threads'.
     """
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no running event loop in this thread
-        task = None
+    # Outside an event loop (the common case) no task is looked for: current_task() would raise
+    # and catch a RuntimeError, a microsecond of every session.
+    loop = asyncio.events._get_running_loop()
+    task = None if loop is None else asyncio.current_task(loop)
     return threading.get_ident(), 0 if task is None else id(task)
 
 
 def _max(*values: int | None) -> int | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
+    best = None
+    for value in values:
+        if value is not None and (best is None or value > best):
+            best = value
+    return best
 
 
 def _fold_host_hwm(runs: list[_Run]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from typing import Any
 
 import torch
@@ -101,6 +101,15 @@ class MemorySnapshot:
         )
 
 
+_DEFAULTS = {
+    name: spec.default for name, spec in MemorySnapshot.__dataclass_fields__.items() if spec.default is not MISSING
+}
+
+
+def _new_snapshot() -> MemorySnapshot:
+    return object.__new__(MemorySnapshot)
+
+
 _FIGURES = tuple(
     name for name in MemorySnapshot.__dataclass_fields__ if name.endswith("_bytes") or name.startswith("num_")
 )
@@ -126,17 +135,21 @@ def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySn
     now = time.monotonic()
     if dev.type == "cpu":
         heap = read_heap(uss=uss)
-        notes = (heap.note,) if heap.note else ()
-        return MemorySnapshot(
-            device="cpu",
-            time_s=now,
-            allocated_bytes=heap.in_use_bytes,
-            reserved_bytes=heap.resident_anonymous_bytes,
-            rss_bytes=heap.rss_bytes,
-            uss_bytes=heap.uss_bytes,
-            heap_free_bytes=heap.free_in_arenas_bytes,
-            notes=notes,
-        )
+        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
+        # fields): a session reads the host two or three times, and this is its hot path.
+        made = _new_snapshot()
+        fields = made.__dict__
+        fields.update(_DEFAULTS)
+        fields["device"] = "cpu"
+        fields["time_s"] = now
+        fields["allocated_bytes"] = heap.in_use_bytes
+        fields["reserved_bytes"] = heap.resident_anonymous_bytes
+        fields["rss_bytes"] = heap.rss_bytes
+        fields["uss_bytes"] = heap.uss_bytes
+        fields["heap_free_bytes"] = heap.free_in_arenas_bytes
+        if heap.note:
+            fields["notes"] = (heap.note,)
+        return made
     index = dev.index if dev.index is not None else 0
     stats = read_allocator(dev)
     initialized = cuda_initialized()
