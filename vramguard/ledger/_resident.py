@@ -13,11 +13,13 @@ of its own, page aligned, starting with a header of two words, ``prev_size == 0`
 ``size == region length | IS_MMAPPED`` (0x2; the low 12 bits are exactly 0x002 since the
 length is whole pages). An aligned allocation (``posix_memalign``, which torch uses) moves the
 chunk inside the region but leaves that first header in place. The kernel merges adjacent
-anonymous mappings, so a region may sit anywhere in a mapping of ``smaps``: every resident
-page start of the anonymous mappings is read (one ``process_vm_readv`` per 1024 pages: the
-read fails cleanly, never faults, if another thread unmaps a page meanwhile). The regions found
-are checked against ``mallinfo2``'s own count and bytes (``hblks``, ``hblkhd``): what is not
-found is counted whole, and a note says so.
+anonymous mappings, so a region may sit anywhere in a mapping of ``smaps``: :func:`survey`
+walks each anonymous mapping region by region, reading the first resident page of each with
+``process_vm_readv`` (which fails cleanly, where a plain load would crash the process, if
+another thread unmaps the page meanwhile) and skipping a whole chunk, or a whole pymalloc arena
+recognised by its first pool's header; any other page is read and passed. A page or two per
+region: ~5 ms for 900 mappings. The chunks found are checked against ``mallinfo2``'s own count
+and bytes (``hblks``, ``hblkhd``): what is not found is counted whole, and a note says so.
 """
 
 from __future__ import annotations
