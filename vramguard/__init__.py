@@ -56,7 +56,9 @@ if typing.TYPE_CHECKING:
         Timeline,
     )
     from vramguard.core._release import empty_cache, release
-    from vramguard.core._session import GpuSession, gpu_session
+    from vramguard._api import gpu_session
+    from vramguard.core._options import SearchBounds, SessionOptions
+    from vramguard.core._session import GpuSession
     from vramguard.core._sizes import format_size, parse_size
     from vramguard.distributed import ClusterReport, gather_report
     from vramguard.ledger import LedgerLine, MemoryLedger, explain, install_explain_signal, mark
@@ -109,7 +111,9 @@ _LAZY = {
     "release": "vramguard.core._release",
     "HOST_NOISE_FLOOR_BYTES": "vramguard.core._leak_figure",
     "GpuSession": "vramguard.core._session",
-    "gpu_session": "vramguard.core._session",
+    "gpu_session": "vramguard._api",
+    "SessionOptions": "vramguard.core._options",
+    "SearchBounds": "vramguard.core._options",
     "MultiDeviceSession": "vramguard.core._multi",
     "resolve_devices": "vramguard.core._multi",
     "MultiDeviceReport": "vramguard.core._multi_report",
@@ -195,7 +199,9 @@ __all__ = [
     "ReleaseReport",
     "ReleaseStep",
     "ReportFormatError",
+    "SearchBounds",
     "SessionError",
+    "SessionOptions",
     "SessionReport",
     "Timeline",
     "VramGuardError",
