@@ -260,7 +260,7 @@ def test_the_graph_bound_is_named_when_it_stops_the_walk_and_raising_it_names_ev
 
 def test_a_bad_graph_bound_is_named() -> None:
     from vramguard import InvalidArgument
-    from vramguard.census._autograd import graph_nodes_bound
+    from vramguard.core._options import graph_nodes_bound
 
     with pytest.MonkeyPatch.context() as patch:
         for bad in ("0", "many", "-5"):

@@ -9,20 +9,12 @@ callers compare storages, never object identity.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
 from vramguard.census._scan import is_a
-from vramguard.core._errors import InvalidArgument
-
-MAX_GRAPH_NODES = 20_000
-"""Nodes visited per census by default; a training step's graph has a few thousand, the PyTorch
-FAQ's evaluation loop without ``no_grad`` about ten per kept loss."""
-GRAPH_NODES_VAR = "VRAMGUARD_CENSUS_GRAPH_NODES"
-"""The environment variable that sets the graph bound (nodes visited per census)."""
-_MOST_GRAPH_NODES = 100_000_000
+from vramguard.core._options import MAX_GRAPH_NODES
 
 LEAF = "the leaf accumulated by AccumulateGrad"
 """What holds a tensor that a graph accumulates into (a parameter), in :func:`graph_tensors`."""
@@ -45,16 +37,6 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     if is_a(value, (tuple, list)):
         return [v for v in value if issubclass(type(v), tensor)]
     return []
-
-
-def graph_nodes_bound() -> int:
-    """The graph bound: ``VRAMGUARD_CENSUS_GRAPH_NODES`` when set, else :data:`MAX_GRAPH_NODES`."""
-    text = os.environ.get(GRAPH_NODES_VAR, "").strip().replace("_", "").replace(",", "")
-    if not text:
-        return MAX_GRAPH_NODES
-    if not text.isdigit() or not 1 <= int(text) <= _MOST_GRAPH_NODES:
-        raise InvalidArgument(GRAPH_NODES_VAR, os.environ[GRAPH_NODES_VAR], f"an int from 1 to {_MOST_GRAPH_NODES}")
-    return int(text)
 
 
 class GraphBudget:

@@ -27,46 +27,21 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from vramguard.census._arrays import arrays_sharing
-from vramguard.census._autograd import GRAPH_NODES_VAR, graph_nodes_bound
 from vramguard.census._frames import frame_locals, is_census_frame, is_optimized, other_task_frames
 from vramguard.census._render import HOOK_DICTS, MEMBER_DICTS, Positions
 from vramguard.census._scan import heap_modules, heap_tensors, is_a
+from vramguard.core._options import SearchBounds as SearchBounds  # the census's bounds, a settings value of the core
 
 SCAN_BATCH = 128
 PASS_NODES = 4 * SCAN_BATCH
 """Above this many nodes, one pass over the heap finds their referrers (measured here: a
 batched ``gc.get_referrers`` of 128 nodes cost ~78 ms on a 200k-object heap, the pass ~0.3 s)."""
 _WEAK = (weakref.ref, weakref.ProxyType, weakref.CallableProxyType)
-
-
-@dataclass(frozen=True)
-class SearchBounds:
-    """How far the holder search goes: ``levels`` steps up from a leak, ``width`` objects per
-    leak per level (and 4×``width`` objects scanned per level over all leaks), ``leaks`` walked
-    (the largest first), ``graph_nodes`` autograd graph nodes visited to find the tensors kept
-    outputs' graphs saved (the latest outputs first; ``VRAMGUARD_CENSUS_GRAPH_NODES``)."""
-
-    levels: int = 24
-    width: int = 64
-    leaks: int = 256
-    graph_nodes: int = field(default_factory=graph_nodes_bound)
-
-    def describe(self, bound: str) -> str:
-        if bound == "graph":
-            return (
-                f"the graph bound ({self.graph_nodes:,} autograd graph nodes per census, the latest outputs' "
-                f"first; raise it with the environment variable {GRAPH_NODES_VAR}=...)"
-            )
-        value, argument = {
-            "levels": (f"{self.levels} levels", "holder_levels"),
-            "width": (f"{self.width} objects per level", "holder_width"),
-        }[bound]
-        return f"the {bound} bound ({value}; raise it with gpu_session({argument}=...))"
 
 
 @dataclass(frozen=True)

@@ -219,12 +219,12 @@ class SessionOptions:
         return cls(
             device=resolved,
             release=bool(release),
-            leaks=leaks,  # type: ignore[arg-type]  # checked against LEAK_POLICIES above
+            leaks=leaks,  # checked against LEAK_POLICIES above
             leak_tolerance_bytes=tolerance,
             max_peak_bytes=limit,
             census=bool(census),
             strict=bool(strict),
-            sample_every_s=None if sample_every is None else float(sample_every),  # type: ignore[arg-type]
+            sample_every_s=None if sample_every is None else float(sample_every),
             record_history=bool(record_history),
             bounds=bounds,
             hard=bool(hard),
