@@ -30,3 +30,5 @@ def test_demo_tables_on_the_host_use_host_words(tmp_path: Path) -> None:
     assert labels.count("malloc in use") == 2 and labels.count("resident") == 2, labels
     assert tables.count("host: malloc in use = ") == 2
     assert "still cached" not in tables and " allocated " not in tables and " reserved " not in tables
+    headline = next(line for line in done.stdout.splitlines() if line.startswith("after a bare del"))
+    assert " cached)" not in headline and headline.count(" resident beyond malloc)") == 2, headline

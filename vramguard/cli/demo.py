@@ -28,6 +28,7 @@ from vramguard.core._release import release
 from vramguard.core._session import gpu_session
 from vramguard.core._sizes import format_size
 from vramguard.probes import resolve_device
+from vramguard.report._words import words_for
 from vramguard.report.plot import plot_reports
 from vramguard.report.text import make_console, render
 
@@ -192,10 +193,11 @@ def _show(console: Console, reports: dict[str, list[SessionReport]], plot: str |
     console.print()
     render(guarded, console=console)
     console.print()
+    cached = words_for(bare.device).cached  # on the host not a cache: resident memory malloc is not using
     console.print(
         f"after a bare del the process still held {_spread(reports['bare del'])} more than at the run's start "
-        f"({format_size(bare.cached_bytes_after)} cached); after the vramguard session, "
-        f"{_spread(reports['vramguard'])} ({format_size(guarded.cached_bytes_after)} cached). "
+        f"({format_size(bare.cached_bytes_after)} {cached}); after the vramguard session, "
+        f"{_spread(reports['vramguard'])} ({format_size(guarded.cached_bytes_after)} {cached}). "
         f"Median of {repeat} fresh process(es) each, min–max in brackets; the tables and the plot "
         "show the median runs.",
         soft_wrap=True,
