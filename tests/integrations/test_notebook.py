@@ -122,7 +122,20 @@ def test_a_leak_warning_points_at_the_cell(shell: Any) -> None:
     import linecache
 
     assert linecache.getline(warning.filename, 2) == "history.append(torch.ones(1024))\n", warning.filename
-    assert warning.lineno in (1, 2)
+    assert warning.lineno == 1, "no creation site recorded: the cell's first line"
+
+
+def test_a_leak_warning_points_at_the_line_that_made_the_tensor(
+    shell: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VRAMGUARD_CENSUS_SITES", "1")
+    cell(shell, "history = []")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = cell(shell, "%%vram --device cpu\nloss = 1.0\nhistory.append(torch.ones(1024))")
+    assert result.success, result.error_in_exec
+    (warning,) = [w for w in caught if issubclass(w.category, vramguard.LeakWarning)]
+    assert warning.lineno == 2, warning
 
 
 def test_leaks_raise_fails_the_cell(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,7 +52,7 @@ _HISTORY = re.compile(r"^global (?:__main__\._oh|__main__\.Out|sys\.displayhook\
 _NUMBERED = re.compile(r"^global __main__\._(\d+)\b(.*)$")
 _LAST = re.compile(r"^global (?:__main__|sys\.displayhook)\.(_{1,3})(?![\w])(.*)$")
 _VARIABLE = re.compile(r"^global __main__\.([A-Za-z]\w*)(.*)$")
-_SITE = re.compile(r"^(.*):(\d+)$")
+_SITE = re.compile(r"^(.*):(\d+)(?: in .*)?$")  # a creation site: "app.py:41 in infer"
 _NOT_DATA = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
 """Values a cell binds that hold no data of their own (``import torch``, ``def f``): not kept."""
 
@@ -334,9 +334,12 @@ class VramMagics:
 
 def _line_of(report: SessionReport, filename: str) -> int:
     """The cell's line where the first leaked tensor was made, when the census recorded it there; else 1."""
+    from vramguard.census._frames import short_path
+
+    names = {filename, short_path(filename)}  # sites name files by their short path
     for leak in report.leaks:
         site = _SITE.match(leak.created_at or "")
-        if site and site.group(1) == filename:
+        if site and site.group(1) in names:
             return int(site.group(2))
     return 1
 
