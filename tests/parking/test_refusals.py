@@ -104,7 +104,7 @@ def test_a_named_disk_file_stays_and_a_temporary_one_goes(tmp_path: Path) -> Non
     vramguard.wake(temporary)
     zoo.whole.add_(1)  # copy-on-write: the woken tensors are writable, the file is unchanged
     # The woken tensors are the temporary file's pages: it stays while they map it (a later
-    # park may keep it, tests/park/test_reuse.py) and goes with them.
+    # park may keep it, tests/parking/test_reuse.py) and goes with them.
     kept = temporary.path
     assert kept.exists()
     del zoo, temporary, parked
