@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vramguard
-from tests.park.conftest import Zoo, checksum
+from tests.parking.conftest import Zoo, checksum
 from vramguard.probes import malloc_trim, resident_bytes
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vramguard
-from tests.park.conftest import Zoo, checksum
+from tests.parking.conftest import Zoo, checksum
 from vramguard.probes import cuda_device_count, read_resident_peak, reset_resident_peak, resident_bytes
 
 pytestmark = pytest.mark.gpu

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vramguard
-from tests.park.conftest import Zoo, checksum
+from tests.parking.conftest import Zoo, checksum
 from vramguard.parking._reuse import written_pages
 
 KEPT = "nothing written since the last wake mapped this file: kept it, wrote nothing"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vramguard
-from tests.park.conftest import DTYPES, Zoo, checksum
+from tests.parking.conftest import DTYPES, Zoo, checksum
 
 TARGETS = ["cpu", "disk"]
 
