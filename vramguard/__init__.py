@@ -19,60 +19,14 @@ import logging
 import os
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.core._errors import (
-        BudgetExceeded,
-        ChildCrashed,
-        ClusterError,
-        InvalidArgument,
-        IsolationError,
-        LeakError,
-        LeakWarning,
-        LedgerNotWritten,
-        MissingDependency,
-        NotPicklable,
-        ParkError,
-        PeakExceeded,
-        ProbeUnavailable,
-        ReleaseOrderError,
-        ReleaseOrderWarning,
-        ReportFormatError,
-        SessionError,
-        VramGuardError,
-    )
-    from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES
-    from vramguard.core._multi import MultiDeviceSession, resolve_devices
-    from vramguard.core._multi_report import MultiDeviceReport
-    from vramguard.core._records import (
-        Leak,
-        LeakGroup,
-        Leaks,
-        OrderViolation,
-        ReleaseReport,
-        ReleaseStep,
-        SessionReport,
-        Timeline,
-    )
-    from vramguard.core._release import empty_cache, release
-    from vramguard._api import gpu_session
-    from vramguard.core._options import SearchBounds, SessionOptions
-    from vramguard.core._session import GpuSession
-    from vramguard.core._sizes import format_size, parse_size
-    from vramguard.distributed import ClusterReport, gather_report
-    from vramguard.ledger import LedgerLine, MemoryLedger, explain, install_explain_signal, mark
-    from vramguard.parking import Parked, ParkReport, park, parked, wake
-    from vramguard.probes import MemorySnapshot, resolve_device, snapshot
-    from vramguard.report.json import load_report, save_report
-    from vramguard.report.plot import plot_reports
-    from vramguard.resilience import Isolated, Watch, adaptive_batch, isolated, watch
-
-# Every name is imported on first use: ``import vramguard.<submodule>`` runs this file, and pytest
-# imports ``vramguard.pytest_plugin`` (its pytest11 entry point) in every run in the environment,
-# torch or no torch in the tests. Even the torch-free errors load lazily: a package __init__ that
-# imports its own submodules can deadlock against a thread importing one of them directly
-# (Python locks a submodule before its parent package).
+# Each public name, written once: the module that defines it. Every name is imported on first
+# use: ``import vramguard.<submodule>`` runs this file, and pytest imports
+# ``vramguard.pytest_plugin`` (its pytest11 entry point) in every run in the environment, torch or
+# no torch in the tests. Even the torch-free errors load lazily: a package __init__ that imports
+# its own submodules can deadlock against a thread importing one of them directly (Python locks a
+# submodule before its parent package).
 _LAZY = {
     "BudgetExceeded": "vramguard.core._errors",
     "ChildCrashed": "vramguard.core._errors",
@@ -137,11 +91,119 @@ _LAZY = {
     "MemoryLedger": "vramguard.ledger",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, _ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard._api import gpu_session
+    from vramguard.core._errors import (
+        BudgetExceeded,
+        ChildCrashed,
+        ClusterError,
+        InvalidArgument,
+        IsolationError,
+        LeakError,
+        LeakWarning,
+        LedgerNotWritten,
+        MissingDependency,
+        NotPicklable,
+        ParkError,
+        PeakExceeded,
+        ProbeUnavailable,
+        ReleaseOrderError,
+        ReleaseOrderWarning,
+        ReportFormatError,
+        SessionError,
+        VramGuardError,
+    )
+    from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES
+    from vramguard.core._multi import MultiDeviceSession, resolve_devices
+    from vramguard.core._multi_report import MultiDeviceReport
+    from vramguard.core._options import SearchBounds, SessionOptions
+    from vramguard.core._records import (
+        Leak,
+        LeakGroup,
+        Leaks,
+        OrderViolation,
+        ReleaseReport,
+        ReleaseStep,
+        SessionReport,
+        Timeline,
+    )
+    from vramguard.core._release import empty_cache, release
+    from vramguard.core._session import GpuSession
+    from vramguard.core._sizes import format_size, parse_size
+    from vramguard.distributed import ClusterReport, gather_report
+    from vramguard.ledger import LedgerLine, MemoryLedger, explain, install_explain_signal, mark
+    from vramguard.parking import Parked, ParkReport, park, parked, wake
+    from vramguard.probes import MemorySnapshot, resolve_device, snapshot
+    from vramguard.report.json import load_report, save_report
+    from vramguard.report.plot import plot_reports
+    from vramguard.resilience import Isolated, Watch, adaptive_batch, isolated, watch
 
-    def __dir__() -> list[str]:
-        return sorted(__all__)
+    __all__ = [
+        "HOST_NOISE_FLOOR_BYTES",
+        "BudgetExceeded",
+        "ChildCrashed",
+        "ClusterError",
+        "ClusterReport",
+        "GpuSession",
+        "InvalidArgument",
+        "Isolated",
+        "IsolationError",
+        "Leak",
+        "LeakError",
+        "LeakGroup",
+        "LeakWarning",
+        "Leaks",
+        "LedgerLine",
+        "LedgerNotWritten",
+        "MemoryLedger",
+        "MemorySnapshot",
+        "MissingDependency",
+        "MultiDeviceReport",
+        "MultiDeviceSession",
+        "NotPicklable",
+        "OrderViolation",
+        "ParkError",
+        "ParkReport",
+        "Parked",
+        "PeakExceeded",
+        "ProbeUnavailable",
+        "ReleaseOrderError",
+        "ReleaseOrderWarning",
+        "ReleaseReport",
+        "ReleaseStep",
+        "ReportFormatError",
+        "SearchBounds",
+        "SessionError",
+        "SessionOptions",
+        "SessionReport",
+        "Timeline",
+        "VramGuardError",
+        "Watch",
+        "__version__",
+        "adaptive_batch",
+        "empty_cache",
+        "explain",
+        "format_size",
+        "gather_report",
+        "gpu_session",
+        "install_explain_signal",
+        "isolated",
+        "load_report",
+        "mark",
+        "park",
+        "parked",
+        "parse_size",
+        "plot_reports",
+        "release",
+        "resolve_device",
+        "resolve_devices",
+        "save_report",
+        "snapshot",
+        "wake",
+        "watch",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY, own=("__version__",))
 
 
 # The "vramguard" logger (debug: each release step; info: each session's summary; warning: leaks)
@@ -164,68 +226,3 @@ def load_ipython_extension(ipython: typing.Any) -> None:
 
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "HOST_NOISE_FLOOR_BYTES",
-    "BudgetExceeded",
-    "ChildCrashed",
-    "ClusterError",
-    "ClusterReport",
-    "GpuSession",
-    "InvalidArgument",
-    "Isolated",
-    "IsolationError",
-    "Leak",
-    "LeakError",
-    "LeakGroup",
-    "LeakWarning",
-    "Leaks",
-    "LedgerLine",
-    "LedgerNotWritten",
-    "MemoryLedger",
-    "MemorySnapshot",
-    "MissingDependency",
-    "MultiDeviceReport",
-    "MultiDeviceSession",
-    "NotPicklable",
-    "OrderViolation",
-    "ParkError",
-    "ParkReport",
-    "Parked",
-    "PeakExceeded",
-    "ProbeUnavailable",
-    "ReleaseOrderError",
-    "ReleaseOrderWarning",
-    "ReleaseReport",
-    "ReleaseStep",
-    "ReportFormatError",
-    "SearchBounds",
-    "SessionError",
-    "SessionOptions",
-    "SessionReport",
-    "Timeline",
-    "VramGuardError",
-    "Watch",
-    "__version__",
-    "adaptive_batch",
-    "empty_cache",
-    "explain",
-    "format_size",
-    "gather_report",
-    "gpu_session",
-    "install_explain_signal",
-    "isolated",
-    "load_report",
-    "mark",
-    "park",
-    "parked",
-    "parse_size",
-    "plot_reports",
-    "release",
-    "resolve_device",
-    "resolve_devices",
-    "save_report",
-    "snapshot",
-    "wake",
-    "watch",
-]

@@ -2,9 +2,12 @@
 
 A package whose ``__init__`` imports its own submodules can deadlock against a thread that
 imports one of them directly (Python locks a submodule before its parent package), so no
-vramguard ``__init__`` imports a submodule at import time: each maps its public names to the
-modules that define them and hands the map to :func:`attach`. This module imports nothing of
-vramguard's.
+vramguard ``__init__`` imports a submodule at import time. Each writes its public names once, in
+a map ``_LAZY = {name: module that defines it}``, and hands it to :func:`attach`, which returns
+the package's ``__getattr__``, ``__dir__`` and ``__all__``. Type checkers and IDEs cannot read a
+map: each ``__init__`` also shows them the same names in an ``if TYPE_CHECKING:`` block,
+generated from the map (tests/project/test_exported_members.py prints it and fails when the two
+differ). This module imports nothing of vramguard's.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 
 def publish(package: str, value: object) -> object:
@@ -25,10 +28,15 @@ def publish(package: str, value: object) -> object:
     return value
 
 
-def attach(package: str, names: Mapping[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """The ``__getattr__`` and ``__dir__`` of ``package``: each name in ``names`` is imported from
-    its module on first use and then kept in the package's namespace."""
+def attach(
+    package: str, names: Mapping[str, str], *, own: Sequence[str] = ()
+) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
+    """The ``__getattr__``, ``__dir__`` and ``__all__`` of ``package``: each name in ``names`` is
+    imported from its module on first use and then kept in the package's namespace; ``__all__``
+    is those names and ``own`` (names the ``__init__`` defines itself, such as ``__version__``),
+    and ``dir()`` shows exactly them."""
     namespace = vars(sys.modules[package])
+    exported = sorted({*names, *own})
 
     def __getattr__(name: str) -> object:
         module = names.get(name)
@@ -46,6 +54,6 @@ def attach(package: str, names: Mapping[str, str]) -> tuple[Callable[[str], obje
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*namespace, *names})
+        return list(exported)
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, list(exported)

@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
+import types
+from pathlib import Path
+
+import pytest
 
 import vramguard
 
+PACKAGES = sorted(
+    ".".join(("vramguard", *path.parent.relative_to(Path(vramguard.__file__).parent).parts))
+    for path in Path(vramguard.__file__).parent.rglob("__init__.py")
+    if "__all__" in path.read_text(encoding="utf-8")
+)
+NOT_EXPORTED = {"vramguard": {"load_ipython_extension"}}
+"""Public-looking names left out of ``__all__`` on purpose: the hook ``%load_ext vramguard`` looks up."""
 
-def test_all_names_exist_and_are_public() -> None:
-    for name in vramguard.__all__:
-        assert hasattr(vramguard, name), name
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_all_is_exactly_the_public_names(package: str) -> None:
+    """Every name in ``__all__`` exists, and every public name the package holds (its own, and
+    each lazy one once loaded) is in ``__all__``: no helper imported into an ``__init__`` leaks."""
+    module = importlib.import_module(package)
+    assert len(set(module.__all__)) == len(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.{name}"
     public = {
-        n
-        for n in dir(vramguard)
-        if not n.startswith("_") and n != "annotations" and not isinstance(getattr(vramguard, n), type(vramguard))
+        name
+        for name, value in vars(module).items()
+        # not a submodule, nor ``from __future__ import annotations``'s feature flag
+        if not (name.startswith("_") or isinstance(value, types.ModuleType) or type(value).__module__ == "__future__")
     }
-    assert public <= set(vramguard.__all__), public - set(vramguard.__all__)
+    assert public - NOT_EXPORTED.get(package, set()) == {n for n in module.__all__ if not n.startswith("_")}
+    assert dir(module) == sorted(module.__all__)
+
+
+def test_the_public_packages_are_all_checked() -> None:
+    assert {"vramguard", "vramguard.asr", "vramguard.parking", "vramguard.probes"} <= set(PACKAGES)
 
 
 def test_leak_records_are_public() -> None:

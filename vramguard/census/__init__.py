@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.census._census import Census
-    from vramguard.census._static import RULES, Finding, check_source
-
-# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "Census": "vramguard.census._census",
     "RULES": "vramguard.census._static",
@@ -23,8 +20,15 @@ _LAZY = {
     "check_source": "vramguard.census._static",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, __dir__ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.census._census import Census
+    from vramguard.census._static import RULES, Finding, check_source
 
-
-__all__ = ["RULES", "Census", "Finding", "check_source"]
+    __all__ = [
+        "RULES",
+        "Census",
+        "Finding",
+        "check_source",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.distributed._cluster import ClusterReport, RankLeak, RankReport, rank_report_from_dict
-    from vramguard.distributed._gather import DEFAULT_TIMEOUT_S, gather_report, group_ranks
-
-# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "ClusterReport": "vramguard.distributed._cluster",
     "RankLeak": "vramguard.distributed._cluster",
@@ -27,16 +24,18 @@ _LAZY = {
     "group_ranks": "vramguard.distributed._gather",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, __dir__ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.distributed._cluster import ClusterReport, RankLeak, RankReport, rank_report_from_dict
+    from vramguard.distributed._gather import DEFAULT_TIMEOUT_S, gather_report, group_ranks
 
-
-__all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "ClusterReport",
-    "RankLeak",
-    "RankReport",
-    "gather_report",
-    "group_ranks",
-    "rank_report_from_dict",
-]
+    __all__ = [
+        "DEFAULT_TIMEOUT_S",
+        "ClusterReport",
+        "RankLeak",
+        "RankReport",
+        "gather_report",
+        "group_ranks",
+        "rank_report_from_dict",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.ledger._explain import explain
-    from vramguard.ledger._mark import mark
-    from vramguard.ledger._records import LedgerLine, MemoryLedger
-    from vramguard.ledger._signal import install_explain_signal
-
-# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "explain": "vramguard.ledger._explain",
     "mark": "vramguard.ledger._mark",
@@ -26,8 +21,18 @@ _LAZY = {
     "install_explain_signal": "vramguard.ledger._signal",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, __dir__ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.ledger._explain import explain
+    from vramguard.ledger._mark import mark
+    from vramguard.ledger._records import LedgerLine, MemoryLedger
+    from vramguard.ledger._signal import install_explain_signal
 
-
-__all__ = ["LedgerLine", "MemoryLedger", "explain", "install_explain_signal", "mark"]
+    __all__ = [
+        "LedgerLine",
+        "MemoryLedger",
+        "explain",
+        "install_explain_signal",
+        "mark",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)

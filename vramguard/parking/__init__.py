@@ -8,11 +8,34 @@ holders that would keep parked memory alive), below the report, the faces and ``
 
 from __future__ import annotations
 
-from vramguard._lazy import publish
-from vramguard.parking._park import Parked, park, parked, parked_handle, wake
-from vramguard.parking._records import ParkReport, Target
+import typing
 
-__all__ = ["ParkReport", "Parked", "Target", "park", "parked", "parked_handle", "wake"]
+from vramguard import _lazy
 
-for _name in __all__:
-    publish(__name__, globals()[_name])
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
+_LAZY = {
+    "Parked": "vramguard.parking._park",
+    "park": "vramguard.parking._park",
+    "parked": "vramguard.parking._park",
+    "parked_handle": "vramguard.parking._park",
+    "wake": "vramguard.parking._park",
+    "ParkReport": "vramguard.parking._records",
+    "Target": "vramguard.parking._records",
+}
+
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.parking._park import Parked, park, parked, parked_handle, wake
+    from vramguard.parking._records import ParkReport, Target
+
+    __all__ = [
+        "ParkReport",
+        "Parked",
+        "Target",
+        "park",
+        "parked",
+        "parked_handle",
+        "wake",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)

@@ -4,37 +4,10 @@ from __future__ import annotations
 
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.probes._blocks import (
-        Block,
-        live_blocks,
-        new_blocks,
-        parse_snapshot,
-        read_blocks,
-        stranded,
-        stranded_segments,
-        uncovered,
-    )
-    from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
-    from vramguard.probes._host import (
-        ResidentPeak,
-        heap_in_use_bytes,
-        malloc_trim,
-        read_heap,
-        read_resident_peak,
-        reset_resident_peak,
-        resident_bytes,
-        resident_peak_reset_unavailable,
-        resident_peak_resettable,
-    )
-    from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
-    from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
-    from vramguard.probes._torch import cuda_available, cuda_device_count, cuda_initialized, read_allocator, reset_peak
-    from vramguard.probes._workspaces import new_workspaces, seed_workspaces, split_workspaces, workspace_sizes
-
-# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "Block": "vramguard.probes._blocks",
     "live_blocks": "vramguard.probes._blocks",
@@ -73,44 +46,70 @@ _LAZY = {
     "reset_peak": "vramguard.probes._torch",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, __dir__ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.probes._blocks import (
+        Block,
+        live_blocks,
+        new_blocks,
+        parse_snapshot,
+        read_blocks,
+        stranded,
+        stranded_segments,
+        uncovered,
+    )
+    from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
+    from vramguard.probes._host import (
+        ResidentPeak,
+        heap_in_use_bytes,
+        malloc_trim,
+        read_heap,
+        read_resident_peak,
+        reset_resident_peak,
+        resident_bytes,
+        resident_peak_reset_unavailable,
+        resident_peak_resettable,
+    )
+    from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
+    from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
+    from vramguard.probes._torch import cuda_available, cuda_device_count, cuda_initialized, read_allocator, reset_peak
+    from vramguard.probes._workspaces import new_workspaces, seed_workspaces, split_workspaces, workspace_sizes
 
-
-__all__ = [
-    "ACCEPTED_DEVICES",
-    "Block",
-    "DeviceLike",
-    "MemorySnapshot",
-    "ResidentPeak",
-    "cuda_available",
-    "cuda_device_count",
-    "cuda_initialized",
-    "heap_in_use_bytes",
-    "list_devices",
-    "live_blocks",
-    "malloc_trim",
-    "new_blocks",
-    "new_workspaces",
-    "parse_snapshot",
-    "read_allocator",
-    "read_blocks",
-    "read_heap",
-    "read_nvml",
-    "read_resident_peak",
-    "reset_peak",
-    "reset_resident_peak",
-    "resident_bytes",
-    "resident_peak_reset_unavailable",
-    "resident_peak_resettable",
-    "resolve_device",
-    "seed_workspaces",
-    "snapshot",
-    "split_workspaces",
-    "stranded",
-    "stranded_segments",
-    "take",
-    "unavailable_reason",
-    "uncovered",
-    "workspace_sizes",
-]
+    __all__ = [
+        "ACCEPTED_DEVICES",
+        "Block",
+        "DeviceLike",
+        "MemorySnapshot",
+        "ResidentPeak",
+        "cuda_available",
+        "cuda_device_count",
+        "cuda_initialized",
+        "heap_in_use_bytes",
+        "list_devices",
+        "live_blocks",
+        "malloc_trim",
+        "new_blocks",
+        "new_workspaces",
+        "parse_snapshot",
+        "read_allocator",
+        "read_blocks",
+        "read_heap",
+        "read_nvml",
+        "read_resident_peak",
+        "reset_peak",
+        "reset_resident_peak",
+        "resident_bytes",
+        "resident_peak_reset_unavailable",
+        "resident_peak_resettable",
+        "resolve_device",
+        "seed_workspaces",
+        "snapshot",
+        "split_workspaces",
+        "stranded",
+        "stranded_segments",
+        "take",
+        "unavailable_reason",
+        "uncovered",
+        "workspace_sizes",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.report.json import load_report, report_from_dict, save_report
-    from vramguard.report.plot import plot_report, plot_reports
-    from vramguard.report.text import make_console, render, render_devices
-
-# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "load_report": "vramguard.report.json",
     "report_from_dict": "vramguard.report.json",
@@ -28,17 +24,20 @@ _LAZY = {
     "render_devices": "vramguard.report.text",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, __dir__ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.report.json import load_report, report_from_dict, save_report
+    from vramguard.report.plot import plot_report, plot_reports
+    from vramguard.report.text import make_console, render, render_devices
 
-
-__all__ = [
-    "load_report",
-    "make_console",
-    "plot_report",
-    "plot_reports",
-    "render",
-    "render_devices",
-    "report_from_dict",
-    "save_report",
-]
+    __all__ = [
+        "load_report",
+        "make_console",
+        "plot_report",
+        "plot_reports",
+        "render",
+        "render_devices",
+        "report_from_dict",
+        "save_report",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)

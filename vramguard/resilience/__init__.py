@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import typing
 
-from vramguard._lazy import attach
+from vramguard import _lazy
 
-if typing.TYPE_CHECKING:
-    from vramguard.resilience._adaptive import adaptive_batch
-    from vramguard.resilience._isolate import Isolated, isolated
-    from vramguard.resilience._oom import OUT_OF_MEMORY, is_out_of_memory
-    from vramguard.resilience._watch import Growth, Watch, watch
-
-# Loaded on first use (see vramguard._lazy: an eager import here can deadlock across threads).
+# Each public name, written once: the module that defines it. Loaded on first use (see
+# vramguard._lazy: an eager import here can deadlock across threads).
 _LAZY = {
     "adaptive_batch": "vramguard.resilience._adaptive",
     "Isolated": "vramguard.resilience._isolate",
@@ -30,8 +25,21 @@ _LAZY = {
     "watch": "vramguard.resilience._watch",
 }
 
-if not typing.TYPE_CHECKING:  # hidden from mypy, which then still flags unknown names
-    __getattr__, __dir__ = attach(__name__, _LAZY)
+if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_members.py
+    from vramguard.resilience._adaptive import adaptive_batch
+    from vramguard.resilience._isolate import Isolated, isolated
+    from vramguard.resilience._oom import OUT_OF_MEMORY, is_out_of_memory
+    from vramguard.resilience._watch import Growth, Watch, watch
 
-
-__all__ = ["OUT_OF_MEMORY", "Growth", "Isolated", "Watch", "adaptive_batch", "is_out_of_memory", "isolated", "watch"]
+    __all__ = [
+        "OUT_OF_MEMORY",
+        "Growth",
+        "Isolated",
+        "Watch",
+        "adaptive_batch",
+        "is_out_of_memory",
+        "isolated",
+        "watch",
+    ]
+else:  # hidden from mypy, which then still flags unknown names
+    __getattr__, __dir__, __all__ = _lazy.attach(__name__, _LAZY)
