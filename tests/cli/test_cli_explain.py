@@ -57,3 +57,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert len(errors) == 1 and errors[0].startswith("vramguard explain: error: "), done.stderr
     assert "never called vramguard.mark('never')" in never.stderr
     assert "nope.py" in missing.stderr
+
+
+def test_the_timeout_takes_the_shared_duration_forms() -> None:
+    """``--timeout`` reads ``500ms``, ``2m`` and bare seconds like every other time option."""
+    from vramguard.cli import build_parser
+
+    parser = build_parser(("explain",))
+    for text, seconds in (("500ms", 0.5), ("2m", 120.0), ("300", 300.0)):
+        assert parser.parse_args(["explain", "--pid", "1", "--timeout", text]).timeout == seconds
+    assert parser.parse_args(["explain", "--pid", "1"]).timeout == 60.0
+
+
+def test_a_bad_timeout_is_one_usage_error(tmp_path: Path) -> None:
+    done = vramguard("explain", "--pid", "1", "--timeout", "soon", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "'soon' is not a timeout from 10ms to 86400s (seconds, or with a unit: 500ms, 1s, 2m)" in done.stderr

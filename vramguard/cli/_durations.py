@@ -1,6 +1,6 @@
 """Every option that takes a time takes it in the same forms: bare seconds (``0.01``, ``2``) or
 with a unit (``500ms``, ``1s``, ``2m``), read by the one parser the library has
-(:func:`vramguard.resilience._watch.parse_duration`); each option sets only its bounds."""
+(:func:`vramguard.core._sizes.parse_duration`); each option sets only its bounds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 
 from vramguard.core._errors import InvalidArgument
-from vramguard.resilience._watch import parse_duration
+from vramguard.core._sizes import parse_duration
 
 FORMS = "seconds, or with a unit: 500ms, 1s, 2m"
 

@@ -26,9 +26,11 @@ import os
 import sys
 from typing import Any
 
+from vramguard.cli._durations import FORMS, duration
 from vramguard.cli._paths import check_output_file, check_plot_file
 from vramguard.cli.run import _check_target, run_program
 from vramguard.core._errors import InvalidArgument
+from vramguard.core._sizes import MAX_DURATION_S
 from vramguard.ledger._explain import explain
 from vramguard.ledger._mark import arm, disarm
 from vramguard.ledger._records import MemoryLedger
@@ -48,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", dest="as_module", action="store_true", help="run TARGET as a module, like python -m")
     parser.add_argument("--pid", type=int, help="explain this running process instead (it must catch the signal)")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="with --pid: seconds to wait for the ledger (60)"
+        "--timeout",
+        type=duration("a timeout", 0.01, MAX_DURATION_S),
+        default=60.0,
+        metavar="DURATION",
+        help=f"with --pid: how long to wait for the ledger ({FORMS}; default: 60s)",
     )
     parser.add_argument(
         "--signal", help="with --pid: the signal to send (default: the process's VRAMGUARD_EXPLAIN_SIGNAL, else USR2)"

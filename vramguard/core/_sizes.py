@@ -1,4 +1,5 @@
-"""Byte sizes: parse "512 MiB", "6GiB", "1.5 GB" and print them back for people."""
+"""Byte sizes and durations: parse "512 MiB", "6GiB", "1.5 GB" and print them back for people;
+parse "500 ms", "2 min" (the one reader of a time the library and the CLI share)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,25 @@ def parse_size(value: SizeLike, *, argument: str = "size") -> int:
     if nbytes > MAX_SIZE_BYTES:
         raise InvalidArgument(argument, value, f"a size of at most 2**100 bytes; units: {ACCEPTED_UNITS}")
     return nbytes
+
+
+_DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|min|m|h)?\s*$")
+MAX_DURATION_S = 86_400.0
+"""The longest duration :func:`parse_duration` accepts: a day."""
+
+
+def parse_duration(value: object, *, argument: str) -> float:
+    """Seconds from a number or a string such as ``"30 s"``, ``"500 ms"``, ``"2 min"``, ``"1 h"``."""
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and len(value) <= 64 and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_DURATION_S:
+        accepted = 'seconds in (0, 86400]: a number, or a string like "30 s", "500 ms", "2 min", "1 h"'
+        raise InvalidArgument(argument, value, accepted)
+    return seconds
 
 
 def format_size(nbytes: int | float | None, *, signed: bool = False) -> str:

@@ -7,8 +7,6 @@ who holds them.
 from __future__ import annotations
 
 import logging
-import math
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,31 +18,15 @@ import torch
 
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import Leak
-from vramguard.core._sizes import SizeLike, format_size, parse_size
+from vramguard.core._sizes import SizeLike, format_size, parse_duration, parse_size
 from vramguard.core._tensors import storage_key
 from vramguard.probes import DeviceLike, resolve_device, take
 
 LOG = logging.getLogger("vramguard.resilience")
 Metric = Literal["allocated", "reserved", "rss"]
 _METRICS = ("allocated", "reserved", "rss")
-_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|min|m|h)?\s*$")
-MAX_INTERVAL_S = 86_400.0
 NEW_TENSORS_LISTED = 32
 """The largest new storages a growth names (with holders): the walk costs per tensor."""
-
-
-def parse_duration(value: object, *, argument: str) -> float:
-    """Seconds from a number or a string such as ``"30 s"``, ``"500 ms"``, ``"2 min"``, ``"1 h"``."""
-    seconds: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and len(value) <= 64 and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_INTERVAL_S:
-        accepted = 'seconds in (0, 86400]: a number, or a string like "30 s", "500 ms", "2 min", "1 h"'
-        raise InvalidArgument(argument, value, accepted)
-    return seconds
 
 
 @dataclass(frozen=True)
