@@ -109,11 +109,21 @@ def test_a_bad_speaker_count_is_refused_before_any_model_loads(option: str, samp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+@pytest.mark.parametrize(
+    ("signum", "code", "said", "mode", "stage"),
+    [
+        (signal.SIGINT, 130, "Ctrl-C", "resident", "resident run"),
+        (signal.SIGTERM, 143, "SIGTERM", "resident", "resident run"),
+        # Staged: the files finish one by one in the diarizer stage, after the ASR stage ended.
+        (signal.SIGINT, 130, "Ctrl-C", "staged", "asr stage"),
+    ],
+)
 def test_a_signal_keeps_the_files_already_done(
     signum: signal.Signals,
     code: int,
     said: str,
+    mode: str,
+    stage: str,
     tiny_whisper: Path,
     tiny_diarizer: Path,
     sample_audio: Path,
@@ -121,7 +131,7 @@ def test_a_signal_keeps_the_files_already_done(
 ) -> None:
     files = 8
     models = ["--asr-model", str(tiny_whisper), "--diarizer-model", str(tiny_diarizer)]
-    command = [sys.executable, "-m", "vramguard", "asr", *[str(sample_audio)] * files, *models, *FAST]
+    command = [sys.executable, "-m", "vramguard", "asr", *[str(sample_audio)] * files, *models, *FAST, "--mode", mode]
     log = tmp_path / "stderr.txt"  # a file: nothing to drain while stdout is read to its end
     with (
         log.open("w") as stderr,
@@ -144,4 +154,4 @@ def test_a_signal_keeps_the_files_already_done(
     assert 1 <= done < files, "stopped part-way, the finished transcripts printed"
     assert (first + out).count("SPEAKER_00:") >= done, first + out
     assert f"vramguard asr: stopped by {said}; {done} of {files} file(s) done" in err.splitlines()
-    assert "memory on cpu (resident mode)" in err and "resident run" in err, "the stages run so far"
+    assert f"memory on cpu ({mode} mode)" in err and stage in err, "the stages run so far"

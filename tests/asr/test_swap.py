@@ -38,3 +38,30 @@ def test_swap_maps_files_like_resident_and_parks_between_uses(
     # Per file: wake asr, park asr + wake diarizer; at the end the diarizer is parked again.
     assert sum(n.startswith("wake ") for n in marks) == 4
     assert all("-> disk" in n or "disk " in n for n in marks)
+
+
+def test_swap_over_devices_runs_swap_in_each_worker(
+    tiny_whisper: Path, tiny_diarizer: Path, sample_audio: Path
+) -> None:
+    """A worker of ``map(devices=...)`` runs the pipeline's mode: swap, not staged in its place."""
+    with ASRDiarizationPipeline.from_pretrained(
+        tiny_whisper, tiny_diarizer, device="cpu", mode="swap", generate_kwargs=GENERATE
+    ) as swap:
+        [result] = swap.map([sample_audio], devices=["cpu"], progress=False)
+        names = [r.name for r in swap.last_reports]
+    assert result.ok and result.segments
+    assert names == ["load asr", "load diarizer", "swap run"], names
+
+
+def test_the_cli_runs_swap_mode_a_call_per_file(
+    tiny_whisper: Path, tiny_diarizer: Path, sample_audio: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vramguard.cli import main
+
+    models = ["--asr-model", str(tiny_whisper), "--diarizer-model", str(tiny_diarizer)]
+    fast = ["--max-new-tokens", "20", "--num-beams", "1", "--device", "cpu", "--no-progress"]
+    assert main(["asr", str(sample_audio), str(sample_audio), *models, *fast, "--mode", "swap"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("==> ") == 2 and "SPEAKER_00:" in captured.out
+    assert "memory on cpu (swap mode):" in captured.err
+    assert "swap run" in captured.err and "load diarizer" in captured.err

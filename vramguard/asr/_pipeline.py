@@ -4,15 +4,15 @@ The shape is whisper-plus's (``from_pretrained``, call with a file, get speaker-
 segments), without its faults: the diarizer is moved to the device, speaker counts reach
 pyannote, alignment is by overlap, and memory is released in the order that works.
 
-Two modes. ``"resident"`` keeps both models loaded, for many files; ``"staged"`` loads the ASR
-model, transcribes, releases it, then loads the diarizer, diarizes and releases it, so the peak
-is the larger stage rather than the sum. :meth:`~ASRDiarizationPipeline.map` over many files in
-staged mode loads each model once: every file is transcribed, then every file diarized.
-``"isolated"`` runs each call staged in a spawned child process (:func:`vramguard.isolated`):
-when it returns, everything it held is back, the CUDA context included. ``"swap"`` loads both
-models once and, per file, parks the idle one (:func:`vramguard.park`: to host memory from CUDA,
-to a temporary file on the host) while the other runs: the peak of one model plus the idle
-one's copy, at close to resident speed.
+The modes (``mode=``), one object each in :data:`MODES` (``vramguard/asr/_modes.py``):
+``"resident"`` keeps both models loaded, for many files; ``"staged"`` loads the ASR model,
+transcribes, releases it, then loads the diarizer, diarizes and releases it, so the peak is the
+larger stage rather than the sum (:meth:`~ASRDiarizationPipeline.map` over many files loads each
+model once: every file is transcribed, then every file diarized); ``"swap"`` loads both models
+once and, per file, parks the idle one (:func:`vramguard.park`: to host memory from CUDA, to a
+temporary file on the host) while the other runs: the peak of one model plus the idle one's copy,
+at close to resident speed; ``"isolated"`` runs each call staged in a spawned child process
+(:func:`vramguard.isolated`): when it returns, everything it held is back, the CUDA context included.
 
 Whisper's ``batch_size`` is adaptive (:func:`vramguard.adaptive_batch`): on an out-of-memory
 error the batch shrinks, the size that worked is kept, and it grows back after successes.
@@ -24,7 +24,6 @@ import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
@@ -33,65 +32,14 @@ import torch
 import vramguard
 from vramguard.asr import _align, _models, _spread
 from vramguard.asr._align import Chunk, Segment
-from vramguard.asr._audio import Audio, check_path, load_audio
+from vramguard.asr._audio import Audio, load_audio
 from vramguard.asr._errors import PipelineReleased
+from vramguard.asr._modes import MODES
+from vramguard.asr._records import ErrorPolicy, FileResult, Request, Work, label
+from vramguard.asr._records import Settings as _Settings
 
-Mode = Literal["resident", "staged", "isolated", "swap"]
-MODES = ("resident", "staged", "isolated", "swap")
-ErrorPolicy = Literal["raise", "collect"]
+ModeName = Literal["resident", "staged", "swap", "isolated"]
 _ATTRS = ("asr_pipeline", "diarization_pipeline")
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """One file's outcome in :meth:`ASRDiarizationPipeline.map`.
-
-    ``segments`` is None when the file failed (``error`` says why, with ``errors="collect"``);
-    ``reports`` are the file's own sessions (transcribe, diarize), in order.
-    """
-
-    source: str
-    segments: list[Segment] | None
-    reports: tuple[vramguard.SessionReport, ...] = ()
-    error: Exception | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class _Settings:
-    """What loading and running need; kept so staged mode can load the models again."""
-
-    asr_model: str | None
-    diarizer_model: str | None
-    device: torch.device
-    dtype: torch.dtype
-    token: str | None
-    chunk_length_s: float
-    batch_size: int
-    generate_kwargs: dict[str, Any] = field(default_factory=dict)
-    sample_every: float | None = None
-
-
-@dataclass
-class _Work:
-    """A file in flight through :meth:`ASRDiarizationPipeline.map`."""
-
-    source: object
-    label: str
-    audio: Audio | None = None
-    chunks: list[Chunk] | None = None
-    reports: list[vramguard.SessionReport] = field(default_factory=list)
-    segments: list[Segment] | None = None
-    error: Exception | None = None
-
-    def result(self, group: bool) -> FileResult:
-        segments = self.segments
-        if segments is not None:
-            segments = _align.group_by_speaker(segments) if group else _align.strip_texts(segments)
-        return FileResult(self.label, segments, tuple(self.reports), self.error)
 
 
 def _check_positive(argument: str, value: object, *, integer: bool) -> None:
@@ -106,12 +54,6 @@ def _check_speakers(num: object, low: object, high: object) -> None:
             _check_positive(name, value, integer=True)
     if isinstance(low, int) and isinstance(high, int) and low > high:
         raise vramguard.InvalidArgument("min_speakers", low, f"at most max_speakers ({high})")
-
-
-def _label(source: object) -> str:
-    if isinstance(source, Audio):
-        return source.name
-    return str(source) if isinstance(source, str) or hasattr(source, "__fspath__") else type(source).__name__
 
 
 class ASRDiarizationPipeline:
@@ -142,9 +84,10 @@ class ASRDiarizationPipeline:
         )
         self._setup(settings, "resident", asr_pipeline, diarization_pipeline)
 
-    def _setup(self, settings: _Settings, mode: Mode, asr_pipeline: Any, diarization_pipeline: Any) -> None:
+    def _setup(self, settings: _Settings, mode: ModeName, asr_pipeline: Any, diarization_pipeline: Any) -> None:
         self._settings = settings
-        self.mode: Mode = mode
+        self.mode: ModeName = mode
+        self._mode = MODES[mode]  # how this pipeline loads, maps files and releases
         self.asr_pipeline: Any = asr_pipeline
         self.diarization_pipeline: Any = diarization_pipeline
         self.load_reports: tuple[vramguard.SessionReport, ...] = ()
@@ -172,22 +115,22 @@ class ASRDiarizationPipeline:
         device: str | torch.device | int | None = "auto",
         torch_dtype: torch.dtype | str | None = None,
         token: str | None = None,
-        mode: Mode = "resident",
+        mode: ModeName = "resident",
         generate_kwargs: Mapping[str, Any] | None = None,
         sample_every: float | None = None,
     ) -> ASRDiarizationPipeline:
         """Load the ASR model (hub id or folder) and the diarizer (hub id, folder or config.yaml).
 
-        ``mode="resident"`` loads both now, each in a session; ``"staged"`` loads nothing until
-        a call; ``"isolated"`` runs each call staged in a child process that returns everything it
-        held. ``torch_dtype`` None is float16 on CUDA, float32 on the host.
+        ``mode`` is one of :data:`MODES`: ``"resident"`` and ``"swap"`` load both now, each in a
+        session; ``"staged"`` loads nothing until a call; ``"isolated"`` runs each call staged in
+        a child process that returns everything it held. ``torch_dtype`` None is float16 on CUDA, float32 on the host.
         ``generate_kwargs`` reach Whisper's ``generate`` (``language``, ``max_new_tokens``, ...).
         ``sample_every`` (seconds) records a memory timeline in each stage's report, for plots.
         If the diarizer fails to load, the ASR model already loaded is released before the
         error is raised.
         """
-        if mode not in MODES:
-            raise vramguard.InvalidArgument("mode", mode, MODES)
+        if not isinstance(mode, str) or mode not in MODES:
+            raise vramguard.InvalidArgument("mode", mode, tuple(MODES))
         if token is not None and not isinstance(token, str):
             raise vramguard.InvalidArgument("token", "<hidden>", "None or a hub token (str)")
         dev = vramguard.resolve_device(device)
@@ -205,25 +148,7 @@ class ASRDiarizationPipeline:
         pipe = cls.__new__(cls)
         pipe._setup(settings, mode, None, None)
         reports: list[vramguard.SessionReport] = []
-        if mode in ("resident", "swap"):
-            try:
-                # A load's session counts tensors (census=True): what it keeps is the loaded
-                # pipeline, and the memory a loader takes besides tensors (imports, tokenizers)
-                # is part of loading, not a leak of it.
-                with pipe._session("load asr", reports, census=True) as session:
-                    pipe.asr_pipeline = pipe._load_asr()
-                    session.keep(pipe.asr_pipeline)
-                    if mode == "swap":  # parked before the diarizer loads: the load peak is one model
-                        pipe._switch(session, None)
-                with pipe._session("load diarizer", reports, census=True) as session:
-                    pipe.diarization_pipeline = pipe._load_diarizer()
-                    session.keep(pipe.diarization_pipeline)
-                    if mode == "swap":
-                        pipe._switch(session, None)
-            except BaseException:
-                # Nothing half-loaded stays: drop what was loaded before the failure.
-                pipe.release_resources()
-                raise
+        pipe._mode.load(pipe, reports)
         pipe.load_reports = tuple(reports)
         return pipe
 
@@ -268,9 +193,9 @@ class ASRDiarizationPipeline:
     def release_resources(self) -> vramguard.ReleaseReport:
         """Drop both models and release their memory in order (references, gc, synchronize,
         empty the cache); returns vramguard's report. The pipeline cannot run afterwards in
-        resident mode (a staged pipeline loads its models per call and stays usable)."""
-        self._released = self.mode in ("resident", "swap")
-        self._parked.clear()  # swap mode: the parked models' host copies or files go with them
+        resident or swap mode (a staged pipeline loads its models per call and stays usable)."""
+        self._released = self._mode.keeps_models
+        self._mode.release(self)
         return vramguard.release(self, attrs=_ATTRS, device=self.device)
 
     def __enter__(self) -> ASRDiarizationPipeline:
@@ -321,6 +246,7 @@ class ASRDiarizationPipeline:
         progress: bool = True,
         errors: ErrorPolicy = "raise",
         devices: _spread.DevicesLike | None = None,
+        on_result: Callable[[FileResult], None] | None = None,
     ) -> list[FileResult]:
         """Process many files (or any audio :meth:`__call__` takes), one :class:`FileResult` each.
 
@@ -328,8 +254,13 @@ class ASRDiarizationPipeline:
         failure in its result and goes on; ``"raise"`` stops at the first. Staged mode loads
         each model once for all files. ``devices`` (``"all"``, or a list such as ``[0, 1]`` or
         ``["cpu", "cpu"]``) spreads the files over one spawned worker process per device, each
-        with its own models and sessions; results come back in input order, a failed file fails
-        alone, and ``errors="raise"`` raises the first failed file's error once all are done.
+        with its own models and sessions, in this pipeline's mode (an isolated pipeline's workers
+        run staged: each worker is a process of its own already); results come back in input
+        order, a failed file fails alone, and ``errors="raise"`` raises the first failed file's
+        error once all are done. ``on_result`` is called with each file's result, in input order,
+        as soon as the file is done (resident and swap: file by file; staged: in the diarizer
+        stage; isolated and ``devices``: when the children return), so a caller keeps what was
+        finished if the call is interrupted; ``last_reports`` then holds the stages that ended.
         """
         _check_speakers(num_speakers, min_speakers, max_speakers)
         if errors not in ("raise", "collect"):
@@ -337,102 +268,44 @@ class ASRDiarizationPipeline:
         if not isinstance(group_by_speaker, bool):
             raise vramguard.InvalidArgument("group_by_speaker", group_by_speaker, "True or False")
         if isinstance(sources, (str, bytes, Mapping)) or hasattr(sources, "__fspath__"):
-            raise vramguard.InvalidArgument("sources", _label(sources), "an iterable of audio (e.g. a list of paths)")
+            raise vramguard.InvalidArgument("sources", label(sources), "an iterable of audio (e.g. a list of paths)")
         if self._released:
             raise PipelineReleased()
-        if devices is not None:
-            targets = _spread.resolve_worker_devices(devices)
-            spread = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
-            spread.update(group_by_speaker=group_by_speaker)
-            items = list(sources)
-            labels = [_label(source) for source in items]
-            results, self.last_reports = _spread.map_over_devices(
-                self._settings, self.mode, items, targets, spread, labels, errors=errors
-            )
-            failed = next((r.error for r in results if r.error is not None), None)
-            if errors == "raise" and failed is not None:
-                raise failed
-            return results
-        if self.mode == "isolated":
-            options: dict[str, Any] = {"num_speakers": num_speakers, "min_speakers": min_speakers}
-            options.update(max_speakers=max_speakers, group_by_speaker=group_by_speaker, errors=errors)
-            outcome = vramguard.isolated(_map_staged, self._settings, list(sources), options, device=self.device)
-            results, stages = outcome.value
-            self.last_reports = (*stages, *(() if outcome.report is None else (outcome.report,)))
-            return results
-        work = [_Work(source, _label(source)) for source in sources]
-        for item in work:
-            # Missing files are found before any model is loaded.
-            if isinstance(item.source, (str, os.PathLike)):
-                try:
-                    check_path(item.source)
-                except vramguard.InvalidArgument as error:
-                    if errors == "raise":
-                        raise
-                    item.error = error
         counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
-        reports: list[vramguard.SessionReport] = []
-        if not any(item.error is None for item in work):
-            self.last_reports = ()
-            return [item.result(group_by_speaker) for item in work]  # no model loaded for nothing
-        with _progress(progress, 2 * len(work)) as advance:
-            if self.mode == "resident":
-                # One released session around the run; per-file sessions only measure, because
-                # each release runs a full gc.collect() (about 0.3 s with both libraries loaded).
-                with self._session("resident run", reports):
-                    for item in work:
-                        self._step("transcribe", item, errors, advance, self.asr_pipeline, self._transcribe)
-                        self._step("diarize", item, errors, advance, self.diarization_pipeline, self._diarize, counts)
-                        item.audio = None
-            elif self.mode == "swap":
-                with self._session("swap run", reports) as run:
-                    for item in work:
-                        self._switch(run, "asr", item)
-                        self._step("transcribe", item, errors, advance, self.asr_pipeline, self._transcribe)
-                        self._switch(run, "diarizer", item)
-                        self._step("diarize", item, errors, advance, self.diarization_pipeline, self._diarize, counts)
-                        item.audio = None
-                    self._switch(run, None)  # both parked between calls
-            else:
-                with self._session("asr stage", reports) as stage:
-                    asr = self._own(stage, self._load_asr())
-                    for item in work:
-                        self._step("transcribe", item, errors, advance, asr, self._transcribe)
-                        item.audio = None  # decoded again in the second pass, not held across it
-                    del asr
-                with self._session("diarizer stage", reports) as stage:
-                    diarizer = self._own(stage, self._load_diarizer())
-                    for item in work:
-                        self._step("diarize", item, errors, advance, diarizer, self._diarize, counts)
-                        item.audio = None
-                    del diarizer
-        self.last_reports = tuple(reports)
-        return [item.result(group_by_speaker) for item in work]
-
-    def _switch(self, session: vramguard.GpuSession, active: str | None, item: _Work | None = None) -> None:
-        """Swap mode: park every loaded model but ``active`` (first, so its memory is free),
-        then wake ``active``; each a marked step of ``session``. Skipped for a failed file."""
-        if item is not None and item.error is not None:
-            return
-        to = "cpu" if self.device.type == "cuda" else "disk"  # the host's own memory is what a park frees there
-        for name, pipeline in (("asr", self.asr_pipeline), ("diarizer", self.diarization_pipeline)):
-            if name != active and name not in self._parked and pipeline is not None:
-                self._parked[name] = session.park(pipeline, to=to)
-        if active is not None and active in self._parked:
-            session.wake(self._parked.pop(active))
-
-    @staticmethod
-    def _own(session: vramguard.GpuSession, pipeline: Any) -> Any:
-        """Hand a loaded pipeline to a stage session: its modules are evicted to the meta device
-        at the stage's end, so their memory returns even if something else holds them."""
-        for module in _models.modules_in(pipeline):
-            session.own(module, evict=True)
-        return session.own(pipeline)
+        if on_result is not None and not callable(on_result):
+            raise vramguard.InvalidArgument("on_result", on_result, "None or a function of a FileResult")
+        if devices is None:
+            reports: list[vramguard.SessionReport] = []
+            try:
+                return self._mode.map(
+                    self, list(sources), Request(counts, group_by_speaker, errors, progress, on_result), reports
+                )
+            finally:
+                self.last_reports = tuple(reports)
+        targets = _spread.resolve_worker_devices(devices)
+        items = list(sources)
+        results, self.last_reports = _spread.map_over_devices(
+            type(self),
+            self._settings,
+            self._mode.in_worker,
+            items,
+            targets,
+            {**counts, "group_by_speaker": group_by_speaker},
+            [label(source) for source in items],
+            errors=errors,
+        )
+        if on_result is not None:  # all at once: the workers hand them back when all are done
+            for result in results:
+                on_result(result)
+        failed = next((r.error for r in results if r.error is not None), None)
+        if errors == "raise" and failed is not None:
+            raise failed
+        return results
 
     def _step(
         self,
         stage: str,
-        item: _Work,
+        item: Work,
         errors: ErrorPolicy,
         advance: Callable[[str], None],
         model: Any,
@@ -454,13 +327,13 @@ class ASRDiarizationPipeline:
                 item.error, item.audio = error, None
         advance(f"{stage} {item.label}")
 
-    def _transcribe(self, asr: Any, item: _Work) -> None:
+    def _transcribe(self, asr: Any, item: Work) -> None:
         s = self._settings
         assert item.audio is not None
         item.chunks = self._transcribe_batched(asr, item.audio, s)
 
     @staticmethod
-    def _diarize(diarizer: Any, item: _Work, counts: Mapping[str, int | None]) -> None:
+    def _diarize(diarizer: Any, item: Work, counts: Mapping[str, int | None]) -> None:
         assert item.audio is not None and item.chunks is not None
         turns = _models.diarize(diarizer, item.audio, **counts)
         item.segments = _align.assign_speakers(item.chunks, turns, item.audio.duration_s)
@@ -504,23 +377,6 @@ def _make_settings(
     )
 
 
-@contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar on stderr when enabled and rich is installed; otherwise a no-op."""
-    if enabled and total:
-        try:
-            from rich.console import Console
-            from rich.progress import Progress
-        except ImportError:
-            enabled = False
-    if not enabled or not total:
-        yield lambda description: None
-        return
-    with Progress(console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task("asr", total=total)
-        yield lambda description: bar.update(task, advance=1, description=description)
-
-
 def _transcribe_batch(batch_size: int, asr: Any, audio: Audio, settings: _Settings) -> list[Chunk]:
     """Whisper over ``audio`` at ``batch_size``: the function :func:`vramguard.adaptive_batch` sizes."""
     return _models.transcribe(
@@ -530,13 +386,3 @@ def _transcribe_batch(batch_size: int, asr: Any, audio: Audio, settings: _Settin
         batch_size=batch_size,
         generate_kwargs=settings.generate_kwargs,
     )
-
-
-def _map_staged(
-    settings: _Settings, sources: list[object], options: dict[str, Any]
-) -> tuple[list[FileResult], tuple[vramguard.SessionReport, ...]]:
-    """The isolated mode's child: the staged pipeline over ``sources``, results and reports back."""
-    pipe = ASRDiarizationPipeline.__new__(ASRDiarizationPipeline)
-    pipe._setup(settings, "staged", None, None)
-    results = pipe.map(sources, progress=False, **options)
-    return results, pipe.last_reports

@@ -1,10 +1,13 @@
 """``ASRDiarizationPipeline.map(paths, devices=...)``: files spread over devices, one worker process
 per device, each loading its own models and running its own sessions; results in input order.
 
-Files are dealt round-robin (the i-th file to check out to worker i mod n). Each worker runs the pipeline's ``map``
+Files are dealt round-robin (the i-th file to check out to worker i mod n). Each worker builds the
+pipeline in the mode it is given (the pipeline's mode's ``in_worker``) and runs its ``map``
 with ``errors="collect"``, so a failed file fails alone; a worker that dies fails only its own
 files, with an error naming its device and exit code. Workers are spawned (never forked: a fork
-cannot use CUDA once the parent has), and written against the public API, as any user's would be.
+cannot use CUDA once the parent has), and written against the public API, as any user's would
+be. The pipeline's class comes as an argument, so this module, which the pipeline imports, never
+imports it back.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import os
 import pickle
 import queue
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 import vramguard
+from vramguard.asr._audio import check_path
+from vramguard.asr._records import FileResult, Settings
 
 if TYPE_CHECKING:
-    from vramguard.asr._pipeline import FileResult, _Settings
+    from vramguard.asr._pipeline import ASRDiarizationPipeline
 
 DevicesLike = str | Sequence[str | int | torch.device]
 _POLL_S = 1.0
@@ -51,15 +57,17 @@ def _portable(error: Exception) -> Exception:
 
 
 def _worker(
-    settings: _Settings, mode: str, indexed: list[tuple[int, object]], options: dict[str, Any], out: Any
+    cls: type[ASRDiarizationPipeline],
+    settings: Settings,
+    mode: str,
+    indexed: list[tuple[int, object]],
+    options: dict[str, Any],
+    out: Any,
 ) -> None:
-    """One device's worker: its own pipeline over its files; (indices, results, reports) back."""
-    from dataclasses import replace
-
-    from vramguard.asr._pipeline import ASRDiarizationPipeline
-
+    """One device's worker: its own pipeline over its files, in ``mode``; (indices, results,
+    reports) back."""
     try:
-        pipe = ASRDiarizationPipeline.from_pretrained(
+        pipe = cls.from_pretrained(
             settings.asr_model or "",
             settings.diarizer_model or "",
             device=settings.device,
@@ -69,7 +77,7 @@ def _worker(
             batch_size=settings.batch_size,
             generate_kwargs=settings.generate_kwargs,
             sample_every=settings.sample_every,
-            mode="resident" if mode == "resident" else "staged",
+            mode=mode,  # type: ignore[arg-type]  # a mode's in_worker: a name in MODES
         )
         with pipe:
             results = pipe.map([source for _, source in indexed], progress=False, errors="collect", **options)
@@ -81,7 +89,8 @@ def _worker(
 
 
 def map_over_devices(
-    settings: _Settings,
+    cls: type[ASRDiarizationPipeline],
+    settings: Settings,
     mode: str,
     sources: list[object],
     devices: tuple[torch.device, ...],
@@ -90,14 +99,10 @@ def map_over_devices(
     *,
     errors: str = "collect",
 ) -> tuple[list[FileResult], tuple[vramguard.SessionReport, ...]]:
-    """Every file's result in input order, and every worker's sessions (load, stages, files).
+    """Every file's result in input order, and every worker's sessions (load, stages, files),
+    each worker running a ``cls`` pipeline in ``mode``.
 
     Missing files are found here, before any worker starts (``errors="raise"``: raised at once)."""
-    from dataclasses import replace
-
-    from vramguard.asr._audio import check_path
-    from vramguard.asr._pipeline import FileResult
-
     if settings.asr_model is None or settings.diarizer_model is None:
         accepted = "devices=None for a pipeline built from loaded pipelines: a worker loads the models by name"
         raise vramguard.InvalidArgument("devices", [str(d) for d in devices], accepted)
@@ -119,7 +124,7 @@ def map_over_devices(
         if not share:
             continue
         process = context.Process(
-            target=_worker, args=(replace(settings, device=device), mode, share, options, out), daemon=True
+            target=_worker, args=(cls, replace(settings, device=device), mode, share, options, out), daemon=True
         )
         process.start()
         workers.append((device, share, process))

@@ -2,9 +2,10 @@
 
 Transcripts go to stdout, or to ``--out DIR`` as one file per input; the memory of each stage
 goes to stderr, like ``vramguard run``'s report, so stdout stays the transcript. Each file's
-transcript is written once it is done: Ctrl-C or SIGTERM keeps the files finished (every file
-in resident mode; in staged and isolated modes all files finish together, in the last stage),
-prints the memory of the stages run, and exits 130 or 143.
+transcript is written once it is done: Ctrl-C or SIGTERM keeps the files finished (file by
+file in resident and swap modes, in the diarizer stage in staged mode; in isolated mode all
+files finish together, when the child returns), prints the memory of the stages run, and exits
+130 or 143.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diarizer-model", default="pyannote/speaker-diarization-3.1", help="hub id, local folder or config.yaml"
     )
+    from vramguard.asr import MODES  # each mode's name and line, written once, with the mode
+
     parser.add_argument(
         "--mode",
-        choices=("resident", "staged", "isolated"),
+        choices=tuple(MODES),
         default="resident",
-        help="resident: both models loaded together; staged: one at a time, peak = the larger stage",
+        help="; ".join(f"{mode.name}: {mode.summary}" for mode in MODES.values()) + " (default: resident)",
     )
     parser.add_argument("--format", choices=FORMATS, default="txt", help="output format (default: txt)")
     parser.add_argument("--out", type=Path, help="write one file per input into this folder instead of stdout")
@@ -137,24 +140,20 @@ class _Batch:
         ) as pipe:
             self.device = str(pipe.device)
             self.reports += [(r.name, r) for r in pipe.load_reports]
-            # Resident models stay loaded between calls, so a call per file costs only its
-            # session's release and each file is kept once done; staged and isolated modes load
-            # each model once for all files, which then finish together.
-            several = len(args.audio) > 1
-            batches = [[source] for source in args.audio] if args.mode == "resident" else [args.audio]
-            for batch in batches:
-                results = pipe.map(
-                    batch,
+            try:
+                # Each file kept as soon as the pipeline is done with it (on_result), so an
+                # interrupted call keeps the files finished and the stages ended.
+                pipe.map(
+                    args.audio,
                     num_speakers=args.num_speakers,
                     min_speakers=args.min_speakers,
                     max_speakers=args.max_speakers,
                     progress=not args.no_progress,
                     errors="collect",
+                    on_result=self._keep,
                 )
-                label = f" {Path(batch[0]).name}" if several and len(batch) == 1 else ""
-                self.reports += [(f"{r.name}{label}", r) for r in pipe.last_reports]
-                for result in results:
-                    self._keep(result)
+            finally:
+                self.reports += [(r.name, r) for r in pipe.last_reports]
 
     def _keep(self, result: FileResult) -> None:
         from vramguard.asr import export
