@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vramguard.cli._paths import check_output_file
+from vramguard.cli._paths import check_plot_file
 from vramguard.core._errors import InvalidArgument
 from vramguard.report.compare import COMPARABLE, Compared, compare_renderables
 from vramguard.report.json import load_report
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_file("--plot", args.plot)  # before any work: a bad path is exit 2, not a traceback
+    check_plot_file("--plot", args.plot)  # before any work: a bad path is exit 2, not a traceback
     console = make_console()
     # A malformed file: ReportFormatError, exit 2 with one line.
     reports = [load_report(path) for path in args.path]
