@@ -1,15 +1,20 @@
-"""Listeners that higher layers (the census, the timeline, the metrics) attach to core events.
+"""Listeners that higher layers (the census, the timeline, the metrics) attach to core events,
+and the plotter the report layer lends the records.
 
 The core calls them; it never imports who listens. Listeners must be cheap and never raise.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from vramguard.core._errors import SessionError
 
 if TYPE_CHECKING:
     from vramguard.core._records import SessionReport
@@ -39,3 +44,25 @@ def defer_interrupt(error: BaseException) -> None:
 def take_interrupt() -> BaseException | None:
     """The interrupt deferred in this thread, if any; forgets it."""
     return _deferred.pop(threading.get_ident(), None)
+
+
+Plotter = Callable[..., Path]
+"""``plotter(reports, path, **options) -> Path``: draws reports into a file, one panel each."""
+
+_plotters: list[Plotter] = []
+
+
+def register_plotter(plotter: Plotter) -> None:
+    """Lend the records' ``.plot(path)`` a plotter: :mod:`vramguard.report.plot` registers its
+    ``plot_reports`` when imported, so a record draws itself without importing its renderer."""
+    _plotters[:] = [plotter]
+
+
+def plot(reports: Sequence[object], path: str | os.PathLike[str], **options: Any) -> Path:
+    """Draw ``reports`` into ``path`` with the registered plotter (what the records' ``plot`` runs)."""
+    if not _plotters:
+        raise SessionError(
+            "plotting a report needs vramguard's report layer, never imported in this process:"
+            " import vramguard.report.plot first, or call vramguard.plot_reports([report], path)"
+        )
+    return _plotters[0](reports, path, **options)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vramguard.core import _hooks
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import Leak, Leaks, SessionReport
 from vramguard.core._sizes import format_size
@@ -101,9 +102,7 @@ class MultiDeviceReport:
 
     def plot(self, path: str | os.PathLike[str], **options: Any) -> Path:
         """Write a PNG with one panel per device; needs matplotlib (see :meth:`SessionReport.plot`)."""
-        from vramguard.report.plot import plot_reports
-
-        return plot_reports(self.devices, path, **options)
+        return _hooks.plot(self.devices, path, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: each device's session and the totals; ``load_report`` reads it back."""

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vramguard.core import _hooks
 from vramguard.core._decode import Fields, check_float, check_int
 from vramguard.core._errors import ReportFormatError, VramGuardError
 from vramguard.core._sizes import format_size
@@ -467,12 +468,10 @@ class SessionReport:
     def plot(self, path: str | os.PathLike[str], **options: Any) -> Path:
         """Write a PNG of this report (the timeline if recorded, else bars); needs matplotlib.
 
-        Options go to :func:`vramguard.report.plot.plot_report`. The one place the core reaches
-        up into ``vramguard.report``: imported here, lazily, so the records stay plain data.
+        Options go to :func:`vramguard.report.plot.plot_report`. The record never imports its
+        renderer: the report layer lends the records its plotter when it is loaded.
         """
-        from vramguard.report.plot import plot_report
-
-        return plot_report(self, path, **options)
+        return _hooks.plot([self], path, **options)
 
     def dump_snapshot(self, path: str | os.PathLike[str]) -> Path:
         """Write torch's memory snapshot of the block as the pickle pytorch.org/memory_viz opens."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vramguard.core import _hooks
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import Leak, SessionReport
@@ -116,9 +117,7 @@ class ClusterReport:
 
     def plot(self, path: str | os.PathLike[str], **options: Any) -> Path:
         """Write a PNG with one panel per rank (and device); needs matplotlib."""
-        from vramguard.report.plot import plot_reports
-
-        return plot_reports([self], path, **options)
+        return _hooks.plot([self], path, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: every rank's report and the cluster's figures."""

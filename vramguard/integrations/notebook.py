@@ -35,6 +35,7 @@ from vramguard.core._session import GpuSession
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import resolve_device, take
+from vramguard.report.plot import plot_report
 from vramguard.report.text import make_console, render
 
 try:
@@ -234,7 +235,7 @@ class VramMagics:
             fd, path = tempfile.mkstemp(suffix=".png", prefix="vramguard-")
             os.close(fd)
             try:
-                report.plot(path)
+                plot_report(report, path)
                 with open(path, "rb") as file:
                     display(image(data=file.read(), format="png"))
             finally:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import SessionReport
-from vramguard.distributed._cluster import ClusterReport
+from vramguard.distributed import ClusterReport
 
 
 def panels(reports: Iterable[object]) -> list[object]:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import ReleaseReport, SessionReport
 from vramguard.core._sizes import format_size
+from vramguard.report._rich import line, plain
 from vramguard.report._words import CUDA, HOST, Words, is_host
-from vramguard.report.text import leaks_table, legend, line, plain
+from vramguard.report.text import leaks_table, legend
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -22,7 +22,7 @@ from typing import Any
 from vramguard.core._errors import InvalidArgument, ReportFormatError
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import ReleaseReport, SessionReport
-from vramguard.distributed._cluster import ClusterReport
+from vramguard.distributed import ClusterReport
 
 Report = SessionReport | ReleaseReport | MultiDeviceReport | ClusterReport
 _RECORDS = (SessionReport, ReleaseReport, MultiDeviceReport, ClusterReport)

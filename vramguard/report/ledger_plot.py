@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._sizes import format_size
-from vramguard.ledger._records import RESIDUAL, LedgerLine, MemoryLedger
+from vramguard.ledger import LedgerLine, MemoryLedger
+from vramguard.ledger._records import RESIDUAL
 from vramguard.report.plot import _check_size, _figure
 
 if TYPE_CHECKING:

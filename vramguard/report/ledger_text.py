@@ -12,7 +12,7 @@ import sys
 from typing import IO
 
 from vramguard.core._sizes import format_size
-from vramguard.ledger._records import LedgerLine, MemoryLedger
+from vramguard.ledger import LedgerLine, MemoryLedger
 
 COLUMNS = ("memory", "bytes", "share", "held by", "returned by")
 

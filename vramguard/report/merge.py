@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import SessionReport
-from vramguard.distributed._cluster import ClusterReport, RankReport
+from vramguard.distributed import ClusterReport, RankReport
 from vramguard.report.json import Report, load_report
 
 _RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)

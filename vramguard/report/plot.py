@@ -17,11 +17,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vramguard.core import _hooks
 from vramguard.core._errors import InvalidArgument, MissingDependency
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import ReleaseReport, SessionReport
 from vramguard.core._sizes import format_size
-from vramguard.distributed._cluster import ClusterReport
+from vramguard.distributed import ClusterReport
 from vramguard.report._panels import panels
 from vramguard.report._words import is_host, words_for
 
@@ -101,6 +102,10 @@ def plot_reports(
     target = Path(path)
     figure.savefig(target, dpi=dpi)
     return target
+
+
+# The records' .plot(path) draws through this: renderers depend on records, never the reverse.
+_hooks.register_plotter(plot_reports)
 
 
 def render_figure(items: Sequence[Report], width: int, height: int, dpi: int) -> Figure:

@@ -7,31 +7,24 @@ width. rich comes with the ``cli`` extra and is imported only here, when a table
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from vramguard.core._errors import MissingDependency
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import NO_HOLDER, Leak, ReleaseReport, ReleaseStep, SessionReport
 from vramguard.core._sizes import format_size
-from vramguard.distributed._cluster import ClusterReport
+from vramguard.distributed import ClusterReport
+from vramguard.report._rich import line, plain, require_rich
 from vramguard.report._words import words_for
+from vramguard.report.text_many import cluster_renderables, multi_renderables
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
     from rich.text import Text
 
-Piece = str | tuple[str, str]
-
 Report = SessionReport | ReleaseReport | MultiDeviceReport | ClusterReport
-
-
-def require_rich(feature: str = "vramguard's tables") -> None:
-    """Raise :class:`MissingDependency` naming the ``cli`` extra when rich is not installed."""
-    if importlib.util.find_spec("rich") is None:
-        raise MissingDependency("rich", "cli", feature)
 
 
 def make_console(file: IO[str] | None = None, *, width: int | None = None, stderr: bool = False) -> Console:
@@ -40,23 +33,6 @@ def make_console(file: IO[str] | None = None, *, width: int | None = None, stder
     from rich.console import Console
 
     return Console(file=file, width=width, stderr=stderr, highlight=False, emoji=False)
-
-
-def plain(text: str) -> Text:
-    """A table cell of user-supplied text (names, holders, notes): rich reads none of it as markup.
-
-    A Text, not ``rich.markup.escape``: that escape loses a backslash before a bracket (``\\[`` prints
-    as ``[``) and doubles a trailing one."""
-    from rich.text import Text
-
-    return Text(text)
-
-
-def line(*pieces: Piece, style: str = "") -> Text:
-    """A line of plain pieces and ``(text, style)`` pairs: no piece is read as markup."""
-    from rich.text import Text
-
-    return Text.assemble(*pieces, style=style)
 
 
 def _size(nbytes: int | None, *, signed: bool = False, bad: bool = False) -> str:
@@ -213,11 +189,10 @@ def renderables(report: Report, *, verbose: bool = False) -> list[RenderableType
     under its group)."""
     require_rich()
     if not isinstance(report, (SessionReport, ReleaseReport)):  # a session over devices or ranks
-        from vramguard.report import text_many
-
+        each = functools.partial(renderables, verbose=verbose)
         if isinstance(report, MultiDeviceReport):
-            return text_many.multi_renderables(report, verbose=verbose)
-        return text_many.cluster_renderables(report, verbose=verbose)
+            return multi_renderables(report, each, verbose=verbose)
+        return cluster_renderables(report, each, verbose=verbose)
     if isinstance(report, ReleaseReport):
         header = line(("vramguard release", "bold"), f" on {report.device}: {report.duration_s * 1000:.1f} ms")
         parts: list[RenderableType] = [header, release_table(report), *legend(report.device)]

@@ -5,19 +5,24 @@ these for those records; each device's or rank's own session renders as a single
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vramguard.core._multi_report import MultiDeviceReport
 from vramguard.core._records import SessionReport
 from vramguard.core._sizes import format_size
-from vramguard.distributed._cluster import ClusterReport, RankReport
+from vramguard.distributed import ClusterReport, RankReport
+from vramguard.report._rich import line, plain
 from vramguard.report._words import words_for
-from vramguard.report.text import line, plain
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
     from rich.text import Text
+
+Renderer = Callable[[SessionReport | MultiDeviceReport], "list[RenderableType]"]
+"""Renders one device's or rank's own session: the single-record tables live in text.py, which
+calls these with its own renderer, so this module never imports it back."""
 
 
 def _table(title: str | None = None) -> Table:
@@ -59,10 +64,9 @@ def _figures(label: str, r: SessionReport | MultiDeviceReport) -> tuple[str | Te
     )
 
 
-def multi_renderables(report: MultiDeviceReport, *, verbose: bool = False) -> list[RenderableType]:
-    """A device table with the total, then each device's session as :func:`render` shows one."""
-    from vramguard.report.text import renderables
-
+def multi_renderables(report: MultiDeviceReport, each: Renderer, *, verbose: bool = False) -> list[RenderableType]:
+    """A device table with the total, then each device's session as ``each`` shows one (text.py
+    passes its own :func:`~vramguard.report.text.renderables`)."""
     header = line(
         (f"vramguard session {report.name!r}", "bold"),
         f" on {len(report.devices)} device(s) ({', '.join(report.device_names)}): {report.duration_s * 1000:.1f} ms",
@@ -75,7 +79,7 @@ def multi_renderables(report: MultiDeviceReport, *, verbose: bool = False) -> li
     parts += [line(f"evicted: {e}") for e in report.evicted]
     parts += [line(f"note: {n}") for n in report.notes]
     for device in report.devices:
-        parts += renderables(device, verbose=verbose)
+        parts += each(device)
     return parts
 
 
@@ -126,11 +130,9 @@ def rank_leaks_table(report: ClusterReport) -> Table:
     return table
 
 
-def cluster_renderables(report: ClusterReport, *, verbose: bool = False) -> list[RenderableType]:
+def cluster_renderables(report: ClusterReport, each: Renderer, *, verbose: bool = False) -> list[RenderableType]:
     """A rank table with the imbalance, the leaks with their ranks, the failed ranks; ``verbose``
-    adds each rank's own session."""
-    from vramguard.report.text import renderables
-
+    adds each rank's own session, as ``each`` shows it."""
     imbalance = "unknown" if report.imbalance is None else f"{report.imbalance:.2f}x"
     backend = f" ({report.backend})" if report.backend else ""
     header = line(
@@ -145,5 +147,5 @@ def cluster_renderables(report: ClusterReport, *, verbose: bool = False) -> list
     if verbose:
         for rank, r in zip(report.ranks, report.reports, strict=True):
             parts.append(f"[bold]rank {rank}[/]")
-            parts += renderables(r, verbose=True)
+            parts += each(r)
     return parts
