@@ -227,13 +227,28 @@ def test_without_rich_the_commands_say_what_to_install(
     assert "pip install 'vramguard[cli]'" in capsys.readouterr().err
 
 
-def test_the_command_list_help_equals_each_subcommands_help() -> None:
+def test_the_command_list_shows_each_modules_help_without_loading_it() -> None:
+    """Each subcommand's help is written once, in its module; ``vramguard --help`` reads it from
+    there without importing the module (or torch)."""
     import importlib
+    import os
+    import subprocess
+    import sys
 
     from vramguard import cli
 
-    for name in cli.SUBCOMMANDS:
-        assert cli.HELP[name] == importlib.import_module(f"vramguard.cli.{name}").HELP, name
+    assert not hasattr(cli, "HELP"), "the command list keeps no copy of the helps"
+    code = (
+        "import sys; from vramguard.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('vramguard.cli.')))"
+    )
+    env = {**os.environ, "COLUMNS": "400"}  # one line per subcommand: no wrapping inside a help
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=99, check=True)
+    *listing, loaded = done.stdout.strip().splitlines()
+    assert loaded == "[]", loaded
+    shown = {line.split()[0]: line.split(None, 1)[1] for line in listing if line.startswith("    ") and line.split()}
+    assert shown == {name: importlib.import_module(f"vramguard.cli.{name}").HELP for name in cli.SUBCOMMANDS}
 
 
 def test_check_loads_only_its_own_subcommand() -> None:

@@ -8,33 +8,45 @@ as InvalidArgument or MissingDependency), 1 for a failed check (leaks, rule find
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from importlib.abc import InspectLoader
 from types import ModuleType
 
 from vramguard.core._errors import VramGuardError
 
 SUBCOMMANDS = ("demo", "run", "explain", "report", "devices", "check", "asr")
+"""The subcommand modules, in the order ``vramguard --help`` lists them: each is named after its
+module and defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-# Each subcommand's one-line help, so that the command list needs no module: most subcommands
-# import torch (seconds), and ``vramguard check`` in a pre-commit hook should not pay for it.
-# tests/cli/test_cli_commands.py keeps these equal to each module's HELP.
-HELP = {
-    "demo": "run a small transformer twice (bare del, then a vramguard session) and show what came back",
-    "run": "run a Python script (or -m module) inside a vramguard session and report what it left behind",
-    "explain": "run a Python script and explain where its memory is: every byte on a line with its holder",
-    "report": "render a report saved as JSON (by vramguard run --json or save_report) as tables or a plot",
-    "devices": "list the GPUs (total, used, processes and their memory), read through NVML; --watch for a live view",
-    "check": "Find empty_cache() placed where it cannot give memory back (rules VG001-VG005) in .py, .md and .ipynb "
-    "files.",
-    "asr": "transcribe and diarize audio files (Whisper + pyannote.audio), with each stage's memory",
-}
 
 
 def _load(name: str) -> ModuleType:
-    return importlib.import_module(f"vramguard.cli.{name}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def _help(name: str) -> str:
+    """The subcommand's ``HELP``, read from its module's source when the module is not loaded yet:
+    most subcommands import torch (seconds), and neither the command list nor ``vramguard check``
+    in a pre-commit hook should pay for it. A module whose ``HELP`` cannot be read so is imported."""
+    module = sys.modules.get(f"{__name__}.{name}")
+    if module is None:
+        spec = importlib.util.find_spec(f"{__name__}.{name}")
+        loader = spec.loader if spec is not None else None
+        source = (loader.get_source(f"{__name__}.{name}") if isinstance(loader, InspectLoader) else None) or ""
+        # only the lines around the assignment (up to a blank line): parsing seven whole modules
+        # would take longer than the rest of ``vramguard --help``
+        at = source.find("\nHELP = ")
+        with contextlib.suppress(SyntaxError, ValueError):
+            for node in ast.parse(source[at + 1 :].split("\n\n", 1)[0] if at >= 0 else "").body:
+                if isinstance(node, ast.Assign) and [ast.unparse(target) for target in node.targets] == ["HELP"]:
+                    return str(ast.literal_eval(node.value))
+        module = _load(name)
+    return str(module.HELP)
 
 
 def _version() -> str:
@@ -59,9 +71,10 @@ def build_parser(load: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        command = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        if name in load:
-            module = _load(name)
+        module = _load(name) if name in load else None
+        text = _help(name)
+        command = sub.add_parser(name, help=text, description=text)
+        if module is not None:
             module.add_arguments(command)
             command.set_defaults(_module=module)
     return parser
