@@ -59,6 +59,11 @@ def one_session(census: bool) -> None:
         del model, out
 
 
+ONE_OFF_OBJECTS = 8
+"""Objects the last window may hold beyond the first: a cache made once, on first use (inside
+pytest one appears). A session that left one object behind would add one per session."""
+
+
 @dataclass(frozen=True)
 class Window:
     """One window of sessions: medians and counts after its sessions."""
@@ -91,7 +96,7 @@ class Soak:
             and last.threads <= f.threads
             and last.open_files <= f.open_files
             and last.live_tensors <= f.live_tensors
-            and last.live_objects <= f.live_objects
+            and last.live_objects <= f.live_objects + ONE_OFF_OBJECTS
         )
 
     def lines(self) -> list[str]:

@@ -61,4 +61,4 @@ def test_every_worker_s_tests_are_reported_with_their_own_figures(pytester: pyte
         "test_marked_leak_fails_in_its_worker": "2.00 MiB",
         "test_clean": "0 B",
     }
-    result.stdout.fnmatch_lines(["*VRAM LIMIT*test_marked_leak_fails_in_its_worker*"])
+    result.stdout.fnmatch_lines(["*VRAM LEAK*test_marked_leak_fails_in_its_worker*"])

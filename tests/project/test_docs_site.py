@@ -73,7 +73,7 @@ def test_a_role_becomes_a_link_to_the_public_name_or_plain_code() -> None:
     import griffe
 
     package = griffe.load("vramguard", search_paths=[str(ROOT)])
-    session = package["core._session.gpu_session"]
+    session = package["_api.gpu_session"]
     records = package["core._records"]
     assert rewrite(package, session, "see :func:`vramguard.isolated`.") == (
         'see <autoref identifier="vramguard.isolated" optional><code>vramguard.isolated</code></autoref>.'

@@ -119,10 +119,16 @@ class BlockAllocations:
             api = _numpy_api()
             if api is None:
                 return False
-            capsule, name = _free_handler(api)
+            left = _unrestored.pop(threading.get_ident(), None)
             try:
+                if left is not None:
+                    left[0].set(left[1])
+                capsule, name = _free_handler(api)
                 self._previous = api.set(capsule)
             except (RuntimeError, ctypes.ArgumentError):
+                # ctypes turns a RecursionError in its argument conversion into an ArgumentError
+                # (a session entered with no stack left): no handler, nothing judged, and the
+                # interpreter raises the RecursionError itself at the block's next call.
                 return False
             self._api, self._capsule, self._thread = api, capsule, threading.get_ident()
             for other in _running:
@@ -138,7 +144,12 @@ class BlockAllocations:
             if self in _running:
                 _running.remove(self)
             if self._api is not None and self._previous is not None:
-                self._api.set(self._previous)
+                try:
+                    self._api.set(self._previous)
+                except (RuntimeError, ctypes.ArgumentError):
+                    # No stack left to convert the argument (a RecursionError inside ctypes):
+                    # put back at this thread's next start, before anything else is set.
+                    _unrestored[self._thread] = (self._api, self._previous)
             self._previous = self._capsule = None
 
     def made_here(self, array: object) -> bool:
@@ -154,6 +165,8 @@ class BlockAllocations:
 
 
 _running: list[BlockAllocations] = []
+_unrestored: dict[int, tuple[_Api, object]] = {}
+"""A thread's handler that a stop could not put back (no stack left), put back at its next start."""
 
 
 def _free_handler(api: _Api) -> tuple[object, str]:

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vramguard._api import gpu_session
 from vramguard.cli import _signals
 from vramguard.cli._paths import check_plot_file
 from vramguard.core._errors import InvalidArgument
 from vramguard.core._records import SessionReport
 from vramguard.core._release import release
-from vramguard.core._session import gpu_session
 from vramguard.core._sizes import format_size
 from vramguard.probes import resolve_device
 from vramguard.report._words import words_for

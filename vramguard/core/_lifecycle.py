@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from vramguard.core import _collect, _hooks, _release
 from vramguard.core._history import record_history as _history
 from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES, allocator_leak
+from vramguard.core._options import SearchBounds, SessionOptions
 from vramguard.core._policy import add_note, enforce
 from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
 from vramguard.core._run import (
@@ -37,9 +38,6 @@ from vramguard.probes import (
     seed_workspaces,
     take,
 )
-
-if TYPE_CHECKING:
-    from vramguard.core._session import GpuSession
 
 _log = logging.getLogger("vramguard")
 
@@ -69,30 +67,31 @@ def sweep_abandoned() -> None:
                 run.census.abort()
 
 
-def start(session: GpuSession, name: str) -> _Run:
+def start(options: SessionOptions, name: str, owner: object) -> _Run:
     """Enter: register the run, reset the peaks, start the census and the sampler. A failed
-    entry leaves nothing behind."""
-    dev = session.device
+    entry leaves nothing behind. ``owner`` is the object whose death abandons the run (the
+    session object: see :func:`sweep_abandoned`)."""
+    dev = options.device
     key = str(dev)
     me = _owner()
-    record = session.sample_every is not None
+    record = options.sample_every_s is not None
     subscription = None
     # The host's peak is the kernel's resident high-water mark where it can be reset; the sampler
     # (a thread reading malloc every 5 ms: 0.8 ms of a 19 ms inference step) then runs only for a
     # timeline. Where the mark cannot be reset, the sampler is the peak.
     if record or (dev.type == "cpu" and not resident_peak_resettable()):
-        subscription = Subscription(dev, session.sample_interval_s, record, nvml=record)
-    if dev.type == "cpu" and session.max_peak_bytes is not None:
+        subscription = Subscription(dev, options.sample_interval_s, record, nvml=record)
+    if dev.type == "cpu" and options.max_peak_bytes is not None:
         # A limit wants every byte the block touches: free pages the process still holds would
         # take allocations without raising the resident mark. Trimmed only for limited sessions:
         # at every step of a loop the page faults it causes cost more than the session.
         malloc_trim()
-    if dev.type == "cuda" and not session.census:
+    if dev.type == "cuda" and not options.census:
         seed_workspaces(dev)  # once per device: which workspace-sized blocks predate every session
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
     sweep_abandoned()  # before the registry is read: a dead session is nobody's concurrent block
-    run.session_ref = weakref.ref(session, _abandoned.append)
+    run.session_ref = weakref.ref(owner, _abandoned.append)
     _watched[run.session_ref] = run
     with _active_lock:
         others = _active.setdefault(key, [])
@@ -107,8 +106,8 @@ def start(session: GpuSession, name: str) -> _Run:
         # does every nested one); max_memory_allocated() read elsewhere sees the reset.
         reset_peak(dev)
         run.fold_peak(before.allocated_bytes, before.reserved_bytes)
-        if session.census:
-            run.census = _start_census(dev, session.strict, session.holder_bounds)
+        if options.census:
+            run.census = _start_census(dev, options.strict, options.bounds)
         _enter_host_peak(run)  # after the census's heap scan: its lists are not the block's
         if subscription is not None:
             SAMPLER.subscribe(subscription)
@@ -120,7 +119,7 @@ def start(session: GpuSession, name: str) -> _Run:
 
             run.listener = on_empty_cache
             _hooks.empty_cache_listeners.append(on_empty_cache)
-        if session.record_history:
+        if options.record_history:
             _history(True)
             run.history_on = True
         run.mark("enter")
@@ -133,10 +132,11 @@ def start(session: GpuSession, name: str) -> _Run:
     return run
 
 
-def finish(session: GpuSession, run: _Run, exc: BaseException | None) -> None:
-    """Exit: measure, release, judge; the block's own exception is never replaced."""
+def finish(options: SessionOptions, run: _Run, exc: BaseException | None) -> SessionReport | None:
+    """Exit: measure and release; the report, or None when measuring failed inside a block that
+    raised (its own exception then carries a note). The block's own exception is never replaced."""
     try:
-        report = measure_and_release(session, run, exc)
+        return measure_and_release(options, run, exc)
     except BaseException as failure:
         # Whatever failed (a device error in synchronize, an interrupt), nothing stays
         # registered, and the block's own exception is never replaced by an error of ours; a
@@ -149,8 +149,12 @@ def finish(session: GpuSession, run: _Run, exc: BaseException | None) -> None:
             raise
         problem = f"{type(failure).__name__}: {failure}"
         add_note(exc, f"vramguard could not measure or release the failed block: {problem}")
-        return
-    session.report = report
+        return None
+
+
+def conclude(options: SessionOptions, report: SessionReport, exc: BaseException | None) -> None:
+    """After the report is published: a deferred Ctrl-C, the logger and listeners, then the
+    limits (a block that raised is never judged: its report goes on its exception as a note)."""
     sweep_abandoned()
     interrupt = _hooks.take_interrupt()
     if interrupt is not None and interrupt is not exc:
@@ -159,12 +163,12 @@ def finish(session: GpuSession, run: _Run, exc: BaseException | None) -> None:
         if exc is not None and interrupt.__context__ is None:
             interrupt.__context__ = exc
         raise interrupt
-    _announce(session, report)
+    _announce(options, report)
     if exc is not None:
         # Never swallow or replace the block's exception: attach the report to it.
         add_note(exc, f"vramguard report for the failed block:\n{report}")
         return
-    enforce(session, report)
+    enforce(options, report)
 
 
 def summary_line(report: SessionReport) -> str:
@@ -177,14 +181,14 @@ def summary_line(report: SessionReport) -> str:
     )
 
 
-def _announce(session: GpuSession, report: SessionReport) -> None:
+def _announce(options: SessionOptions, report: SessionReport) -> None:
     """Tell the ``vramguard`` logger (info: the summary; warning: a leak above the tolerance, with
     its holders, unless leaks="ignore") and the report listeners (the metrics). A listener that
     raises is logged, never allowed to break the user's block."""
     if _log.isEnabledFor(logging.INFO):
         _log.info(summary_line(report))
     leaked = report.leaked_bytes or 0
-    if session.leaks != "ignore" and leaked > session.leak_tolerance_bytes and _log.isEnabledFor(logging.WARNING):
+    if options.leaks != "ignore" and leaked > options.leak_tolerance_bytes and _log.isEnabledFor(logging.WARNING):
         held = "; ".join(str(leak) for leak in report.leaks[:5]) or "no tensor named (census off)"
         _log.warning("session %r leaked %s: %s", report.name, format_size(leaked), held)
     for listener in tuple(_hooks.report_listeners):
@@ -220,7 +224,7 @@ def detach(run: _Run) -> tuple[bool, Any]:
     return concurrent, history
 
 
-def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | None) -> SessionReport:
+def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException | None) -> SessionReport:
     """The exit reading, the census's look, the ordered release and the report."""
     dev = run.device
     run.mark("exit")
@@ -249,7 +253,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         run.owned.clear()
         return f"{count} owned reference(s) dropped" if count else _release.Skipped("")
 
-    if session.release:
+    if options.release:
         if census is not None:
             collect = _collect.census_policy(census, run.kept)
         else:
@@ -284,7 +288,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         subscription.peak_reserved_bytes if subscription else None,
     )
     peak_allocated, peak_reserved, host_note = _exit_host_peak(
-        run, peak_allocated, peak_reserved, session.sample_interval_s
+        run, peak_allocated, peak_reserved, options.sample_interval_s
     )
     with _active_lock:
         for other in _active.get(str(dev), []):
@@ -312,7 +316,9 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
     run.kept.clear()
     timeline = None
     if subscription is not None and subscription.record:
-        subscription.close(after.time_s, after.allocated_bytes, after.reserved_bytes, after.process_used_bytes)
+        # The last sample is the final figures, stamped now: after a release whose last steps read
+        # nothing, the reading is older than their marks, and a timeline must end after them.
+        subscription.close(time.monotonic(), after.allocated_bytes, after.reserved_bytes, after.process_used_bytes)
         timeline = Timeline(subscription.interval_s, tuple(subscription.samples), tuple(run.marks))
     return SessionReport(
         name=run.name,
@@ -326,7 +332,7 @@ def measure_and_release(session: GpuSession, run: _Run, exc: BaseException | Non
         leaked_bytes=leaked,
         release_steps=steps,
         duration_s=time.monotonic() - run.started_s,
-        released=session.release,
+        released=options.release,
         concurrent=concurrent,
         evicted=tuple(evicted),
         leaks=leaks,
@@ -371,22 +377,19 @@ def _unattributed_host(before: MemorySnapshot, after: MemorySnapshot, accounted_
     ]
 
 
-def _start_census(device: torch.device, strict: bool, bounds: tuple[int, int, int]) -> Any:
+def _start_census(device: torch.device, strict: bool, bounds: SearchBounds) -> Any:
     """Start the census of tensors created in the block. Imported here, not at the top: the
     census sits beside the core, and a session with ``census=False`` never loads it."""
-    global _census_types
-    if _census_types is None:
+    global _census_type
+    if _census_type is None:
         from vramguard.census import Census
-        from vramguard.census._holders import SearchBounds
 
-        _census_types = (Census, SearchBounds)
-    census_type, bounds_type = _census_types
-    levels, width, leaks = bounds
-    census = census_type(device, strict=strict, bounds=bounds_type(levels=levels, width=width, leaks=leaks))
+        _census_type = Census
+    census = _census_type(device, strict=strict, bounds=bounds)
     census.start()
     return census
 
 
-_census_types: tuple[Any, Any] | None = None
-"""(Census, SearchBounds), imported by the first session with a census (two imports cost a
-microsecond at every session)."""
+_census_type: Any = None
+"""The census class, imported by the first session with a census (an import statement costs
+a microsecond at every session)."""

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from vramguard.core._decorate import check_decorated, decorate
-from vramguard.core._distributed_exit import check_distributed, gatherer, require_initialized
+from vramguard.core._distributed_exit import gatherer, require_initialized
 from vramguard.core._errors import InvalidArgument, SessionError
 from vramguard.core._multi_report import MultiDeviceReport
+from vramguard.core._options import SessionOptions, gather_settings
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import (
@@ -69,24 +70,40 @@ class MultiDeviceSession:
     gathered across ranks into ``cluster_report`` at exit.
     """
 
-    def __init__(self, name: str | None = None, *, device: MultiDeviceLike = "all", **options: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        device: MultiDeviceLike = "all",
+        session_type: type[GpuSession] | None = None,
+        **options: Any,
+    ) -> None:
         from vramguard.core._session import GpuSession
 
         self.name = name
         self.devices = resolve_devices(device)
         self._device_arg = device
-        self.distributed = options.pop("distributed", False)
-        self.group = options.pop("group", None)
-        self.gather_timeout = options.pop("gather_timeout", None)
-        check_distributed(self.distributed, self.group, self.gather_timeout)
+        self._session_type = session_type or GpuSession
+        gather = gather_settings(
+            options.pop("distributed", False), options.pop("group", None), options.pop("gather_timeout", None)
+        )
+        self._gather_settings = gather
         self._options = options
         # Built once to validate every option now, as a single-device session would.
-        self.sessions: tuple[GpuSession, ...] = tuple(GpuSession(name, device=d, **options) for d in self.devices)
+        self.sessions: tuple[GpuSession, ...] = tuple(
+            self._session_type(name, options=SessionOptions.from_arguments(device=d, **options)) for d in self.devices
+        )
         self.report: MultiDeviceReport | None = None
         self.cluster_report: Any = None
-        self._gather = _make_gatherer(self) if self.distributed or self.group is not None else None
+        self._gather = None
+        if gather is not None:
+            devices = tuple(str(d) for d in self.devices)
+            self._gather = gatherer(name, devices, lambda: self.report, self._deliver, gather.group, gather.timeout_s)
         self._owned: list[tuple[object, bool]] | None = None
         self._started_s = 0.0
+
+    def _deliver(self, cluster: Any) -> None:
+        self.cluster_report = cluster
 
     # -- the block's API ------------------------------------------------------------------
     def own(self, obj: T, *, evict: bool = False) -> T:
@@ -189,10 +206,12 @@ class MultiDeviceSession:
     def __call__(self, fn: F) -> F:
         """Decorate ``fn``: each call runs in a fresh session; the last report is ``fn.vram_report``."""
         name = self.name or check_decorated(fn)
-        config = {**self._options, "distributed": self.distributed, "group": self.group}
-        if self.gather_timeout is not None:
-            config["gather_timeout"] = self.gather_timeout
-        return decorate(fn, lambda: MultiDeviceSession(name, device=self._device_arg, **config))
+        config = dict(self._options)
+        gather = self._gather_settings
+        if gather is not None:
+            config.update(distributed=True, group=gather.group, gather_timeout=gather.timeout_s)
+        kind = self._session_type
+        return decorate(fn, lambda: MultiDeviceSession(name, device=self._device_arg, session_type=kind, **config))
 
 
 def _drop_owned(
@@ -215,7 +234,3 @@ def _drop_owned(
             pass  # not weak-referenceable: cannot be checked afterwards
     owned.clear()
     return tuple(evicted), refs
-
-
-def _make_gatherer(session: MultiDeviceSession) -> Callable[[BaseException | None], None]:
-    return gatherer(session, session.group, session.gather_timeout)

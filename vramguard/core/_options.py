@@ -91,8 +91,12 @@ class Argument:
 
 
 ARGUMENTS: tuple[Argument, ...] = (
-    Argument("device", '"auto"', '"auto" (the current GPU, else the CPU), "cpu", "cuda", "cuda:N", an int or a '
-             'torch.device; "all" or a list gives a MultiDeviceSession'),  # fmt: skip
+    Argument(
+        "device",
+        '"auto"',
+        '"auto" (the current GPU, else the CPU), "cpu", "cuda", "cuda:N", an int or a torch.device; '
+        '"all" or a list gives a MultiDeviceSession',
+    ),
     Argument("release", "True", "run the ordered release at exit"),
     Argument("leaks", '"warn"', '"ignore", "warn" (LeakWarning) or "raise" (LeakError) above leak_tolerance'),
     Argument("leak_tolerance", "0", 'a size (0, "512 KiB", "1.5 GB"): leaks up to it are accepted'),
@@ -115,7 +119,23 @@ ARGUMENTS: tuple[Argument, ...] = (
 ARGUMENT_NAMES = frozenset(argument.name for argument in ARGUMENTS)
 
 
+_BOUNDS: dict[tuple[int, int, int, str | None], SearchBounds] = {}
+"""SearchBounds by (levels, width, leaks, the graph bound's variable): a frozen value, made once."""
+
+
+def _bounds(levels: int, width: int, leaks: int) -> SearchBounds:
+    key = (levels, width, leaks, os.environ.get(GRAPH_NODES_VAR))
+    found = _BOUNDS.get(key)
+    if found is None:
+        if len(_BOUNDS) >= 64:  # bounded: a program that varies its bounds per call
+            _BOUNDS.clear()
+        found = _BOUNDS[key] = SearchBounds(levels=levels, width=width, leaks=leaks)
+    return found
+
+
 def _flag(argument: str, value: object) -> bool:
+    if value is True or value is False:
+        return value
     if not isinstance(value, bool):
         raise InvalidArgument(argument, value, "True or False")
     return value
@@ -123,11 +143,12 @@ def _flag(argument: str, value: object) -> bool:
 
 def _count(argument: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-        raise InvalidArgument(argument, value, "an int from 1 to 100000 (a count: the holder search is bounded by work)")
+        accepted = "an int from 1 to 100000 (a count: the holder search is bounded by work)"
+        raise InvalidArgument(argument, value, accepted)
     return value
 
 
-def _gather(distributed: object, group: object, timeout_s: object) -> GatherSettings | None:
+def gather_settings(distributed: object, group: object, timeout_s: object) -> GatherSettings | None:
     """The ``distributed``, ``group`` and ``gather_timeout`` arguments, checked."""
     _flag("distributed", distributed)
     if group is not None:
@@ -204,11 +225,8 @@ class SessionOptions:
         resolved = resolve_device(device)
         tolerance = parse_size(leak_tolerance, argument="leak_tolerance")
         limit = None if max_peak is None else parse_size(max_peak, argument="max_peak")
-        bounds = SearchBounds(
-            levels=_count("holder_levels", holder_levels),
-            width=_count("holder_width", holder_width),
-            leaks=_count("holder_leaks", holder_leaks),
-        )
+        levels, width = _count("holder_levels", holder_levels), _count("holder_width", holder_width)
+        bounds = _bounds(levels, width, _count("holder_leaks", holder_leaks))
         if record_history and resolved.type != "cuda":
             accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
             raise InvalidArgument("device", device, accepted)
@@ -216,21 +234,28 @@ class SessionOptions:
         _flag("isolate", isolate)
         if hard and limit is None:
             raise InvalidArgument("hard", hard, "hard=True only with max_peak=<a size>: the budget it enforces")
-        return cls(
+        gather = None if distributed is False and group is None else gather_settings(distributed, group, gather_timeout)
+        if gather_timeout is not None and gather is None:
+            gather_settings(distributed, group, gather_timeout)  # checked even where nothing gathers
+        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a
+        # session per inference step builds one, and this is most of what entering costs.
+        made = object.__new__(cls)
+        made.__dict__.update(
             device=resolved,
-            release=bool(release),
+            release=release,
             leaks=leaks,  # checked against LEAK_POLICIES above
             leak_tolerance_bytes=tolerance,
             max_peak_bytes=limit,
-            census=bool(census),
-            strict=bool(strict),
+            census=census,
+            strict=strict,
             sample_every_s=None if sample_every is None else float(sample_every),
-            record_history=bool(record_history),
+            record_history=record_history,
             bounds=bounds,
-            hard=bool(hard),
-            isolate=bool(isolate),
-            gather=_gather(distributed, group, gather_timeout),
+            hard=hard,
+            isolate=isolate,
+            gather=gather,
         )
+        return made
 
     def arguments(self) -> dict[str, Any]:
         """The ``gpu_session`` arguments that build this value again (for another device, a child

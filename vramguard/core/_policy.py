@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING
 
 from vramguard.core._errors import (
     LeakError,
@@ -15,11 +14,9 @@ from vramguard.core._errors import (
     ReleaseOrderError,
     ReleaseOrderWarning,
 )
+from vramguard.core._options import SessionOptions
 from vramguard.core._records import Leaks, SessionReport
 from vramguard.core._sizes import format_size
-
-if TYPE_CHECKING:
-    from vramguard.core._session import GpuSession
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -35,30 +32,30 @@ def _user_stacklevel() -> int:
     return level
 
 
-def enforce(session: GpuSession, report: SessionReport) -> None:
+def enforce(options: SessionOptions, report: SessionReport) -> None:
     """Raise or warn for what the report shows above the session's limits (a block that raised
     is never judged: its own exception comes through)."""
-    if session.max_peak_bytes is not None:
+    if options.max_peak_bytes is not None:
         increase = report.peak_increase_bytes
-        if increase is not None and increase > session.max_peak_bytes:
+        if increase is not None and increase > options.max_peak_bytes:
             raise PeakExceeded(
-                f"session {report.name!r} was limited to {format_size(session.max_peak_bytes)} "
+                f"session {report.name!r} was limited to {format_size(options.max_peak_bytes)} "
                 f"but peaked at {format_size(increase)} above its start\n{report}",
                 report,
             )
     if report.order_violations:
         calls = "; ".join(str(v) for v in report.order_violations)
         message = f"session {report.name!r}: {calls}. Drop the references before emptying the cache"
-        if session.strict:
+        if options.strict:
             raise ReleaseOrderError(f"{message}\n{report}", report)
         warnings.warn(ReleaseOrderWarning(message), stacklevel=_user_stacklevel())
     leaked = report.leaked_bytes or 0
-    if session.leaks != "ignore" and leaked > session.leak_tolerance_bytes:
+    if options.leaks != "ignore" and leaked > options.leak_tolerance_bytes:
         message = (
             f"session {report.name!r} leaked {format_size(leaked)} "
-            f"(tolerance {format_size(session.leak_tolerance_bytes)})"
+            f"(tolerance {format_size(options.leak_tolerance_bytes)})"
         )
-        if session.leaks == "raise":
+        if options.leaks == "raise":
             raise LeakError(f"{message}\n{report}", report)
         warnings.warn(LeakWarning(_stable(message, report)), stacklevel=_user_stacklevel())
 

@@ -10,6 +10,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import Any, Literal
 
@@ -157,8 +158,7 @@ class LoopMeter:
             session = getattr(self, attribute)
             setattr(self, attribute, None)
             if session is not None and session.active:
-                session.leaks = "ignore"
-                session.max_peak_bytes = None
+                session.options = replace(session.options, leaks="ignore", max_peak_bytes=None)
                 session.__exit__(None, None, None)
 
     def take_pending(self) -> dict[str, float]:

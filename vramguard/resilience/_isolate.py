@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
 from vramguard.core._errors import ChildCrashed, InvalidArgument, IsolationError, NotPicklable
+from vramguard.core._options import SessionOptions
 from vramguard.core._policy import add_note
 from vramguard.core._records import SessionReport
 from vramguard.resilience._transfer import dumps_result
@@ -88,13 +89,13 @@ def _dumps(what: str, obj: object) -> bytes:
 
 def _child(payload: bytes, conn: Connection) -> None:
     """The child's side: run the call in a session, send back one message, exit."""
-    from vramguard.core._session import GpuSession
+    from vramguard.resilience._sessions import session_type
 
     try:
         began = time.monotonic()
         fn_ref, args, kwargs, name, options = pickle.loads(payload)
         fn = fn_ref.resolve() if isinstance(fn_ref, _ByName) else fn_ref
-        session = GpuSession(name, **options)
+        session = session_type(hard=options.hard, isolate=options.isolate)(name, options=options)
         called = time.monotonic()
         try:
             with session:
@@ -158,10 +159,10 @@ def run_isolated(
     kwargs: dict[str, Any],
     *,
     name: str,
-    options: dict[str, Any],
+    options: SessionOptions,
     timeout_s: float | None = None,
 ) -> Isolated[Any]:
-    """Run ``fn(*args, **kwargs)`` in ``GpuSession(name, **options)`` in a spawned child."""
+    """Run ``fn(*args, **kwargs)`` in a session with ``options`` in a spawned child."""
     try:
         pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -267,11 +268,11 @@ def isolated(
 
     dev = str(resolve_device(device))
     name = getattr(fn, "__qualname__", type(fn).__name__)
-    options = {"device": dev, "leaks": "ignore", "census": False}
+    options = SessionOptions.from_arguments(device=dev, leaks="ignore", census=False)
     return run_isolated(fn, args, dict(kwargs), name=name, options=options, timeout_s=timeout_s)
 
 
-def isolate_decorated(fn: Callable[..., Any], name: str, options: dict[str, Any]) -> Callable[..., Any]:
+def isolate_decorated(fn: Callable[..., Any], name: str, options: SessionOptions) -> Callable[..., Any]:
     """``gpu_session(isolate=True)(fn)``: each call runs ``fn`` in a child, in a session with
     ``options``; the wrapper returns the value and sets ``vram_report`` to the child's report."""
     import functools
