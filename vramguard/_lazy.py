@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 
 
@@ -24,7 +25,15 @@ def publish(package: str, value: object) -> object:
     then name the path users import, ``vramguard.SessionReport``, not ``vramguard.core._records``.
     Anything else (a constant, another library's object) is returned untouched."""
     if isinstance(value, (type, types.FunctionType)) and value.__module__.startswith(package + "."):
+        # typing (3.11+) keeps a function's @overload variants under its module: they move with it,
+        # or typing.get_overloads (and the tools reading it) would find none under the new name
+        variants: Sequence[Callable[..., object]] = ()
+        if sys.version_info >= (3, 11) and isinstance(value, types.FunctionType):
+            variants = typing.get_overloads(value)
         value.__module__ = package
+        for variant in variants:
+            variant.__module__ = package
+            typing.overload(variant)
     return value
 
 

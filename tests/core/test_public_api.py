@@ -114,3 +114,23 @@ def test_import_needs_only_torch_and_psutil() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_publishing_a_function_keeps_its_overloads() -> None:
+    """``typing.get_overloads`` finds a function's variants by its module: they move with it."""
+    from typing import get_overloads
+
+    from vramguard._lazy import publish
+
+    namespace: dict[str, object] = {"__name__": "somepackage._impl"}
+    exec(  # a function defined in a private module, as the package's own are
+        "from typing import overload\n"
+        "@overload\ndef f(x: int) -> int: ...\n@overload\ndef f(x: str) -> str: ...\ndef f(x): return x\n",
+        namespace,
+    )
+    function = namespace["f"]
+    assert len(get_overloads(function)) == 2  # type: ignore[arg-type]
+    publish("somepackage", function)
+    assert function.__module__ == "somepackage"
+    assert len(get_overloads(function)) == 2  # type: ignore[arg-type]
+    assert all(variant.__module__ == "somepackage" for variant in get_overloads(function))  # type: ignore[arg-type]
