@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
+import vramguard.report.plot  # noqa: F401  (the records' .plot() draws through the plotter it registers)
 from vramguard.core._multi import MultiDeviceSession, is_multi
 from vramguard.core._options import LeakPolicy, SessionOptions
 from vramguard.core._session import GpuSession

@@ -15,13 +15,7 @@ from import_walk import imports
 
 Edge = tuple[str, str]
 
-PENDING: frozenset[Edge] = frozenset({
-    # hard=/isolate= as resilience-owned session types, being written (issue 27): _sessions.py
-    # imports _isolate.py lazily and the child's side imports _sessions.py back
-    ("vramguard.resilience._isolate", "vramguard.resilience._sessions"),
-    # HolderSearch.run imports the walk that imports HolderSearch (census/_holders.py:413)
-    ("vramguard.census._holders", "vramguard.census._walk"),
-})  # fmt: skip
+PENDING: frozenset[Edge] = frozenset()
 """Edges (importer, imported) of circles still being broken (issue 27). The lead empties this set;
 nothing may be added to it: a new circle is broken, not listed."""
 

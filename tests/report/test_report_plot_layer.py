@@ -37,3 +37,18 @@ def test_a_record_plots_through_the_report_layer_it_never_imports(tmp_path: Path
     assert lines[1] == "report layer loaded: []"
     assert lines[2] == "written: True"
     assert not (tmp_path / "early.png").exists()
+
+
+def test_the_quickstart_path_plots_after_only_import_vramguard(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    picture = tmp_path / "q.png"
+    code = textwrap.dedent(f"""
+        import vramguard
+        with vramguard.gpu_session("q", device="cpu") as s:
+            pass
+        print(s.report.plot({str(picture)!r}).stat().st_size > 0)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -46,6 +46,7 @@ from vramguard.census._order import OrderRecorder
 from vramguard.census._owners import GRAPH
 from vramguard.census._scan import StorageWeakRef, describe, heap_tensors, on_device
 from vramguard.census._sites import SiteRecorder, sites_requested
+from vramguard.census._walk import walk
 from vramguard.core._records import Leak, OrderViolation
 from vramguard.core._tensors import storages_of, tensor_key, tensors_in
 from vramguard.probes import uncovered
@@ -184,7 +185,7 @@ class Census:
                 for obj in objects:
                     search.add_group([search.add(obj)])
                 search.index_heap()
-                found = search.run()
+                found = walk(search)
             finally:
                 search.close()
         return [h.paths if h.rooted else () for h in found]
@@ -276,7 +277,7 @@ class Census:
                 for arrays in groups:
                     search.add_group([search.add(array) for array in arrays])
                 search.index_heap()
-                found = search.run()
+                found = walk(search)
             finally:
                 search.close()
         leaks = [

@@ -1,4 +1,4 @@
-"""Who holds a leaked tensor: the indexes and scans of referrers that the walk (:mod:`._walk`,
+"""Who holds a leaked tensor: the indexes and scans of referrers that the walk (:func:`._walk.walk`,
 breadth first up to a root, bounded by counts) climbs; numpy arrays sharing a tensor's memory
 come from :mod:`._arrays`.
 
@@ -406,13 +406,6 @@ class HolderSearch:
                 self._referrers[child].append((module, "module", _member_label(key)))
             else:
                 self._referrers[child].append((module, "hook", kind))
-
-    def run(self) -> list[Holders]:
-        """Walk every group and render what it found (see :mod:`._walk`)."""
-        # Imported here: the walk module imports this one (the search it climbs, the records it returns).
-        from vramguard.census._walk import walk
-
-        return walk(self)
 
     def close(self) -> None:
         """Drop every object the walk held."""

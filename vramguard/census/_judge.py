@@ -18,6 +18,7 @@ import torch
 from vramguard.census._autograd import GraphBudget, graph_tensors
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._scan import StorageWeakRef, describe, heap_index, heap_tensors, on_device
+from vramguard.census._walk import walk
 from vramguard.core._tensors import tensor_key
 
 Survivor = tuple[int, int, "weakref.ref[torch.Tensor]", StorageWeakRef]
@@ -52,7 +53,7 @@ class Judge:
             order = sorted(groups, key=lambda k: -self.bytes.get(k, 0))
             numbers = {key: search.add_group(groups[key]) for key in order}
             search.index_heap()
-            found = search.run()
+            found = walk(search)
             return {key: found[numbers[key]] for key in order}
         finally:
             search.close()

@@ -29,6 +29,7 @@ from vramguard.census._census import collector_paused
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import Holders, HolderSearch, SearchBounds
 from vramguard.census._scan import module_types, tensor_types
+from vramguard.census._walk import walk
 from vramguard.core._tensors import on_device, storages_of
 from vramguard.ledger._roots import resolve_from_globals
 
@@ -267,7 +268,7 @@ def _attribute(index: _Index, search: HolderSearch) -> Attribution:
     search.index_heap()
     resolve_from_globals(search, (x for o in holding for x in index.owner_objects[o]))
     index.owner_objects.clear()  # the search holds them now, where its scans do not look
-    found: list[Holders] = search.run()
+    found: list[Holders] = walk(search)
     owners: list[Owner] = []
     merged: dict[str, int] = {}
     renumber: dict[int, int] = {}

@@ -17,6 +17,7 @@ from vramguard.census._census import collector_paused
 from vramguard.census._epoch import EPOCH
 from vramguard.census._holders import HolderSearch, SearchBounds
 from vramguard.census._scan import describe, heap_tensors
+from vramguard.census._walk import walk
 from vramguard.parking._layout import Layout
 
 
@@ -112,7 +113,7 @@ def _named(search: HolderSearch, labels: list[str]) -> tuple[str, ...]:
         return ()
     try:
         search.index_heap()
-        found = search.run()
+        found = walk(search)
     finally:
         search.close()
     lines = [

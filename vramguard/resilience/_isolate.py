@@ -27,6 +27,7 @@ from vramguard.core._errors import ChildCrashed, InvalidArgument, IsolationError
 from vramguard.core._options import SessionOptions
 from vramguard.core._policy import add_note
 from vramguard.core._records import SessionReport
+from vramguard.core._session import GpuSession
 from vramguard.resilience._transfer import dumps_result
 
 T = TypeVar("T")
@@ -89,13 +90,11 @@ def _dumps(what: str, obj: object) -> bytes:
 
 def _child(payload: bytes, conn: Connection) -> None:
     """The child's side: run the call in a session, send back one message, exit."""
-    from vramguard.resilience._sessions import session_type
-
     try:
         began = time.monotonic()
-        fn_ref, args, kwargs, name, options = pickle.loads(payload)
+        fn_ref, args, kwargs, name, options, session_type = pickle.loads(payload)
         fn = fn_ref.resolve() if isinstance(fn_ref, _ByName) else fn_ref
-        session = session_type(hard=options.hard, isolate=options.isolate)(name, options=options)
+        session = session_type(name, options=options)
         called = time.monotonic()
         try:
             with session:
@@ -161,8 +160,10 @@ def run_isolated(
     name: str,
     options: SessionOptions,
     timeout_s: float | None = None,
+    session_type: type[GpuSession] = GpuSession,
 ) -> Isolated[Any]:
-    """Run ``fn(*args, **kwargs)`` in a session with ``options`` in a spawned child."""
+    """Run ``fn(*args, **kwargs)`` in a ``session_type`` session with ``options`` in a spawned
+    child (the class goes by reference: the child imports it, so this module names no other)."""
     try:
         pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -171,7 +172,7 @@ def run_isolated(
         fn = reference(fn)
     _dumps("function", fn)
     _dumps("arguments", (args, kwargs))
-    payload = _dumps("call", (fn, args, kwargs, name, options))
+    payload = _dumps("call", (fn, args, kwargs, name, options, session_type))
     context = multiprocessing.get_context("spawn")
     reader, writer = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(payload, writer), name=f"vramguard-isolated {name}")
@@ -272,7 +273,9 @@ def isolated(
     return run_isolated(fn, args, dict(kwargs), name=name, options=options, timeout_s=timeout_s)
 
 
-def isolate_decorated(fn: Callable[..., Any], name: str, options: SessionOptions) -> Callable[..., Any]:
+def isolate_decorated(
+    fn: Callable[..., Any], name: str, options: SessionOptions, session_type: type[GpuSession] = GpuSession
+) -> Callable[..., Any]:
     """``gpu_session(isolate=True)(fn)``: each call runs ``fn`` in a child, in a session with
     ``options``; the wrapper returns the value and sets ``vram_report`` to the child's report."""
     import functools
@@ -286,7 +289,9 @@ def isolate_decorated(fn: Callable[..., Any], name: str, options: SessionOptions
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             loop = asyncio.get_running_loop()
-            call = functools.partial(run_isolated, target, args, kwargs, name=name, options=options)
+            call = functools.partial(
+                run_isolated, target, args, kwargs, name=name, options=options, session_type=session_type
+            )
             outcome = await loop.run_in_executor(None, call)
             async_wrapper.vram_report = outcome.report  # type: ignore[attr-defined]
             return outcome.value
@@ -296,7 +301,7 @@ def isolate_decorated(fn: Callable[..., Any], name: str, options: SessionOptions
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            outcome = run_isolated(target, args, kwargs, name=name, options=options)
+            outcome = run_isolated(target, args, kwargs, name=name, options=options, session_type=session_type)
             sync_wrapper.vram_report = outcome.report  # type: ignore[attr-defined]
             return outcome.value
 

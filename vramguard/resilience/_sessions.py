@@ -64,7 +64,8 @@ class IsolatedSession(GpuSession):
 
         name = self.name or check_decorated(fn)
         child = replace(self.options, isolate=False)
-        return isolate_decorated(fn, str(name), child)  # type: ignore[return-value]
+        kind = session_type(hard=child.hard, isolate=False)
+        return isolate_decorated(fn, str(name), child, kind)  # type: ignore[return-value]
 
 
 def session_type(*, hard: bool, isolate: bool) -> type[GpuSession]:
