@@ -73,7 +73,7 @@ def gpu_session(name: Any = None, /, **arguments: Any) -> Any:
     Also ``async with``, and a decorator bare (``@gpu_session``) or with arguments; each call of
     a decorated function runs in a fresh session built from the options checked once, at
     decoration. The arguments (every one is listed, with its default, in
-    ``vramguard.core._options.ARGUMENTS`` and in docs/sessions.md): ``device`` ("auto", "cpu",
+    docs/sessions.md): ``device`` ("auto", "cpu",
     "cuda", "cuda:N", int, torch.device), ``release`` (run the ordered release at exit),
     ``leaks`` ("ignore", "warn", "raise") above ``leak_tolerance`` (a size), ``max_peak`` (a
     size: the most the block may add at its peak), ``census`` (track tensors created in the

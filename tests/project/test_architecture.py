@@ -268,6 +268,7 @@ PRIVATE_IMPORTS = (
     "pytest_plugin -> core._records",
     "pytest_plugin -> core._session",
     "pytest_plugin -> core._sizes",
+    "report._words -> core._words",  # the device words, shared with the records' own str()
     "report._panels -> core._multi_report",
     "report._panels -> core._records",
     "report._rich -> core._errors",

@@ -17,6 +17,7 @@ from vramguard.core import _hooks
 from vramguard.core._decode import Fields, check_float, check_int
 from vramguard.core._errors import ReportFormatError, VramGuardError
 from vramguard.core._sizes import format_size
+from vramguard.core._words import words_for
 from vramguard.probes import MemorySnapshot
 
 
@@ -374,9 +375,10 @@ class ReleaseReport:
             f"vramguard release on {self.device} ({self.duration_s * 1000:.1f} ms)",
             f"  allocated  {format_size(self.before.allocated_bytes)} -> {format_size(self.after.allocated_bytes)}",
             f"  reserved   {format_size(self.before.reserved_bytes)} -> {format_size(self.after.reserved_bytes)}",
-            f"  reclaimed  {format_size(self.reclaimed_bytes)}; still cached {format_size(self.cached_bytes_after)}",
+            f"  reclaimed  {_reclaimed(self.reclaimed_bytes)}; "
+            f"{words_for(self.device).cached} {format_size(self.cached_bytes_after)}",
         ]
-        lines += _steps_text(self.steps)
+        lines += _steps_text(self.steps, self.device)
         lines += [f"  dropped: {d}" for d in self.dropped]
         lines += [f"  evicted: {e}" for e in self.evicted]
         lines += [f"  still alive elsewhere: {s}" for s in self.survivors]
@@ -384,17 +386,26 @@ class ReleaseReport:
 
 
 def _row(label: str, allocated: int | None, reserved: int | None) -> str:
-    return f"  {label:<10} {format_size(allocated):>12} {format_size(reserved):>12}"
+    return f"  {label:<10} {format_size(allocated):>14} {format_size(reserved):>14}"
 
 
-def _steps_text(steps: tuple[ReleaseStep, ...]) -> list[str]:
+def _reclaimed(nbytes: int | None) -> str:
+    """A release gives back, or nothing: memory that grew while it ran is said so, never a
+    negative reclaim (the pytest plugin's table shows "—" for it)."""
+    if nbytes is not None and nbytes < 0:
+        return f"— (grew {format_size(-nbytes)} during the release)"
+    return format_size(nbytes)
+
+
+def _steps_text(steps: tuple[ReleaseStep, ...], device: str) -> list[str]:
+    words = words_for(device)
     lines = []
     for step in steps:
         detail = f"  ({step.detail})" if step.detail else ""
         lines.append(
             f"  step {step.name:<12} {step.duration_s * 1000:8.2f} ms  "
-            f"allocated {format_size(step.allocated_freed_bytes, signed=True):>11} freed  "
-            f"reserved {format_size(step.reserved_freed_bytes, signed=True):>11} returned{detail}"
+            f"{words.allocated} {format_size(step.allocated_freed_bytes, signed=True):>11} freed  "
+            f"{words.reserved} {format_size(step.reserved_freed_bytes, signed=True):>11} returned{detail}"
         )
     return lines
 
@@ -548,19 +559,22 @@ class SessionReport:
 
     def __str__(self) -> str:
         flags = " (concurrent sessions on this device: figures are process-wide)" if self.concurrent else ""
+        words = words_for(self.device)
         lines = [
             f"vramguard session {self.name!r} on {self.device}: {self.duration_s * 1000:.1f} ms{flags}",
-            f"  {'':<10} {'allocated':>12} {'reserved':>12}",
+            f"  {'':<10} {words.allocated:>14} {words.reserved:>14}",
             _row("before", self.before.allocated_bytes, self.before.reserved_bytes),
             _row("peak", self.peak_allocated_bytes, self.peak_reserved_bytes),
             _row("at exit", self.at_exit.allocated_bytes, self.at_exit.reserved_bytes),
             _row("after", self.after.allocated_bytes, self.after.reserved_bytes),
-            f"  reclaimed {format_size(self.reclaimed_bytes)}, still cached {format_size(self.cached_bytes_after)}, "
+            f"  reclaimed {_reclaimed(self.reclaimed_bytes)}, {words.cached} {format_size(self.cached_bytes_after)}, "
             f"kept {format_size(self.kept_bytes)}, leaked {format_size(self.leaked_bytes)}",
         ]
+        if words.legend:
+            lines.append(f"  ({words.legend})")
         if not self.released:
             lines.append("  release was off (release=False)")
-        lines += _steps_text(self.release_steps)
+        lines += _steps_text(self.release_steps, self.device)
         lines += [f"  evicted: {e}" for e in self.evicted]
         lines += [f"  {line}" for line in Leaks(self.leaks).lines()]
         for violation in self.order_violations:
