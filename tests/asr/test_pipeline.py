@@ -202,8 +202,10 @@ def test_a_failing_diarizer_leaves_nothing_loaded(tiny_whisper: Path, tmp_path: 
         ASRDiarizationPipeline.from_pretrained(tiny_whisper, bad, device="cpu")
     assert caught.value.argument == "diarizer_model"
     assert whisper_models() == count
-    with pytest.raises(ModelLoadError, match="asr_model"):
+    # A folder that does not exist is refused as an argument, before anything loads (issue 30).
+    with pytest.raises(vramguard.InvalidArgument, match="asr_model.*no such folder"):
         ASRDiarizationPipeline.from_pretrained(tmp_path / "no-whisper-here", bad, device="cpu")
+    assert whisper_models() == count
 
 
 def test_a_released_pipeline_refuses_to_run(tiny_whisper: Path, tiny_diarizer: Path, sample_audio: Path) -> None:
