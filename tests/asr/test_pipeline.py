@@ -203,7 +203,7 @@ def test_a_failing_diarizer_leaves_nothing_loaded(tiny_whisper: Path, tmp_path: 
     assert caught.value.argument == "diarizer_model"
     assert whisper_models() == count
     # A folder that does not exist is refused as an argument, before anything loads (issue 30).
-    with pytest.raises(vramguard.InvalidArgument, match="asr_model.*no such folder"):
+    with pytest.raises(vramguard.InvalidArgument, match=r"asr_model.*no such folder"):
         ASRDiarizationPipeline.from_pretrained(tmp_path / "no-whisper-here", bad, device="cpu")
     assert whisper_models() == count
 

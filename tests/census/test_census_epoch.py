@@ -229,6 +229,7 @@ def _walk_in_epoch(make: Any) -> tuple[tuple[str, ...], int, int]:
     """Open an epoch, let ``make`` build the holders of a new tensor, walk them with the heap
     frozen: (paths, full scans, young scans)."""
     from vramguard.census._holders import HolderSearch
+    from vramguard.census._walk import walk
 
     assert EPOCH.enter()
     try:
@@ -238,7 +239,7 @@ def _walk_in_epoch(make: Any) -> tuple[tuple[str, ...], int, int]:
             search.add_group([search.add(tensor)])
             del tensor
             search.index_heap()
-            (found,) = search.run()
+            (found,) = walk(search)
             scans, young = search.scans, search.young_scans
             search.close()
     finally:
