@@ -91,6 +91,9 @@ class Census:
         self._blocks: BlockDiff | None = None
         self._ptrs: dict[int, int] = {}
         self.unattributed: tuple[str, ...] = ()
+        self.took_inventory = False
+        """Whether ``start()`` listed the tensors alive (a heap pass, whose lists the session's
+        resident peak must not count): not for the census that opened the heap epoch."""
         self._arrays: ConvertedArrays | None = None
         self._state = "new"
 
@@ -103,6 +106,7 @@ class Census:
         try:
             self._blocks = BlockDiff(self.device)
             # The census that opened the epoch has seen nothing created since: no inventory.
+            self.took_inventory = not joined
             self._entry = {} if joined else self._inventory()
             self._order.start()
             if self.device.type == "cpu" and "numpy" in sys.modules:  # no numpy loaded: no array to keep

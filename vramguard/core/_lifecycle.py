@@ -26,6 +26,7 @@ from vramguard.core._run import (
     _max,
     _owner,
     _Run,
+    reset_host_peak,
 )
 from vramguard.core._sampler import SAMPLER, Subscription
 from vramguard.core._sizes import format_size
@@ -33,10 +34,12 @@ from vramguard.core._tensors import storage_bytes
 from vramguard.probes import (
     MemorySnapshot,
     malloc_trim,
+    read_resident_peak,
     reset_peak,
     resident_peak_resettable,
     seed_workspaces,
     take,
+    take_host_and_peak,
 )
 
 _log = logging.getLogger("vramguard")
@@ -88,8 +91,14 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
         malloc_trim()
     if dev.type == "cuda" and not options.census:
         seed_workspaces(dev)  # once per device: which workspace-sized blocks predate every session
+    # The host's resident high-water mark is reset just before the entry reading, whose resident
+    # set is then where the block's spike starts (the reading is statm's; no second read).
+    host_reset = dev.type == "cpu" and reset_host_peak(dev)
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
+    if host_reset:
+        rss = before.rss_bytes
+        run.host_rss_entry_bytes = rss if rss is not None else read_resident_peak().rss_bytes
     sweep_abandoned()  # before the registry is read: a dead session is nobody's concurrent block
     run.session_ref = weakref.ref(owner, _abandoned.append)
     _watched[run.session_ref] = run
@@ -108,7 +117,8 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
         run.fold_peak(before.allocated_bytes, before.reserved_bytes)
         if options.census:
             run.census = _start_census(dev, options.strict, options.bounds)
-        _enter_host_peak(run)  # after the census's heap scan: its lists are not the block's
+            if host_reset and run.census.took_inventory:
+                _enter_host_peak(run)  # again, after the census's heap scan: its lists are not the block's
         if subscription is not None:
             SAMPLER.subscribe(subscription)
         if record:
@@ -231,8 +241,13 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     if run.listener is not None:
         _hooks.empty_cache_listeners.remove(run.listener)
         run.listener = None
-    at_exit = run.at_exit if run.at_exit is not None else take(dev, nvml=False)
-    _fold_host_hwm([run])  # the block's resident peak, before the census and the release run
+    # The block's end, and its resident peak, before the census and the release run.
+    if run.at_exit is None and dev.type == "cpu" and run.host_rss_entry_bytes is not None:
+        at_exit, hwm = take_host_and_peak()  # both from one read of /proc
+        run.host_hwm_floor_bytes = _max(run.host_hwm_floor_bytes, hwm)
+    else:
+        at_exit = run.at_exit if run.at_exit is not None else take(dev, nvml=False)
+        _fold_host_hwm([run])
     census = run.census
     if census is not None:
         census.stop(run.kept)

@@ -123,13 +123,16 @@ _BOUNDS: dict[tuple[int, int, int, str | None], SearchBounds] = {}
 """SearchBounds by (levels, width, leaks, the graph bound's variable): a frozen value, made once."""
 
 
-def _bounds(levels: int, width: int, leaks: int) -> SearchBounds:
-    key = (levels, width, leaks, os.environ.get(GRAPH_NODES_VAR))
+def _bounds(levels: int, width: int, leaks: int, census: bool) -> SearchBounds:
+    # The graph bound is the census's alone: a session without one never reads its variable
+    # (an environment lookup is a sizeable part of a bare session's price).
+    key = (levels, width, leaks, os.environ.get(GRAPH_NODES_VAR) if census else None)
     found = _BOUNDS.get(key)
     if found is None:
         if len(_BOUNDS) >= 64:  # bounded: a program that varies its bounds per call
             _BOUNDS.clear()
-        found = _BOUNDS[key] = SearchBounds(levels=levels, width=width, leaks=leaks)
+        graph = graph_nodes_bound() if census else MAX_GRAPH_NODES
+        found = _BOUNDS[key] = SearchBounds(levels=levels, width=width, leaks=leaks, graph_nodes=graph)
     return found
 
 
@@ -226,7 +229,7 @@ class SessionOptions:
         tolerance = parse_size(leak_tolerance, argument="leak_tolerance")
         limit = None if max_peak is None else parse_size(max_peak, argument="max_peak")
         levels, width = _count("holder_levels", holder_levels), _count("holder_width", holder_width)
-        bounds = _bounds(levels, width, _count("holder_leaks", holder_leaks))
+        bounds = _bounds(levels, width, _count("holder_leaks", holder_leaks), census is True)
         if record_history and resolved.type != "cuda":
             accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
             raise InvalidArgument("device", device, accepted)

@@ -106,13 +106,21 @@ def _enter_host_peak(run: _Run) -> None:
     """
     if run.device.type != "cpu":
         return
+    if reset_host_peak(run.device, but=run):
+        # The entry's resident set, on VmHWM's basis: statm's resident figure is the same
+        # kernel counter as VmRSS (file + anonymous + shmem pages), read in 1 µs, not 8.
+        statm = resident_bytes()
+        run.host_rss_entry_bytes = statm[0] if statm is not None else read_resident_peak().rss_bytes
+
+
+def reset_host_peak(device: torch.device, *, but: _Run | None = None) -> bool:
+    """Fold VmHWM into the host runs active now (but ``but``), then reset it; False where it
+    cannot be reset. Under the registry's lock, so that no other entry resets between the two.
+    A session that resets before its entry reading takes that reading's resident set as the
+    mark's start (one read of /proc instead of two)."""
     with _active_lock:
-        _fold_host_hwm([other for other in _active.get(str(run.device), []) if other is not run])
-        if reset_resident_peak():
-            # The entry's resident set, on VmHWM's basis: statm's resident figure is the same
-            # kernel counter as VmRSS (file + anonymous + shmem pages), read in 1 µs, not 8.
-            statm = resident_bytes()
-            run.host_rss_entry_bytes = statm[0] if statm is not None else read_resident_peak().rss_bytes
+        _fold_host_hwm([other for other in _active.get(str(device), []) if other is not but])
+        return reset_resident_peak()
 
 
 def _exit_host_peak(

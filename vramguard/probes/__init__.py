@@ -35,6 +35,7 @@ _LAZY = {
     "MemorySnapshot": "vramguard.probes._snapshot",
     "snapshot": "vramguard.probes._snapshot",
     "take": "vramguard.probes._snapshot",
+    "take_host_and_peak": "vramguard.probes._snapshot",
     "new_workspaces": "vramguard.probes._workspaces",
     "seed_workspaces": "vramguard.probes._workspaces",
     "split_workspaces": "vramguard.probes._workspaces",
@@ -70,7 +71,7 @@ if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_me
         resident_peak_resettable,
     )
     from vramguard.probes._nvml import list_devices, read_nvml, unavailable_reason
-    from vramguard.probes._snapshot import MemorySnapshot, snapshot, take
+    from vramguard.probes._snapshot import MemorySnapshot, snapshot, take, take_host_and_peak
     from vramguard.probes._torch import cuda_available, cuda_device_count, cuda_initialized, read_allocator, reset_peak
     from vramguard.probes._workspaces import new_workspaces, seed_workspaces, split_workspaces, workspace_sizes
 
@@ -107,6 +108,7 @@ if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_me
         "stranded",
         "stranded_segments",
         "take",
+        "take_host_and_peak",
         "unavailable_reason",
         "uncovered",
         "workspace_sizes",

@@ -14,6 +14,9 @@ ACCEPTED_DEVICES = '"auto", "cpu", "cuda", "cuda:N", an int N, or a torch.device
 _CUDA_INDEX = re.compile(r"^cuda:([0-9]{1,6})$")  # bounded: int() refuses 4,300+ digits
 
 
+_CPU = torch.device("cpu")
+
+
 def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "device") -> torch.device:
     """Return ``torch.device("cpu")`` or ``torch.device("cuda", N)`` with an explicit index.
 
@@ -22,6 +25,8 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
     naming the devices that do exist. Nothing here creates a CUDA context or initialises the
     driver (:func:`~vramguard.probes.cuda_available` asks NVML), so a later ``fork()`` still works.
     """
+    if device == "cpu" and type(device) is str:
+        return _CPU  # the common case, a session per step on the host: no parsing, no new object
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if cuda_available():
             return torch.device("cuda", _current())
@@ -32,7 +37,7 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
         return _cuda(device, device, argument)
     if isinstance(device, torch.device):
         if device.type == "cpu":
-            return torch.device("cpu")
+            return _CPU
         if device.type == "cuda":
             index = device.index if device.index is not None else _current_index(device, argument)
             return _cuda(index, device, argument)

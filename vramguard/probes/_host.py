@@ -117,8 +117,10 @@ def resident_bytes() -> tuple[int, int] | None:
     return resident, resident - shared
 
 
-def read_heap(*, uss: bool = False) -> HeapReading:
-    """Read the heap and resident memory. ``uss=True`` also walks the page tables (slower)."""
+def read_heap(*, uss: bool = False, resident: tuple[int, int] | None = None) -> HeapReading:
+    """Read the heap and resident memory. ``uss=True`` also walks the page tables (slower);
+    ``resident``: (resident, resident anonymous) already read (from /proc/self/status, with
+    the high-water mark: see :func:`read_heap_and_peak`), so statm is not read again."""
     libc = _get_libc()
     in_use = free = None
     if libc.mallinfo2 is not None:
@@ -126,7 +128,7 @@ def read_heap(*, uss: bool = False) -> HeapReading:
         in_use = int(info.uordblks + info.hblkhd)
         free = int(info.fordblks)
     rss = anon = None
-    statm = resident_bytes()
+    statm = resident if resident is not None else resident_bytes()
     if statm is not None:
         rss, anon = statm
     else:
@@ -200,6 +202,25 @@ def _kb_field(status: bytes, name: bytes) -> int | None:
 
 def read_resident_peak() -> ResidentPeak:
     """VmHWM and VmRSS in bytes (one pread of an open /proc/self/status, about 8 µs); never raises."""
+    status = _read_status()
+    if status is None:
+        return ResidentPeak(None, None)
+    return ResidentPeak(_kb_field(status, b"VmHWM:"), _kb_field(status, b"VmRSS:"))
+
+
+def read_heap_and_peak() -> tuple[HeapReading, int | None]:
+    """:func:`read_heap` and VmHWM from one read of /proc/self/status (VmRSS and RssAnon there
+    are statm's resident and resident − shared: the same kernel counters), for a session's exit,
+    which needs both: one read of /proc instead of two."""
+    status = _read_status()
+    if status is None:
+        return read_heap(), None
+    rss, anon = _kb_field(status, b"VmRSS:"), _kb_field(status, b"RssAnon:")
+    resident = None if rss is None or anon is None else (rss, anon)
+    return read_heap(resident=resident), _kb_field(status, b"VmHWM:")
+
+
+def _read_status() -> bytes | None:
     global _status_fd
     pid = os.getpid()
     try:
@@ -207,10 +228,9 @@ def read_resident_peak() -> ResidentPeak:
             _close(_status_fd)
             _status_fd = None
             _status_fd = (pid, _STATUS_PATH, os.open(_STATUS_PATH, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
-        status = os.pread(_status_fd[2], 4096, 0)
+        return os.pread(_status_fd[2], 4096, 0)
     except OSError:
-        return ResidentPeak(None, None)
-    return ResidentPeak(_kb_field(status, b"VmHWM:"), _kb_field(status, b"VmRSS:"))
+        return None
 
 
 def _write_clear_refs() -> None:

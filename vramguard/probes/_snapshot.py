@@ -12,7 +12,7 @@ import torch
 from vramguard.core._decode import Fields
 from vramguard.core._errors import InvalidArgument
 from vramguard.probes._device import DeviceLike, resolve_device
-from vramguard.probes._host import read_heap, resident_bytes
+from vramguard.probes._host import HeapReading, read_heap, read_heap_and_peak, resident_bytes
 from vramguard.probes._nvml import read_nvml
 from vramguard.probes._torch import cuda_initialized, read_allocator
 
@@ -101,6 +101,24 @@ class MemorySnapshot:
         )
 
 
+def _host_snapshot(now: float, heap: HeapReading) -> MemorySnapshot:
+    # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
+    # fields): a session reads the host two or three times, and this is its hot path.
+    made = _new_snapshot()
+    fields = made.__dict__
+    fields.update(_DEFAULTS)
+    fields["device"] = "cpu"
+    fields["time_s"] = now
+    fields["allocated_bytes"] = heap.in_use_bytes
+    fields["reserved_bytes"] = heap.resident_anonymous_bytes
+    fields["rss_bytes"] = heap.rss_bytes
+    fields["uss_bytes"] = heap.uss_bytes
+    fields["heap_free_bytes"] = heap.free_in_arenas_bytes
+    if heap.note:
+        fields["notes"] = (heap.note,)
+    return made
+
+
 _DEFAULTS = {
     name: spec.default for name, spec in MemorySnapshot.__dataclass_fields__.items() if spec.default is not MISSING
 }
@@ -130,26 +148,20 @@ def snapshot(device: DeviceLike | None = "auto", *, nvml: bool = True, uss: bool
     return take(dev, nvml=nvml, uss=uss)
 
 
+def take_host_and_peak() -> tuple[MemorySnapshot, int | None]:
+    """The host's reading and the kernel's resident high-water mark, from one read of /proc
+    (a host session's exit needs both)."""
+    now = time.monotonic()
+    heap, hwm = read_heap_and_peak()
+    return _host_snapshot(now, heap), hwm
+
+
 def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySnapshot:
     """:func:`snapshot` for an already resolved device (the session's hot path)."""
     now = time.monotonic()
     if dev.type == "cpu":
-        heap = read_heap(uss=uss)
-        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
-        # fields): a session reads the host two or three times, and this is its hot path.
-        made = _new_snapshot()
-        fields = made.__dict__
-        fields.update(_DEFAULTS)
-        fields["device"] = "cpu"
-        fields["time_s"] = now
-        fields["allocated_bytes"] = heap.in_use_bytes
-        fields["reserved_bytes"] = heap.resident_anonymous_bytes
-        fields["rss_bytes"] = heap.rss_bytes
-        fields["uss_bytes"] = heap.uss_bytes
-        fields["heap_free_bytes"] = heap.free_in_arenas_bytes
-        if heap.note:
-            fields["notes"] = (heap.note,)
-        return made
+        return _host_snapshot(now, read_heap(uss=uss))
+
     index = dev.index if dev.index is not None else 0
     stats = read_allocator(dev)
     initialized = cuda_initialized()
