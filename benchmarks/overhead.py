@@ -50,9 +50,9 @@ def measure(factory: Callable[[], AbstractContextManager[object]], runs: int) ->
 
 
 PHASES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("session object (options checked)", (("core/_session.py", "__init__"),)),
-    ("readings (take: malloc/statm, allocator)", (("probes/_snapshot.py", "take"),)),
-    ("host peak (VmHWM reset and read)", (("core/_run.py", "_enter_host_peak"), ("core/_run.py", "_fold_host_hwm"))),
+    ("session object (options checked)", (("core/_options.py", "from_arguments"), ("core/_session.py", "__init__"))),
+    ("readings (malloc, /proc, allocator)", (("probes/_snapshot.py", "take"), ("_snapshot.py", "take_host_and_peak"))),
+    ("host peak (VmHWM reset and fold)", (("core/_run.py", "reset_host_peak"), ("core/_run.py", "_fold_host_hwm"))),
     ("census start", (("census/_census.py", "start"),)),
     ("census look at the block's end", (("census/_census.py", "stop"),)),
     ("release: drop + collection", (("core/_collect.py", "collect"),)),
@@ -68,8 +68,10 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("NVML process list", "probes/_nvml.py", "read_nvml"),
     ("synchronize()", "torch/cuda/__init__.py", "synchronize"),
     ("empty_cache()", "core/_release.py", "_raw_empty_cache"),
-    ("mallinfo2 + statm (host)", "probes/_host.py", "read_heap"),
-    ("/proc/self/status (host)", "probes/_host.py", "read_resident_peak"),
+    ("mallinfo2 (host)", "probes/_host.py", "read_heap"),
+    ("/proc/self/statm (host)", "probes/_host.py", "resident_bytes"),
+    ("/proc/self/status (host)", "probes/_host.py", "_read_status"),
+    ("/proc/self/clear_refs write (host)", "probes/_host.py", "_write_clear_refs"),
 )
 """Device reads counted per session: (label, file suffix, function)."""
 
@@ -96,8 +98,8 @@ def price_shares(factory: Callable[[], AbstractContextManager[object]], runs: in
                 calls, seconds = calls + ncalls, seconds + cum
         return calls, seconds
 
-    entry_exit = ("__enter__", "__exit__", "gpu_session")
-    total = sum(cumulative("core/_session.py", name)[1] for name in entry_exit)
+    total = sum(cumulative("core/_session.py", name)[1] for name in ("__enter__", "__exit__"))
+    total += cumulative("vramguard/_api.py", "gpu_session")[1]
     phases = [
         {"phase": label, "share": sum(cumulative(*where)[1] for where in functions) / total if total else 0.0}
         for label, functions in PHASES
