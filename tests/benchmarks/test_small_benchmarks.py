@@ -55,7 +55,12 @@ def test_overhead_quick_prints_every_variant_against_the_null_context() -> None:
     for name, fields in rows.items():
         assert fields[1] == "µs" and float(fields[0]) > 0 and int(fields[2]) >= 1, (name, fields)
     # The quick form prints the budget's verdict but exits 0 either way: a loaded CI machine is no measurement.
-    assert re.search(r"release off, census off: [\d.]+ µs — (within|OVER) the 50 µs budget", stdout), stdout
+    assert re.search(r"default: [\d.]+ µs — (within|OVER) the 50 µs budget", stdout), stdout
+    assert re.search(r"census and release off: [\d.]+ µs — (within|OVER) the 20 µs budget", stdout), stdout
+    # Where the price goes, by phase, and the device reads a session makes (issue 29).
+    assert "where a default session's price goes" in stdout and "the rest (registry, peaks, report, glue)" in stdout
+    reads = dict(re.findall(r"^  (mallinfo2 \(host\)|memory_stats\(\)) +([\d.]+)$", stdout, flags=re.MULTILINE))
+    assert reads == {"mallinfo2 (host)": "2", "memory_stats()": "0"}, stdout
 
 
 INFERENCE_VARIANTS = (
@@ -76,7 +81,9 @@ def test_inference_loop_quick_prints_every_variant_and_its_ratio_to_plain() -> N
     ratios = {name: float(_row(stdout, name)[2]) for name in INFERENCE_VARIANTS}
     assert ratios["plain"] == 1.0
     assert all(ratio > 0 for ratio in ratios.values()), ratios
-    verdict = re.search(r"(PASS|FAIL) +default session per step: ([\d.]+)× the plain step", stdout)
+    verdict = re.search(
+        r"(PASS|FAIL) +default session per step: ([\d.]+)× the plain [\d.]+ ms step, -?\d+ µs per session", stdout
+    )
     assert verdict is not None, stdout
     assert float(verdict.group(2)) == ratios["session (defaults)"]
     assert "last session's release, gc:" in stdout  # the default session's release ran and said what it did

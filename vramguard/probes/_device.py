@@ -25,7 +25,7 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
     naming the devices that do exist. Nothing here creates a CUDA context or initialises the
     driver (:func:`~vramguard.probes.cuda_available` asks NVML), so a later ``fork()`` still works.
     """
-    if device == "cpu" and type(device) is str:
+    if type(device) is str and device == "cpu":
         return _CPU  # the common case, a session per step on the host: no parsing, no new object
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if cuda_available():
