@@ -13,6 +13,7 @@ take them from :data:`MODES`, so a mode is described (and added) here only.
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -157,18 +158,7 @@ class Resident(_InProcess):
         # release runs a full gc.collect() (about 0.3 s with both libraries loaded).
         with pipe._session("resident run", reports):
             for item in work:
-                pipe._step("transcribe", item, request.errors, steps.advance, pipe.asr_pipeline, pipe._transcribe)
-                pipe._step(
-                    "diarize",
-                    item,
-                    request.errors,
-                    steps.advance,
-                    pipe.diarization_pipeline,
-                    pipe._diarize,
-                    request.counts,
-                )
-                item.audio = None
-                steps.done(item)
+                _both_steps(pipe, item, request, steps)
 
 
 class Staged(_InProcess):
@@ -201,6 +191,24 @@ class Staged(_InProcess):
             del diarizer
 
 
+def _both_steps(
+    pipe: ASRDiarizationPipeline,
+    item: Work,
+    request: Request,
+    steps: _Steps,
+    switch: Callable[[str], None] | None = None,
+) -> None:
+    """One file through both resident models (``switch`` first brings each in: swap mode)."""
+    if switch is not None:
+        switch("asr")
+    pipe._step("transcribe", item, request.errors, steps.advance, pipe.asr_pipeline, pipe._transcribe)
+    if switch is not None:
+        switch("diarizer")
+    pipe._step("diarize", item, request.errors, steps.advance, pipe.diarization_pipeline, pipe._diarize, request.counts)
+    item.audio = None
+    steps.done(item)
+
+
 def _own(session: vramguard.GpuSession, pipeline: Any) -> Any:
     """Hand a loaded pipeline to a stage session: its modules are evicted to the meta device at
     the stage's end, so their memory returns even if something else holds them."""
@@ -229,20 +237,7 @@ class Swap(_InProcess):
     ) -> None:
         with pipe._session("swap run", reports) as run:
             for item in work:
-                _switch(pipe, run, "asr", item)
-                pipe._step("transcribe", item, request.errors, steps.advance, pipe.asr_pipeline, pipe._transcribe)
-                _switch(pipe, run, "diarizer", item)
-                pipe._step(
-                    "diarize",
-                    item,
-                    request.errors,
-                    steps.advance,
-                    pipe.diarization_pipeline,
-                    pipe._diarize,
-                    request.counts,
-                )
-                item.audio = None
-                steps.done(item)
+                _both_steps(pipe, item, request, steps, functools.partial(_switch, pipe, run, item=item))
             _switch(pipe, run, None)  # both parked between calls
 
     def release(self, pipe: ASRDiarizationPipeline) -> None:
