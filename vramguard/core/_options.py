@@ -17,14 +17,12 @@ from typing import Any, Literal
 import torch
 
 from vramguard.core._errors import InvalidArgument
+from vramguard.core._sampler import HOST_SAMPLE_INTERVAL_S
 from vramguard.core._sizes import parse_size
 from vramguard.probes import resolve_device
 
 LeakPolicy = Literal["ignore", "warn", "raise"]
 LEAK_POLICIES: tuple[LeakPolicy, ...] = ("ignore", "warn", "raise")
-
-HOST_SAMPLE_INTERVAL_S = 0.005
-"""How often the sampler reads the host heap when a timeline is recorded (seconds)."""
 
 DEFAULT_GATHER_TIMEOUT_S = 60.0
 """How long a rank waits at a distributed session's exit for the other ranks (seconds)."""
