@@ -56,6 +56,18 @@ def decorated(n: int) -> float:
     return float(torch.ones(n).sum())
 
 
+@vramguard.gpu_session(device="cpu", isolate=True, hard=True, max_peak="64 MiB", leaks="ignore")
+def decorated_with_a_budget(n: int) -> float:
+    return float(torch.ones(n).sum())
+
+
+def test_an_isolated_call_with_a_hard_budget_runs_it_in_the_child() -> None:
+    # The budget goes with the options: the child's session is the budgeted one.
+    assert decorated_with_a_budget(1000) == 1000.0
+    report = decorated_with_a_budget.vram_report  # type: ignore[attr-defined]
+    assert report is not None and report.device == "cpu"
+
+
 def test_value_and_report_come_back_from_another_process() -> None:
     outcome = vramguard.isolated(make_tensor, 1000, device="cpu")
     assert torch.equal(outcome.value, torch.arange(1000, dtype=torch.float32))

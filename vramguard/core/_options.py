@@ -135,11 +135,9 @@ def _bounds(levels: int, width: int, leaks: int, census: bool) -> SearchBounds:
 
 
 def _flag(argument: str, value: object) -> bool:
-    if value is True or value is False:
+    if value is True or value is False:  # bool has no subclasses: identity is the whole check
         return value
-    if not isinstance(value, bool):
-        raise InvalidArgument(argument, value, "True or False")
-    return value
+    raise InvalidArgument(argument, value, "True or False")
 
 
 def _count(argument: str, value: object) -> int:
@@ -235,9 +233,7 @@ class SessionOptions:
         _flag("isolate", isolate)
         if hard and limit is None:
             raise InvalidArgument("hard", hard, "hard=True only with max_peak=<a size>: the budget it enforces")
-        gather = None if distributed is False and group is None else gather_settings(distributed, group, gather_timeout)
-        if gather_timeout is not None and gather is None:
-            gather_settings(distributed, group, gather_timeout)  # checked even where nothing gathers
+        gather = gather_settings(distributed, group, gather_timeout)
         # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a
         # session per inference step builds one, and this is most of what entering costs.
         made = object.__new__(cls)

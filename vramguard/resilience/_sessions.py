@@ -53,7 +53,7 @@ class IsolatedSession(GpuSession):
     child, in a session with the same options; ``fn.vram_report`` is the child's report."""
 
     def _handles(self, flag: str) -> bool:
-        return flag == "isolate" or (flag == "hard" and self.options.isolate)
+        return flag in ("isolate", "hard")  # a budget goes with the options to the child's session
 
     def __enter__(self) -> GpuSession:
         accepted = "isolate=True only for a decorated function (a with-block cannot move), or vramguard.isolated"
