@@ -104,7 +104,7 @@ class MemorySnapshot:
 def _host_snapshot(now: float, heap: HeapReading) -> MemorySnapshot:
     # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
     # fields): a session reads the host two or three times, and this is its hot path.
-    made = _new_snapshot()
+    made = object.__new__(MemorySnapshot)
     fields = made.__dict__
     fields.update(_DEFAULTS)
     fields["device"] = "cpu"
@@ -122,10 +122,6 @@ def _host_snapshot(now: float, heap: HeapReading) -> MemorySnapshot:
 _DEFAULTS = {
     name: spec.default for name, spec in MemorySnapshot.__dataclass_fields__.items() if spec.default is not MISSING
 }
-
-
-def _new_snapshot() -> MemorySnapshot:
-    return object.__new__(MemorySnapshot)
 
 
 _FIGURES = tuple(
