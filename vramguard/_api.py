@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import vramguard.report.plot  # noqa: F401  (the records' .plot() draws through the plotter it registers)
 from vramguard.core._multi import MultiDeviceSession, is_multi
-from vramguard.core._options import LeakPolicy, SessionOptions
+from vramguard.core._options import LeakPolicy, SessionOptions, options_of
 from vramguard.core._session import GpuSession
 from vramguard.core._sizes import SizeLike
 from vramguard.probes import DeviceLike
@@ -106,7 +106,7 @@ def gpu_session(name: Any = None, /, **arguments: Any) -> Any:
     else:
         options = arguments.pop("options", None)
         if options is None:
-            options = SessionOptions.from_arguments(**arguments)
+            options = options_of(arguments)
             arguments = {}
         session = _session_type(hard=options.hard, isolate=options.isolate)(name, options=options, **arguments)
     return session if fn is None else session(fn)

@@ -12,20 +12,15 @@ from vramguard.probes import _snapshot
 
 @pytest.fixture
 def heap_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the session's host readings (mallinfo2 + statm through ``take``)."""
+    """Counts the session's host readings (mallinfo2 + statm or status, through ``read_host``)."""
     calls = [0]
-    real, real_with_peak = _snapshot.read_heap, _snapshot.read_heap_and_peak
+    real = _snapshot.read_host
 
-    def counted(*, uss: bool = False) -> object:
-        calls[0] += 1
-        return real(uss=uss)
+    def counted(with_peak: bool = False) -> object:
+        calls[0] += 1  # with_peak: the exit's reading and the resident peak, one read of /proc
+        return real(with_peak)
 
-    def counted_with_peak() -> object:
-        calls[0] += 1  # the exit's reading and the resident peak: one read of /proc
-        return real_with_peak()
-
-    monkeypatch.setattr(_snapshot, "read_heap", counted)
-    monkeypatch.setattr(_snapshot, "read_heap_and_peak", counted_with_peak)
+    monkeypatch.setattr(_snapshot, "read_host", counted)
     with vramguard.gpu_session(device="cpu", leaks="ignore"):  # warm: the first session's one-off work
         pass
     calls[0] = 0

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vramguard
+from vramguard.core import _options
 from vramguard.core._options import ARGUMENTS, SessionOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,7 @@ def test_a_decorated_function_checks_its_options_once() -> None:
         return real(cls, **arguments)  # type: ignore[no-any-return]
 
     SessionOptions.from_arguments = classmethod(counted)  # type: ignore[method-assign,assignment]
+    _options._MADE.clear()  # made once per process: a previous test may have made these
     try:
 
         @vramguard.gpu_session(device="cpu", leaks="ignore")
@@ -127,3 +129,45 @@ def test_a_session_takes_options_built_once() -> None:
     with pytest.raises(vramguard.InvalidArgument, match="options"):
         vramguard.GpuSession("step", options=options, leaks="warn")
     assert "vramguard" in sys.modules
+
+
+def test_the_same_plain_arguments_give_the_same_options_once() -> None:
+    _options._MADE.clear()
+    first = _options.options_of({"device": "cpu", "leaks": "ignore"})
+    assert _options.options_of({"leaks": "ignore", "device": "cpu"}) is first  # the order does not matter
+    # Equal but of another type is another key: True == 1, and 1 is no flag.
+    assert _options.options_of({"device": "cpu", "census": True}).census is True
+    with pytest.raises(vramguard.InvalidArgument, match="census"):
+        _options.options_of({"device": "cpu", "census": 1})
+    # A bad argument is refused every time, never cached.
+    for _ in range(2):
+        with pytest.raises(vramguard.InvalidArgument, match="leaks"):
+            _options.options_of({"device": "cpu", "leaks": "loud"})
+
+
+def test_the_graph_bound_variable_is_read_with_a_census(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_options.GRAPH_NODES_VAR, "1000")
+    small = _options.options_of({"device": "cpu"})
+    monkeypatch.setenv(_options.GRAPH_NODES_VAR, "2000")
+    large = _options.options_of({"device": "cpu"})
+    assert (small.bounds.graph_nodes, large.bounds.graph_nodes) == (1000, 2000)
+
+
+def test_arguments_of_other_types_are_checked_each_time() -> None:
+    class Device(str):  # a str subclass: not a plain argument, never a key
+        pass
+
+    calls = []
+    real = SessionOptions.from_arguments.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[SessionOptions], **arguments: Any) -> SessionOptions:
+        calls.append(arguments)
+        return real(cls, **arguments)  # type: ignore[no-any-return]
+
+    SessionOptions.from_arguments = classmethod(counted)  # type: ignore[method-assign,assignment]
+    try:
+        for _ in range(3):
+            _options.options_of({"device": Device("cpu")})
+    finally:
+        SessionOptions.from_arguments = classmethod(real)  # type: ignore[method-assign,assignment]
+    assert len(calls) == 3

@@ -16,7 +16,7 @@ from vramguard.core._history import record_history as _history
 from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES, allocator_leak
 from vramguard.core._options import SearchBounds, SessionOptions
 from vramguard.core._policy import add_note, enforce
-from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
+from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline, build
 from vramguard.core._run import (
     _active,
     _active_lock,
@@ -282,7 +282,13 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         # the next step): only past a floor of cache growth since the block's entry.
         floor_bytes = 0 if run.owned or run.owns_for_good else _release.empty_floor_bytes(dev)
         steps, after = _release.run_release(
-            dev, drop, start=at_exit, mark=run.mark, collect=collect, trim_floor_bytes=floor_bytes, entry=run.before
+            dev,
+            drop,
+            start=at_exit,
+            mark=None if run.marks is None else run.mark,
+            collect=collect,
+            trim_floor_bytes=floor_bytes,
+            entry=run.before,
         )
     else:
         drop()
@@ -334,8 +340,9 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         # The last sample is the final figures, stamped now: after a release whose last steps read
         # nothing, the reading is older than their marks, and a timeline must end after them.
         subscription.close(time.monotonic(), after.allocated_bytes, after.reserved_bytes, after.process_used_bytes)
-        timeline = Timeline(subscription.interval_s, tuple(subscription.samples), tuple(run.marks))
-    return SessionReport(
+        timeline = Timeline(subscription.interval_s, tuple(subscription.samples), tuple(run.marks or ()))
+    return build(
+        SessionReport,
         name=run.name,
         device=str(dev),
         before=run.before,

@@ -277,3 +277,33 @@ class SessionOptions:
             "group": None if gather is None else gather.group,
             "gather_timeout": None if gather is None else gather.timeout_s,
         }
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), torch.device})
+"""The argument types whose values :func:`options_of` may key its cache by."""
+_MADE: dict[Any, SessionOptions] = {}
+"""Options made from plain arguments, by those arguments (see :func:`options_of`)."""
+
+
+def options_of(arguments: dict[str, Any]) -> SessionOptions:
+    """``SessionOptions.from_arguments(**arguments)``, made once for the same plain arguments
+    (strings, numbers, flags, a ``torch.device``): ``with gpu_session("step"):`` in a loop checks
+    them at its first step only. The value is frozen, so sharing it changes nothing; the graph
+    bound's variable is part of the key where a census reads it, and an argument of another type
+    (a process group) is checked at every call."""
+    try:
+        key: Any = tuple((name, type(value), value) for name, value in sorted(arguments.items()))
+        for _, kind, _ in key:
+            if kind not in _PLAIN:
+                raise TypeError(kind)
+        if arguments.get("census", True) is not False:
+            key += (os.environ.get(GRAPH_NODES_VAR),)
+        found = _MADE.get(key)
+    except TypeError:  # an unhashable value, or an object: checked each time
+        return SessionOptions.from_arguments(**arguments)
+    if found is None:
+        found = SessionOptions.from_arguments(**arguments)
+        if len(_MADE) >= 64:  # bounded: a program that varies its arguments per call
+            _MADE.clear()
+        _MADE[key] = found
+    return found

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vramguard.core import _hooks
 from vramguard.core._decode import Fields, check_float, check_int
@@ -19,6 +19,30 @@ from vramguard.core._errors import ReportFormatError, VramGuardError
 from vramguard.core._sizes import format_size
 from vramguard.core._words import words_for
 from vramguard.probes import MemorySnapshot
+
+_R = TypeVar("_R")
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def build(cls: type[_R], **values: Any) -> _R:
+    """A frozen record of ``cls`` from ``values`` (its defaults for the rest), without the
+    dataclass's ``__init__``: that sets each field through ``object.__setattr__`` (20 fields: a
+    few µs), and a session per inference step builds its records at every step. The record's
+    ``__post_init__`` runs; the values are not checked otherwise (the fields' types are the
+    caller's to keep; a test checks each use against the dataclass's own ``__init__``)."""
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        every = fields(cls)  # type: ignore[arg-type]
+        if any(f.default_factory is not MISSING for f in every):  # a shared default would be mutable
+            raise TypeError(f"build() makes records whose defaults are values, not {cls.__name__}")
+        defaults = _DEFAULTS[cls] = {f.name: f.default for f in every if f.default is not MISSING}
+    made = object.__new__(cls)
+    made.__dict__.update(defaults)
+    made.__dict__.update(values)
+    post = getattr(made, "__post_init__", None)
+    if post is not None:
+        post()
+    return made
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import torch
 
 from vramguard.core import _hooks
 from vramguard.core._errors import InvalidArgument
-from vramguard.core._records import ReleaseReport, ReleaseStep, _diff
+from vramguard.core._records import ReleaseReport, ReleaseStep, _diff, build
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import (
@@ -248,6 +248,7 @@ def run_release(
     current = start if start is not None else take(dev, nvml=False)
     actions: list[tuple[str, Callable[[], str]]] = [("drop", drop), ("gc", collect)]
     actions += _sync_and_empty(dev, trim_floor_bytes, entry, latest=lambda: current)
+    debug = _log.isEnabledFor(logging.DEBUG)
     skipped = False
     for name, action in actions:
         if mark is not None:
@@ -257,14 +258,16 @@ def run_release(
         duration = time.perf_counter() - began
         # A step that changed nothing (a trim or an empty below its floor, nothing to drop)
         # freed nothing: the reading before it stands, and one read of the device is saved.
-        skipped = isinstance(detail, Skipped)
+        kind = type(detail)
+        skipped = kind is Skipped
         if skipped:
             now = current
-        elif isinstance(detail, Measured):
-            now = detail.reading
+        elif kind is Measured:
+            now = detail.reading  # type: ignore[attr-defined]
         else:
             now = take(dev, nvml=False)
-        step = ReleaseStep(
+        step = build(
+            ReleaseStep,
             name=name,
             duration_s=duration,
             allocated_freed_bytes=_diff(current.allocated_bytes, now.allocated_bytes),
@@ -272,7 +275,7 @@ def run_release(
             detail=str(detail),
         )
         steps.append(step)
-        if _log.isEnabledFor(logging.DEBUG):
+        if debug:
             _log.debug(
                 "release %s on %s: %.2f ms, freed %s allocated, %s reserved%s",
                 name,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,36 +26,70 @@ _active_lock = threading.Lock()
 _active: dict[str, list[_Run]] = {}
 
 
-@dataclass
 class _Run:
-    """The state of one entry into a session."""
+    """The state of one entry into a session. A plain class, compared by identity (the registry
+    looks runs up with ``in``): a session per inference step builds one at every step."""
 
-    name: str
-    device: torch.device
-    owner: tuple[int, int]
-    started_s: float
-    before: MemorySnapshot
-    subscription: Subscription | None
-    owned: list[tuple[object, bool]] = field(default_factory=list)
-    kept: list[object] = field(default_factory=list)
-    peak_floor_allocated: int | None = None
-    peak_floor_reserved: int | None = None
-    # Host only: the resident set when the entry reset VmHWM (None: no reset, peaks are sampled),
-    # and the highest VmHWM read before a later session's reset wiped it.
-    host_rss_entry_bytes: int | None = None
-    host_hwm_floor_bytes: int | None = None
-    concurrent: bool = False
-    marks: list[tuple[float, str]] = field(default_factory=list)
-    steps: list[str] = field(default_factory=list)
-    """Lines for the report's notes from steps the block asked for (``s.park``, ``s.wake``)."""
-    listener: _hooks.EmptyCacheListener | None = None
-    history_on: bool = False
-    census: Any = None
-    session_ref: Any = None  # a weak reference to the session object: see _lifecycle.sweep_abandoned
-    at_exit: MemorySnapshot | None = None
-    """The block's end, read before the release by a multi-device session (see _multi)."""
-    owns_for_good: bool = False
-    """A multi-device session dropped what it owned: the release empties as an owning one does."""
+    __slots__ = (
+        "at_exit",
+        "before",
+        "census",
+        "concurrent",
+        "device",
+        "history_on",
+        "host_hwm_floor_bytes",
+        "host_rss_entry_bytes",
+        "kept",
+        "listener",
+        "marks",
+        "name",
+        "owned",
+        "owner",
+        "owns_for_good",
+        "peak_floor_allocated",
+        "peak_floor_reserved",
+        "session_ref",
+        "started_s",
+        "steps",
+        "subscription",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,
+        device: torch.device,
+        owner: tuple[int, int],
+        started_s: float,
+        before: MemorySnapshot,
+        subscription: Subscription | None,
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.owner = owner
+        self.started_s = started_s
+        self.before = before
+        self.subscription = subscription
+        self.owned: list[tuple[object, bool]] = []
+        self.kept: list[object] = []
+        self.peak_floor_allocated: int | None = None
+        self.peak_floor_reserved: int | None = None
+        # Host only: the resident set when the entry reset VmHWM (None: no reset, peaks are
+        # sampled), and the highest VmHWM read before a later session's reset wiped it.
+        self.host_rss_entry_bytes: int | None = None
+        self.host_hwm_floor_bytes: int | None = None
+        self.concurrent = False
+        self.marks: list[tuple[float, str]] | None = None if subscription is None or not subscription.record else []
+        """The timeline's marks; None (nothing marked) when no timeline was asked for."""
+        self.steps: list[str] = []
+        """Lines for the report's notes from steps the block asked for (``s.park``, ``s.wake``)."""
+        self.listener: _hooks.EmptyCacheListener | None = None
+        self.history_on = False
+        self.census: Any = None
+        self.session_ref: Any = None  # a weak reference to the session object: see _lifecycle.sweep_abandoned
+        self.at_exit: MemorySnapshot | None = None
+        """The block's end, read before the release by a multi-device session (see _multi)."""
+        self.owns_for_good = False
+        """A multi-device session dropped what it owned: the release empties as an owning one does."""
 
     def fold_peak(self, allocated: int | None, reserved: int | None) -> None:
         if allocated is not None:
@@ -64,7 +98,9 @@ class _Run:
             self.peak_floor_reserved = max(self.peak_floor_reserved or 0, reserved)
 
     def mark(self, label: str) -> None:
-        self.marks.append((time.monotonic() - self.started_s, label))
+        """A point on the timeline (a no-op without one)."""
+        if self.marks is not None:
+            self.marks.append((time.monotonic() - self.started_s, label))
 
 
 def _owner() -> tuple[int, int]:

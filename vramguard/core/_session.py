@@ -19,7 +19,7 @@ from vramguard.core import _lifecycle
 from vramguard.core._decorate import check_decorated, decorate
 from vramguard.core._distributed_exit import finish_then_gather, gatherer, require_initialized
 from vramguard.core._errors import InvalidArgument, SessionError
-from vramguard.core._options import SessionOptions
+from vramguard.core._options import SessionOptions, options_of
 from vramguard.core._records import SessionReport
 from vramguard.core._run import _Run
 from vramguard.probes import take
@@ -45,7 +45,7 @@ class GpuSession:
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name", name, "a str, or None for the decorated function's name")
         if options is None:
-            options = SessionOptions.from_arguments(**arguments)
+            options = options_of(arguments)
         elif arguments:
             raise InvalidArgument("options", options, f"a SessionOptions alone, not with {', '.join(arguments)}")
         elif not isinstance(options, SessionOptions):

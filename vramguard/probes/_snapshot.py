@@ -12,7 +12,7 @@ import torch
 from vramguard.core._decode import Fields
 from vramguard.core._errors import InvalidArgument
 from vramguard.probes._device import DeviceLike, resolve_device
-from vramguard.probes._host import HeapReading, read_heap, read_heap_and_peak, resident_bytes
+from vramguard.probes._host import host_note, read_heap, read_host, read_uss, resident_bytes
 from vramguard.probes._nvml import read_nvml
 from vramguard.probes._torch import cuda_initialized, read_allocator
 
@@ -101,7 +101,9 @@ class MemorySnapshot:
         )
 
 
-def _host_snapshot(now: float, heap: HeapReading) -> MemorySnapshot:
+def _host_snapshot(now: float, with_peak: bool) -> tuple[MemorySnapshot, int | None]:
+    """The host's snapshot now, and VmHWM when ``with_peak`` (see :func:`read_host`)."""
+    in_use, free, rss, anon, hwm = read_host(with_peak)
     # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
     # fields): a session reads the host two or three times, and this is its hot path.
     made = object.__new__(MemorySnapshot)
@@ -109,14 +111,14 @@ def _host_snapshot(now: float, heap: HeapReading) -> MemorySnapshot:
     fields.update(_DEFAULTS)
     fields["device"] = "cpu"
     fields["time_s"] = now
-    fields["allocated_bytes"] = heap.in_use_bytes
-    fields["reserved_bytes"] = heap.resident_anonymous_bytes
-    fields["rss_bytes"] = heap.rss_bytes
-    fields["uss_bytes"] = heap.uss_bytes
-    fields["heap_free_bytes"] = heap.free_in_arenas_bytes
-    if heap.note:
-        fields["notes"] = (heap.note,)
-    return made
+    fields["allocated_bytes"] = in_use
+    fields["reserved_bytes"] = anon
+    fields["rss_bytes"] = rss
+    fields["heap_free_bytes"] = free
+    note = host_note()
+    if note:
+        fields["notes"] = (note,)
+    return made, hwm
 
 
 _DEFAULTS = {
@@ -147,16 +149,17 @@ def snapshot(device: DeviceLike | None = "auto", *, nvml: bool = True, uss: bool
 def take_host_and_peak() -> tuple[MemorySnapshot, int | None]:
     """The host's reading and the kernel's resident high-water mark, from one read of /proc
     (a host session's exit needs both)."""
-    now = time.monotonic()
-    heap, hwm = read_heap_and_peak()
-    return _host_snapshot(now, heap), hwm
+    return _host_snapshot(time.monotonic(), True)
 
 
 def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySnapshot:
     """:func:`snapshot` for an already resolved device (the session's hot path)."""
     now = time.monotonic()
     if dev.type == "cpu":
-        return _host_snapshot(now, read_heap(uss=uss))
+        made = _host_snapshot(now, False)[0]
+        if uss:
+            made.__dict__["uss_bytes"] = read_uss()
+        return made
 
     index = dev.index if dev.index is not None else 0
     stats = read_allocator(dev)
