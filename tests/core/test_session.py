@@ -363,3 +363,29 @@ def test_no_warning_for_a_clean_block() -> None:
 
 def test_package_level_names() -> None:
     assert vramguard.gpu_session is gpu_session
+
+
+def test_a_host_session_in_a_process_with_cuda_never_asks_torch_for_cuda_peaks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that initialised CUDA measures the host too: torch's real
+    ``reset_peak_memory_stats`` refuses a CPU device (ValueError, "Expected a cuda device"), so
+    the session must not call it for the host. Here CUDA is said to be initialised; the call,
+    were it made, is torch's own and raises."""
+    from vramguard.probes import _torch
+
+    with pytest.raises(ValueError, match="cuda"):
+        torch.cuda.reset_peak_memory_stats(torch.device("cpu"))
+    monkeypatch.setattr(_torch, "cuda_initialized", lambda: True)
+    with gpu_session("host", device="cpu", leaks="ignore") as s:
+        pass
+    assert s.report is not None and s.report.device == "cpu"
+
+
+@pytest.mark.gpu
+def test_gpu_a_host_session_after_cuda_initialised() -> None:
+    torch.zeros(1, device="cuda")
+    assert torch.cuda.is_initialized()
+    with gpu_session("host", device="cpu", leaks="ignore") as s:
+        kept = s.keep(torch.ones(MIB))
+    assert s.report is not None and s.report.device == "cpu" and kept.numel() == MIB

@@ -113,7 +113,8 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     try:
         # torch's peak counters are process-wide: a session resets them at entry (and so
         # does every nested one); max_memory_allocated() read elsewhere sees the reset.
-        reset_peak(dev)
+        if dev.type == "cuda":
+            reset_peak(dev)
         run.fold_peak(before.allocated_bytes, before.reserved_bytes)
         if options.census:
             run.census = _start_census(dev, options.strict, options.bounds)

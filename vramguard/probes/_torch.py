@@ -101,6 +101,9 @@ def reading_from_stats(stats: dict[str, Any], caching: bool) -> AllocatorReading
 
 
 def reset_peak(device: torch.device) -> None:
-    """Reset the allocator's peak counters (no-op before CUDA is initialised)."""
-    if cuda_initialized():
+    """Reset the CUDA allocator's peak counters of ``device`` (no-op for the host, and before
+    CUDA is initialised). The host must never reach torch here: in a process that initialised
+    CUDA, ``reset_peak_memory_stats(torch.device("cpu"))`` raises ValueError (torch/cuda/memory.py
+    reset_peak_memory_stats → torch/cuda/_utils.py _get_device_index: "Expected a cuda device")."""
+    if device.type == "cuda" and cuda_initialized():
         torch.cuda.reset_peak_memory_stats(device)
