@@ -30,6 +30,7 @@ import gc
 import sys
 import weakref
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -62,6 +63,26 @@ class Census:
     ``VRAMGUARD_CENSUS_SITES`` variable) records where each storage was created, at a cost per op.
     """
 
+    # Defaults a census replaces rather than changes in place: class attributes, so that a
+    # session per inference step does not set a dozen of them at every step.
+    cycles: tuple[str, ...] = ()
+    needs_full_collection = False
+    unattributed: tuple[str, ...] = ()
+    took_inventory = False
+    """Whether ``start()`` listed the tensors alive (a heap pass, whose lists the session's
+    resident peak must not count): not for the census that opened the heap epoch."""
+    _sites: SiteRecorder | None = None
+    _in_epoch = False
+    _entry: dict[int, StorageWeakRef] = {}  # noqa: RUF012 - replaced, never changed in place
+    _violations: tuple[OrderViolation, ...] = ()
+    _hard: frozenset[int] | set[int] = frozenset()
+    _soft: frozenset[int] | set[int] = frozenset()
+    _settled: dict[int, Holders] | None = None
+    _bytes: dict[int, int] = {}  # noqa: RUF012 - replaced, never changed in place
+    _graph_only: dict[int, str] = {}  # noqa: RUF012 - replaced, never changed in place
+    _blocks: BlockDiff | None = None
+    _arrays: ConvertedArrays | None = None
+
     def __init__(
         self,
         device: torch.device,
@@ -73,28 +94,11 @@ class Census:
         self.device = device
         self.strict = strict
         self.bounds = bounds or SearchBounds()
-        self.cycles: tuple[str, ...] = ()
-        self.needs_full_collection = False
         self._sites_wanted = sites_requested() if sites is None else sites
-        self._sites: SiteRecorder | None = None
-        self._in_epoch = False
-        self._entry: dict[int, StorageWeakRef] = {}
         self._order = OrderRecorder(device)
-        self._violations: tuple[OrderViolation, ...] = ()
         self._survivors: list[Survivor] = []
-        self._hard: set[int] = set()
-        self._soft: set[int] = set()
         self._watch = GcWatch()
-        self._settled: dict[int, Holders] | None = None
-        self._bytes: dict[int, int] = {}
-        self._graph_only: dict[int, str] = {}
-        self._blocks: BlockDiff | None = None
         self._ptrs: dict[int, int] = {}
-        self.unattributed: tuple[str, ...] = ()
-        self.took_inventory = False
-        """Whether ``start()`` listed the tensors alive (a heap pass, whose lists the session's
-        resident peak must not count): not for the census that opened the heap epoch."""
-        self._arrays: ConvertedArrays | None = None
         self._state = "new"
 
     # -- entry and the block's end ----------------------------------------------------------
@@ -104,7 +108,8 @@ class Census:
         joined = EPOCH.join()
         self._in_epoch = joined is not None
         try:
-            self._blocks = BlockDiff(self.device)
+            if self.device.type == "cuda":  # the host has no block list
+                self._blocks = BlockDiff(self.device)
             # The census that opened the epoch has seen nothing created since: no inventory.
             self.took_inventory = not joined
             self._entry = {} if joined else self._inventory()
@@ -146,10 +151,13 @@ class Census:
         self._violations = self._order.stop()
         if self._arrays is not None:
             self._arrays.stop()
-        self._hard, self._soft = _kept_keys(kept or [], self.device)
+        if kept:
+            self._hard, self._soft = _kept_keys(kept, self.device)
         hard = self._hard
         seen: set[int] = set()
         tensors = [t for t in self._visible_tensors() if on_device(t, self.device)]
+        if not tensors:  # the block left no tensor: nothing to note, nothing to watch
+            return
         listed = {id(t) for t in tensors}
         # A sparse tensor counts its indices with its values: tensors viewing those index
         # storages (the components it was built from) are part of it, not leaks of their own.
@@ -165,7 +173,9 @@ class Census:
         del tensors
         self._watch.start()
 
-    def _note(self, tensor: torch.Tensor, hard: set[int], seen: set[int], parts: set[int] | None = None) -> None:
+    def _note(
+        self, tensor: torch.Tensor, hard: AbstractSet[int], seen: set[int], parts: set[int] | None = None
+    ) -> None:
         key = tensor_key(tensor)
         if key is None or key[0] in self._entry or key[0] in hard or (parts and key[0] in parts):
             return
@@ -239,23 +249,26 @@ class Census:
     def finish(self, kept: list[object]) -> tuple[tuple[Leak, ...], tuple[OrderViolation, ...]]:
         """After the release: every storage the block created, still alive and not kept, is a
         leak (largest first). Drops everything the census held and leaves the epoch."""
+        collecting = gc.isenabled()
+        gc.disable()  # judged as the release left them (collector_paused, inline: every session)
         try:
-            with collector_paused():  # judged as the release left them
-                self.stop(kept)
-                self.cycles = self._watch.stop()
-                violations, self._violations = self._violations, ()
-                leaks: list[Leak] = []
-                if self._blocks is not None:
-                    self._from_allocator(kept)
-                if self.survivors():
-                    if self._settled is None:  # no release ran: judge now
-                        self.settle(kept)
-                    leaks = self._leaks(self._settled or {})
-                leaks += self._array_leaks(kept)
+            self.stop(kept)
+            self.cycles = self._watch.stop()
+            violations, self._violations = self._violations, ()
+            leaks: list[Leak] = []
+            if self._blocks is not None:
+                self._from_allocator(kept)
+            if self.survivors():
+                if self._settled is None:  # no release ran: judge now
+                    self.settle(kept)
+                leaks = self._leaks(self._settled or {})
+            leaks += self._array_leaks(kept)
         finally:
+            if collecting:
+                gc.enable()
             self._state = "finished"
             self._leave()
-            self._survivors, self._entry, self._settled, self._hard = [], {}, None, set()
+            self._survivors, self._entry, self._settled, self._hard = [], {}, None, frozenset()
             self._graph_only = {}
             self._blocks, self._ptrs = None, {}
             if self._arrays is not None:
