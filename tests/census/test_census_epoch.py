@@ -286,3 +286,26 @@ def test_a_result_cached_by_lru_cache_is_named_by_the_cached_function() -> None:
         assert s.report.leaks[0].holders[0] == f"global {__name__}._cached_weights.<lru_cache entry>"
     finally:
         _cached_weights.cache_clear()
+
+
+def test_the_young_objects_are_filtered_directly_and_agree_with_the_referrer_pass() -> None:
+    from vramguard.census import _scan
+
+    assert EPOCH.join() is not None
+    try:
+        assert EPOCH.frozen
+
+        class Fresh(torch.Tensor):  # defined in the block: no subclass list knows it yet
+            pass
+
+        made = [torch.ones(3), torch.ones(2).as_subclass(Fresh), torch.nn.Parameter(torch.ones(1))]
+        young = _scan.young_tensors()
+        assert young is not None
+        ids = {id(t) for t in young}
+        assert {id(t) for t in made} <= ids
+        assert ids == {id(t) for t in _scan.heap_tensors()}  # the same set as the C referrer pass
+        many = [[] for _ in range(_scan.YOUNG_FILTERED_AT_MOST + 1)]
+        assert _scan.young_tensors() is None  # too many young objects: the referrer pass is cheaper
+        del many
+    finally:
+        EPOCH.leave()

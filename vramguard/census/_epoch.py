@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from vramguard.census._scan import heap_tensors
+from vramguard.census._scan import heap_tensors, young_tensors
 from vramguard.core._hooks import defer_interrupt
 
 
@@ -94,7 +94,9 @@ class HeapEpoch:
         """Every live tensor object created since the epoch began (more when it is thawed:
         then every tensor on the heap, and the caller's entry inventory tells them apart)."""
         with self._lock:
-            found = heap_tensors()
+            found = young_tensors() if self._frozen else None
+            if found is None:
+                found = heap_tensors()
             if self._remembered:
                 ids = {id(t) for t in found}
                 for ref in list(self._remembered.values()):

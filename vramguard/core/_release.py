@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
@@ -88,8 +89,9 @@ def _idle_resident(reading: HeapReading) -> int | None:
     return None if anon is None or in_use is None else anon - in_use
 
 
-def _grown(now: int | None, then: int | None) -> int | None:
-    return None if now is None or then is None else now - then
+@functools.lru_cache(maxsize=8)
+def _size_text(nbytes: int) -> str:
+    return format_size(nbytes)
 
 
 class Skipped(str):
@@ -121,14 +123,18 @@ def _host_trim(floor_bytes: int, now: MemorySnapshot) -> str:
     if floor_bytes and _after_trim is not None:
         # The snapshot's fields on the host: heap_free = malloc's free chunks, reserved − allocated
         # = resident anonymous memory malloc does not have in use (_idle_resident's figure).
-        idle_now = _grown(now.reserved_bytes, now.allocated_bytes)
-        growth = [_grown(now.heap_free_bytes, _after_trim[0]), _grown(idle_now, _after_trim[1])]
-        if None not in growth and max(g for g in growth if g is not None) < floor_bytes:
-            free, idle = (format_size(max(0, g or 0)) for g in growth)
-            return Skipped(
-                f"skipped: since the last trim malloc's free bytes grew by {free} and its idle resident "
-                f"memory by {idle}, both under {format_size(floor_bytes)}"
-            )
+        free_then, idle_then = _after_trim
+        free, allocated, reserved = now.heap_free_bytes, now.allocated_bytes, now.reserved_bytes
+        known = None not in (free, free_then, idle_then, allocated, reserved)
+        if known:
+            free_growth = free - free_then  # type: ignore[operator]
+            idle_growth = reserved - allocated - idle_then  # type: ignore[operator]
+            if free_growth < floor_bytes and idle_growth < floor_bytes:
+                # Bytes with separators, not format_size: written at almost every step of a loop.
+                return Skipped(
+                    f"skipped: since the last trim malloc's free bytes grew by {max(0, free_growth):,} B and "
+                    f"its idle resident memory by {max(0, idle_growth):,} B, both under {_size_text(floor_bytes)}"
+                )
     if not malloc_trim():
         return "malloc_trim unavailable (not glibc)"
     after = read_heap()
