@@ -253,10 +253,9 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     if census is not None:
         census.stop(run.kept)
     evicted: list[str] = []
-
     owned_refs: list[tuple[str, weakref.ref[Any]]] = []
 
-    def drop() -> str:
+    def drop_owned() -> str:
         count = len(run.owned)
         for obj, evict in run.owned:
             if evict:
@@ -267,7 +266,9 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
             except TypeError:
                 pass  # not weak-referenceable (a list, a dict): cannot be checked afterwards
         run.owned.clear()
-        return f"{count} owned reference(s) dropped" if count else _release.Skipped("")
+        return f"{count} owned reference(s) dropped"
+
+    drop = drop_owned if run.owned else _nothing_owned
 
     if options.release:
         if census is not None:
@@ -312,10 +313,11 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     peak_allocated, peak_reserved, host_note = _exit_host_peak(
         run, peak_allocated, peak_reserved, options.sample_interval_s
     )
-    with _active_lock:
-        for other in _active.get(str(dev), []):
-            other.fold_peak(peak_allocated, peak_reserved)
-    kept_bytes = storage_bytes(run.kept, dev)
+    if _active.get(str(dev)):  # read without the lock first: most sessions have none beside them
+        with _active_lock:
+            for other in _active.get(str(dev), []):
+                other.fold_peak(peak_allocated, peak_reserved)
+    kept_bytes = storage_bytes(run.kept, dev) if run.kept else 0
     notes: list[str] = [*run.steps, *after.notes]
     if host_note is not None:
         notes.append(host_note)
@@ -366,6 +368,14 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         memory_history=history,
         cycles=cycles,
     )
+
+
+_NOTHING_DROPPED = _release.Skipped("")
+
+
+def _nothing_owned() -> str:
+    """The release's first step for a block that handed the session nothing to own."""
+    return _NOTHING_DROPPED
 
 
 def _owned_notes(census: Any, refs: list[tuple[str, weakref.ref[Any]]], kept: list[object]) -> list[str]:

@@ -155,7 +155,9 @@ def reset_host_peak(device: torch.device, *, but: _Run | None = None) -> bool:
     A session that resets before its entry reading takes that reading's resident set as the
     mark's start (one read of /proc instead of two)."""
     with _active_lock:
-        _fold_host_hwm([other for other in _active.get(str(device), []) if other is not but])
+        others = _active.get(str(device))
+        if others:  # most sessions have none active beside them: no list, no read
+            _fold_host_hwm([other for other in others if other is not but])
         return reset_resident_peak()
 
 
