@@ -134,8 +134,23 @@ def test_census_off_pushes_no_mode_and_records_nothing() -> None:
     with gpu_session("on", device="cpu", leaks="ignore"):
         assert torch._C._len_torch_dispatch_stack() == 0  # the default census is a heap diff
         assert _order.recording()
-        assert getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False)
+        # torch.cuda.empty_cache() empties no host cache: a host census leaves torch as it is.
+        assert not getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False)
     assert not getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False)
+
+
+def test_torch_empty_cache_is_wrapped_while_a_cuda_recorder_runs() -> None:
+    from vramguard.census import _order
+
+    host, cuda = _order.OrderRecorder(torch.device("cpu")), _order.OrderRecorder(torch.device("cuda:0"))
+    host.start()
+    assert not getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False)
+    cuda.start()  # no CUDA call: a recorder only wraps the function
+    assert getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False)
+    host.stop()
+    assert getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False) and _order.recording()
+    cuda.stop()
+    assert not getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False) and not _order.recording()
 
 
 def test_creation_sites_are_recorded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,10 +45,13 @@ class ConvertedArrays:
         # id(owner) -> (the owner, the arrays converted from it, the storages made of it)
         self._seen: dict[int, tuple[weakref.ref[Any], list[weakref.ref[Any]], list[StorageWeakRef]]] = {}
 
+    _recording = False
+
     def start(self) -> None:
         """Record from here on (nothing, where numpy's handler cannot be set: no array's age is known)."""
         if not self.allocations.start():
             return
+        self._recording = True
         global _recorders
         with _lock:
             if not _recorders:
@@ -56,7 +59,10 @@ class ConvertedArrays:
             _recorders = (*_recorders, self)
 
     def stop(self) -> None:
-        """Stop recording; what was recorded stays for :meth:`kept_arrays`."""
+        """Stop recording; what was recorded stays for :meth:`kept_arrays`. Safe more than once."""
+        if not self._recording:
+            return
+        self._recording = False
         global _recorders
         with _lock:
             if self in _recorders:

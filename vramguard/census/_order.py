@@ -1,7 +1,8 @@
 """Release order at run time: ``empty_cache()`` called while memory freed later was still held.
 
-While any census runs, ``torch.cuda.empty_cache`` is wrapped (restored when the last census
-stops) and ``vramguard.empty_cache`` is listened to through :mod:`vramguard.core._hooks`. Each call
+While any census runs, ``vramguard.empty_cache`` is listened to through
+:mod:`vramguard.core._hooks`, and while a CUDA census runs ``torch.cuda.empty_cache`` is wrapped
+(restored when the last one stops; it empties no host cache). Each call
 in the session's thread, for the session's device, records its call site and weak references
 to every storage then alive on the device (one heap scan per call: about the cost of
 ``gc.get_objects()``, small beside ``empty_cache`` itself).
@@ -51,6 +52,10 @@ class OrderRecorder:
     def start(self) -> None:
         with _lock:
             if not _recorders:
+                _hooks.empty_cache_listeners.append(_on_vramguard_empty_cache)
+            # torch.cuda.empty_cache() empties no host cache: a host recorder needs only
+            # vramguard.empty_cache's listener, and a host session per step does not wrap torch.
+            if self.device.type == "cuda" and _wrapped is None:
                 _install()
             _recorders.append(self)
 
@@ -59,8 +64,10 @@ class OrderRecorder:
         with _lock:
             if self in _recorders:
                 _recorders.remove(self)
-            if not _recorders:
+            if _wrapped is not None and not any(r.device.type == "cuda" for r in _recorders):
                 _uninstall()
+            if not _recorders and _on_vramguard_empty_cache in _hooks.empty_cache_listeners:
+                _hooks.empty_cache_listeners.remove(_on_vramguard_empty_cache)
         site, alive = self._site, self._alive
         self._site, self._alive = None, []
         if site is None:
@@ -99,9 +106,9 @@ def _on_vramguard_empty_cache(device: torch.device, stacklevel: int) -> None:
 
 
 def _install() -> None:
-    """Wrap ``torch.cuda.empty_cache`` and listen to ``vramguard.empty_cache`` (lock held)."""
+    """Wrap ``torch.cuda.empty_cache`` (lock held; ``vramguard.empty_cache`` is listened to
+    while any recorder runs)."""
     global _wrapped, _made
-    _hooks.empty_cache_listeners.append(_on_vramguard_empty_cache)
     original = torch.cuda.empty_cache
     _wrapped = original
     if _made is None or _made[0] is not original:
@@ -129,8 +136,6 @@ def _uninstall() -> None:
     """Restore what :func:`_install` changed (lock held). A wrapper someone placed over ours
     is left in place; ours then only forwards."""
     global _wrapped
-    if _on_vramguard_empty_cache in _hooks.empty_cache_listeners:
-        _hooks.empty_cache_listeners.remove(_on_vramguard_empty_cache)
     if _wrapped is not None and getattr(torch.cuda.empty_cache, "__vramguard_wrapper__", False):
         torch.cuda.empty_cache = _wrapped
     _wrapped = None

@@ -21,7 +21,8 @@ from vramguard.core._words import words_for
 from vramguard.probes import MemorySnapshot
 
 _R = TypeVar("_R")
-_DEFAULTS: dict[type, dict[str, Any]] = {}
+_DEFAULTS: dict[type, tuple[dict[str, Any], bool]] = {}
+"""Per record class: its fields' defaults, and whether it has a ``__post_init__``."""
 
 
 def build(cls: type[_R], **values: Any) -> _R:
@@ -30,18 +31,18 @@ def build(cls: type[_R], **values: Any) -> _R:
     few µs), and a session per inference step builds its records at every step. The record's
     ``__post_init__`` runs; the values are not checked otherwise (the fields' types are the
     caller's to keep; a test checks each use against the dataclass's own ``__init__``)."""
-    defaults = _DEFAULTS.get(cls)
-    if defaults is None:
+    known = _DEFAULTS.get(cls)
+    if known is None:
         every = fields(cls)  # type: ignore[arg-type]
         if any(f.default_factory is not MISSING for f in every):  # a shared default would be mutable
             raise TypeError(f"build() makes records whose defaults are values, not {cls.__name__}")
-        defaults = _DEFAULTS[cls] = {f.name: f.default for f in every if f.default is not MISSING}
+        defaults = {f.name: f.default for f in every if f.default is not MISSING}
+        known = _DEFAULTS[cls] = (defaults, hasattr(cls, "__post_init__"))
     made = object.__new__(cls)
-    made.__dict__.update(defaults)
+    made.__dict__.update(known[0])
     made.__dict__.update(values)
-    post = getattr(made, "__post_init__", None)
-    if post is not None:
-        post()
+    if known[1]:
+        made.__post_init__()  # type: ignore[attr-defined]
     return made
 
 
