@@ -134,7 +134,8 @@ def test_a_session_takes_options_built_once() -> None:
 def test_the_same_plain_arguments_give_the_same_options_once() -> None:
     _options._MADE.clear()
     first = _options.options_of({"device": "cpu", "leaks": "ignore"})
-    assert _options.options_of({"leaks": "ignore", "device": "cpu"}) is first  # the order does not matter
+    assert _options.options_of({"device": "cpu", "leaks": "ignore"}) is first
+    assert _options.options_of({"leaks": "ignore", "device": "cpu"}) == first  # another order: its own entry
     # Equal but of another type is another key: True == 1, and 1 is no flag.
     assert _options.options_of({"device": "cpu", "census": True}).census is True
     with pytest.raises(vramguard.InvalidArgument, match="census"):

@@ -112,9 +112,16 @@ class HeapEpoch:
         objects. The hook does not thaw for this one."""
         with self._lock:
             self._own_collection = True
+            # The hook ignores this collection: out of gc.callbacks meanwhile, the collector
+            # calls no Python (nor builds its info dicts) when no other callback is installed.
+            hooked = self._installed and self._on_gc in gc.callbacks
+            if hooked:
+                gc.callbacks.remove(self._on_gc)
             try:
                 return gc.collect()
             finally:
+                if hooked:
+                    gc.callbacks.append(self._on_gc)
                 self._own_collection = False
 
     @contextmanager

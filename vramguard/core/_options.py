@@ -291,16 +291,13 @@ def options_of(arguments: dict[str, Any]) -> SessionOptions:
     them at its first step only. The value is frozen, so sharing it changes nothing; the graph
     bound's variable is part of the key where a census reads it, and an argument of another type
     (a process group) is checked at every call."""
-    try:
-        key: Any = tuple((name, type(value), value) for name, value in sorted(arguments.items()))
-        for _, kind, _ in key:
-            if kind not in _PLAIN:
-                raise TypeError(kind)
-        if arguments.get("census", True) is not False:
-            key += (os.environ.get(GRAPH_NODES_VAR),)
-        found = _MADE.get(key)
-    except TypeError:  # an unhashable value, or an object: checked each time
+    values = tuple(arguments.values())
+    kinds = tuple(map(type, values))  # True == 1, and 1 is no flag: the types are in the key
+    if not _PLAIN.issuperset(kinds):  # an object (a process group, a str subclass): checked each time
         return SessionOptions.from_arguments(**arguments)
+    graph = os.environ.get(GRAPH_NODES_VAR) if arguments.get("census", True) is not False else None
+    key = (tuple(arguments), values, kinds, graph)  # the order the arguments came in: one entry per order
+    found = _MADE.get(key)
     if found is None:
         found = SessionOptions.from_arguments(**arguments)
         if len(_MADE) >= 64:  # bounded: a program that varies its arguments per call
