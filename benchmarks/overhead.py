@@ -50,7 +50,7 @@ def measure(factory: Callable[[], AbstractContextManager[object]], runs: int) ->
 
 
 PHASES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("session object (options checked)", (("core/_options.py", "from_arguments"), ("core/_session.py", "__init__"))),
+    ("session object (options checked)", (("core/_options.py", "options_of"), ("core/_session.py", "__init__"))),
     ("readings (malloc, /proc, allocator)", (("probes/_snapshot.py", "take"), ("_snapshot.py", "take_host_and_peak"))),
     ("host peak (VmHWM reset and fold)", (("core/_run.py", "reset_host_peak"), ("core/_run.py", "_fold_host_hwm"))),
     ("census start", (("census/_census.py", "start"),)),
@@ -68,7 +68,7 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("NVML process list", "probes/_nvml.py", "read_nvml"),
     ("synchronize()", "torch/cuda/__init__.py", "synchronize"),
     ("empty_cache()", "core/_release.py", "_raw_empty_cache"),
-    ("mallinfo2 (host)", "probes/_host.py", "read_heap"),
+    ("mallinfo2 (host)", "probes/_host.py", "read_host"),
     ("/proc/self/statm (host)", "probes/_host.py", "resident_bytes"),
     ("/proc/self/status (host)", "probes/_host.py", "_read_status"),
     ("/proc/self/clear_refs write (host)", "probes/_host.py", "_write_clear_refs"),
