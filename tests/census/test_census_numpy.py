@@ -239,3 +239,26 @@ def test_leaked_bytes_are_the_kept_arrays_bytes(shapes: list[tuple[int, int]], k
     assert sorted(leak.nbytes for leak in report.leaks) == sorted(a.nbytes for a in KEPT)
     assert all(leak.holders[0].startswith(f"global {__name__}.KEPT[") for leak in report.leaks)
     KEPT.clear()
+
+
+def test_swapping_handlers_keeps_every_reference_count() -> None:
+    """The handler swap takes over the reference numpy's set returns: neither the replaced
+    handler nor the block's leaks or loses a reference, however many blocks run."""
+    import sys
+
+    api = _numpy_alloc._numpy_api()
+    assert api is not None
+    with gpu_session("warm", device="cpu", leaks="ignore"):
+        pass
+    capsule, _ = _numpy_alloc._free_handler(api)
+    current = api.set(capsule)  # the thread's handler now, put back below
+    api.set(current)
+    counts = sys.getrefcount(current), sys.getrefcount(capsule)
+    for _ in range(500):
+        with gpu_session("swap", device="cpu", leaks="ignore"):
+            pass
+        previous = api.set(capsule)
+        assert previous is current
+        assert api.set(previous) is capsule
+        del previous
+    assert (sys.getrefcount(current), sys.getrefcount(capsule)) == counts

@@ -4,6 +4,7 @@ host snapshot, the options) are the same values ``__init__`` would make."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import pytest
 import torch
@@ -29,6 +30,10 @@ def test_a_session_report_is_what_init_would_make() -> None:
     assert again == report
     assert type(report.leaks) is Leaks and report.before == dataclasses.replace(report.before)
     assert all(step == dataclasses.replace(step) for step in report.release_steps)
+    # Fields left to their class defaults read, compare, serialise and pickle as set ones.
+    assert report.before.requested_bytes is None and report.to_dict()["before"]["num_ooms"] is None
+    assert SessionReport.from_dict(report.to_dict()).to_dict() == report.to_dict()
+    assert pickle.loads(pickle.dumps(report)) == report
     options = options_of({"device": "cpu"})
     assert dataclasses.replace(options) == options
 

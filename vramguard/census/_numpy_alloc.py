@@ -59,27 +59,21 @@ class _Api:
         new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
         self._new = new
         table = ctypes.cast(pointer(core._multiarray_umath._ARRAY_API, None), ctypes.POINTER(ctypes.c_void_p))
-        self._set = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object)(table[_SET_HANDLER_SLOT])
-        decref = ctypes.pythonapi.Py_DecRef
-        decref.restype, decref.argtypes = None, [ctypes.c_void_p]
-        self._decref = decref
+        # PyDataMem_SetHandler returns the replaced handler as a new reference (NULL on error).
+        # A py_object result takes it over: ctypes' GetResult drops the reference its O_get
+        # getter adds (Modules/_ctypes/callproc.c, "we have to call Py_DECREF because O_get has
+        # already called Py_INCREF"), and a NULL result raises. tests/census/test_census_numpy.py
+        # checks the reference counts across many sets.
+        self._set = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(table[_SET_HANDLER_SLOT])
         get = ctypes.PYFUNCTYPE(ctypes.py_object)(table[_GET_HANDLER_SLOT])
-        default = get()
-        self.default = _Handler.from_address(pointer(default, _CAPSULE_NAME))
-        self.known: dict[int, object] = {id(default): default}
-        """Capsules held here by address (the default's, the pool's): what a set returns is
-        almost always one of them, found without ``ctypes.cast`` (a µs at every session)."""
+        self.default = _Handler.from_address(pointer(get(), _CAPSULE_NAME))
 
     def set(self, capsule: object) -> object:
         """Make ``capsule`` this context's handler; returns the one it replaces."""
-        previous = self._set(capsule)  # a new reference, as a bare address: ctypes would add one
-        if not previous:
-            raise RuntimeError("PyDataMem_SetHandler failed")
         try:
-            known = self.known.get(previous)  # id() is the address: held here, so it is that object
-            return known if known is not None else ctypes.cast(previous, ctypes.py_object).value
-        finally:
-            self._decref(previous)
+            return self._set(capsule)
+        except ValueError as error:  # "PyObject is NULL": the set failed
+            raise RuntimeError("PyDataMem_SetHandler failed") from error
 
     def capsule(self, handler: _Handler) -> object:
         return self._new(ctypes.addressof(handler), _CAPSULE_NAME, None)
@@ -190,6 +184,5 @@ def _free_handler(api: _Api) -> tuple[object, str]:
     handler.allocator = api.default.allocator
     _pool.append((handler, api.capsule(handler), name))
     entry = _pool[-1]
-    api.known[id(entry[1])] = entry[1]
     _free_refs = min(_free_refs, sys.getrefcount(entry[1]))
     return entry[1], entry[2]

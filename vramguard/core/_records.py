@@ -21,27 +21,25 @@ from vramguard.core._words import words_for
 from vramguard.probes import MemorySnapshot
 
 _R = TypeVar("_R")
-_DEFAULTS: dict[type, tuple[dict[str, Any], bool]] = {}
-"""Per record class: its fields' defaults, and whether it has a ``__post_init__``."""
+_POST_INIT: dict[type, bool] = {}
+"""Per record class that :func:`build` made: whether it has a ``__post_init__``."""
 
 
 def build(cls: type[_R], **values: Any) -> _R:
-    """A frozen record of ``cls`` from ``values`` (its defaults for the rest), without the
-    dataclass's ``__init__``: that sets each field through ``object.__setattr__`` (20 fields: a
-    few µs), and a session per inference step builds its records at every step. The record's
-    ``__post_init__`` runs; the values are not checked otherwise (the fields' types are the
-    caller's to keep; a test checks each use against the dataclass's own ``__init__``)."""
-    known = _DEFAULTS.get(cls)
-    if known is None:
-        every = fields(cls)  # type: ignore[arg-type]
-        if any(f.default_factory is not MISSING for f in every):  # a shared default would be mutable
+    """A frozen record of ``cls`` from ``values``, without the dataclass's ``__init__``: that
+    sets each field through ``object.__setattr__`` (20 fields: a few µs), and a session per
+    inference step builds its records at every step. A field not given reads its default from
+    the class (a dataclass keeps each plain default as a class attribute), so only the given
+    values are stored. The record's ``__post_init__`` runs; the values are not checked otherwise
+    (the fields' types are the caller's to keep; a test checks each use against ``__init__``)."""
+    post = _POST_INIT.get(cls)
+    if post is None:
+        if any(f.default_factory is not MISSING for f in fields(cls)):  # type: ignore[arg-type]
             raise TypeError(f"build() makes records whose defaults are values, not {cls.__name__}")
-        defaults = {f.name: f.default for f in every if f.default is not MISSING}
-        known = _DEFAULTS[cls] = (defaults, hasattr(cls, "__post_init__"))
+        post = _POST_INIT[cls] = hasattr(cls, "__post_init__")
     made = object.__new__(cls)
-    made.__dict__.update(known[0])
     made.__dict__.update(values)
-    if known[1]:
+    if post:
         made.__post_init__()  # type: ignore[attr-defined]
     return made
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import MISSING, asdict, dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -106,9 +106,10 @@ def _host_snapshot(now: float, with_peak: bool) -> tuple[MemorySnapshot, int | N
     in_use, free, rss, anon, hwm = read_host(with_peak)
     # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
     # fields): a session reads the host two or three times, and this is its hot path.
+    # The fields not set here read their defaults from the class (a dataclass keeps each plain
+    # default as a class attribute).
     made = object.__new__(MemorySnapshot)
     fields = made.__dict__
-    fields.update(_DEFAULTS)
     fields["device"] = "cpu"
     fields["time_s"] = now
     fields["allocated_bytes"] = in_use
@@ -119,11 +120,6 @@ def _host_snapshot(now: float, with_peak: bool) -> tuple[MemorySnapshot, int | N
     if note:
         fields["notes"] = (note,)
     return made, hwm
-
-
-_DEFAULTS = {
-    name: spec.default for name, spec in MemorySnapshot.__dataclass_fields__.items() if spec.default is not MISSING
-}
 
 
 _FIGURES = tuple(
