@@ -34,7 +34,10 @@ then once at the size interpolated between the last two; the achieved step time 
 saved. Printed per loop: the median over rounds of the time per step, its ratio to plain, and
 the part of it spent in the kernel (``getrusage``'s system time), and the default session's
 price in µs per step. The goals (issue 29): the default session costs at most 1.05× a 4 ms
-plain step and 1.02× a 20 ms one.
+plain step and 1.02× a 20 ms one. Then where that price goes inside the loop: the default
+session's entry and exit (wall clock around a step, the step excluded), and, on the host, what
+each read a session makes costs as the first thing after a step (cold caches: ten times the
+empty session's figure of ``overhead.py``).
 """
 
 from __future__ import annotations
@@ -252,6 +255,16 @@ def run_loop(
         f"\n  {verdict}  default session per step: {ratio:.3f}× the plain {base * 1e3:.2f} ms step, "
         f"{(session - base) * 1e6:.0f} µs per session (goal ≤ {goal:.2f}×)"
     )
+    split = _session_split(model, x, device, args.steps)
+    print(
+        f"  inside the loop (wall clock, median of {args.steps} steps): the default session's entry "
+        f"{split['entry_us']:.0f} µs, its exit {split['exit_us']:.0f} µs (beside overhead.py's empty "
+        "session: after a step the session's code and the kernel's data are cold)"
+    )
+    cold = _cold_reads(model, x, device, max(5, args.rounds * 3)) if device.type == "cpu" else {}
+    if cold:
+        shown = ", ".join(f"{name} {us:.1f} µs" for name, us in cold.items())
+        print(f"  each read as the first after a step: {shown}")
     report = variants["session (defaults)"].vram_report  # type: ignore[attr-defined]
     if report is not None:
         for step in report.release_steps:
@@ -270,7 +283,51 @@ def run_loop(
         "goal_ratio": goal,
         "verdict": verdict,
         "variants": rows,
+        "session_entry_us": split["entry_us"],
+        "session_exit_us": split["exit_us"],
+        "first_read_after_a_step_us": cold,
     }
+
+
+def _session_split(model: torch.nn.Module, x: torch.Tensor, device: torch.device, steps: int) -> dict[str, float]:
+    """The default session's entry and exit inside the loop: wall-clock time from ``with`` to the
+    block's first line, and from its last line to after ``with`` (the step itself excluded)."""
+    step = _plain(model, device)
+    entry, leave = [], []
+    for _ in range(steps):
+        began = time.perf_counter()
+        with vramguard.gpu_session("step", device=device, leaks="ignore") as s:
+            inside = time.perf_counter()
+            s.keep(step(x))
+            done = time.perf_counter()
+        entry.append(inside - began)
+        leave.append(time.perf_counter() - done)
+    return {"entry_us": statistics.median(entry) * 1e6, "exit_us": statistics.median(leave) * 1e6}
+
+
+def _cold_reads(model: torch.nn.Module, x: torch.Tensor, device: torch.device, steps: int) -> dict[str, float]:
+    """What each host read a session makes costs when it is the first thing after a step (the
+    kernel's and malloc's data cold), beside a Python call that reads nothing: the floor of a
+    session's price inside a loop, where an empty session's figures do not apply."""
+    from vramguard.probes import _host
+
+    libc = _host._get_libc()
+    reads: dict[str, Callable[[], object]] = {
+        "a Python call": lambda: None,
+        "mallinfo2": libc.mallinfo2 if libc.mallinfo2 is not None else lambda: None,
+        "/proc/self/statm": _host.resident_bytes,
+        "/proc/self/status": _host._read_status,
+        "/proc/self/clear_refs write": _host.reset_resident_peak,
+    }
+    step = _plain(model, device)
+    found: dict[str, list[float]] = {name: [] for name in reads}
+    for _ in range(steps):
+        for name, read in reads.items():
+            step(x)
+            began = time.perf_counter()
+            read()
+            found[name].append(time.perf_counter() - began)
+    return {name: statistics.median(times) * 1e6 for name, times in found.items()}
 
 
 def _targets(text: str | None) -> list[float]:
@@ -309,6 +366,15 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {row['variant']} | {row['median_s'] * 1e3:.2f} ({row['min_s'] * 1e3:.2f}–{row['max_s'] * 1e3:.2f}) "
                 f"| {row['ratio']:.3f} | {(row['median_s'] - base) * 1e3:.2f} |"
             )
+        lines += [
+            "",
+            f"Inside the loop the default session's entry took {loop['session_entry_us']:.0f} µs and its exit "
+            f"{loop['session_exit_us']:.0f} µs (wall clock, medians).",
+        ]
+        cold = loop.get("first_read_after_a_step_us") or {}
+        if cold:
+            shown = ", ".join(f"{name} {us:.1f} µs" for name, us in cold.items())
+            lines.append(f"Each read as the first thing after a step: {shown}.")
     return "\n".join(lines) + "\n"
 
 
