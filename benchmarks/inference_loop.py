@@ -31,13 +31,14 @@ and every step ends with ``torch.cuda.synchronize()``, so a step's time is its k
 their launch. ``--step-ms 4,20`` (the default, but for ``--quick`` on the host) sizes the batch for each target: a few
 plain steps are timed at batch 1, 2, 4, ... (at most 12 sizes) until a step takes the target,
 then once at the size interpolated between the last two; the achieved step time is printed and
-saved. Printed per loop: the median over rounds of the time per step, its ratio to plain, and
-the part of it spent in the kernel (``getrusage``'s system time), and the default session's
-price in µs per step. The goals (issue 29): the default session costs at most 1.05× a 4 ms
-plain step and 1.02× a 20 ms one. Then where that price goes inside the loop: the default
-session's entry and exit (wall clock around a step, the step excluded), and, on the host, what
-each read a session makes costs as the first thing after a step (cold caches: ten times the
-empty session's figure of ``overhead.py``).
+saved. Printed per loop: the median over rounds of the time per step, its ratio to plain (the
+median of the per-round ratios: drift between rounds cancels), the part of it spent in the
+kernel (``getrusage``'s system time), and the default session's price in µs per step. The
+goals (issue 29): the default session costs at most 1.05× a 4 ms plain step and 1.02× a 20 ms
+one. Then where that price goes inside the loop: the default session's entry and exit (wall
+clock around a step, the step excluded), and, on the host, what each read a session makes
+costs as the first thing after a step (cold caches: several times what ``overhead.py``'s
+back-to-back empty sessions show).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ GOALS = ((4.0, 1.05), (20.0, 1.02))
 def goal_for(step_ms: float) -> float:
     """The goal of the nearest target step (a fixed-size loop is judged by its achieved step)."""
     return min(GOALS, key=lambda goal: abs(goal[0] - step_ms))[1]
+
+
 CALIBRATION_SIZES = 12  # batch 1 to 2048: the search is bounded by a count, never by time
 CALIBRATION_STEPS = 5
 MAX_BATCH = 2048
@@ -235,6 +238,13 @@ def run_loop(
             samples[name].append(seconds)
             kernel[name].append(system)
     base = statistics.median(samples["plain"])
+    # Each variant's ratio is the median of its per-round ratios to the plain step of the same
+    # round: the variants alternate within a round, so a machine that drifts between rounds (a
+    # shared VM's plain step moved by 8 % between two runs) moves both sides of each ratio alike.
+    plain = samples["plain"]
+    ratios = {
+        name: statistics.median(t / p for t, p in zip(times, plain, strict=True)) for name, times in samples.items()
+    }
     unit = "ms/step" if device.type == "cuda" else "CPU ms/step"
     print(f"\n  {'variant':<36} {unit + ', median (min–max)':>30} {'× plain':>8} {'+ms/step':>9} {'of it sys ms':>12}")
     rows = []
@@ -242,13 +252,13 @@ def run_loop(
         median = statistics.median(times)
         spread = f"{median * 1e3:7.2f} ({min(times) * 1e3:.2f}–{max(times) * 1e3:.2f})"
         system = statistics.median(kernel[name])
-        print(f"  {name:<36} {spread:>30} {median / base:8.3f} {(median - base) * 1e3:9.2f} {system * 1e3:12.2f}")
+        print(f"  {name:<36} {spread:>30} {ratios[name]:8.3f} {(median - base) * 1e3:9.2f} {system * 1e3:12.2f}")
         rows.append(
             {"variant": name, "median_s": median, "min_s": min(times), "max_s": max(times),
-             "ratio": median / base, "system_s": system}
+             "ratio": ratios[name], "system_s": system}
         )  # fmt: skip
-    session = statistics.median(samples["session (defaults)"])
-    ratio = session / base
+    ratio = ratios["session (defaults)"]
+    session = base * ratio
     goal = goal_for(base * 1e3)
     verdict = "PASS" if ratio <= goal else "FAIL"
     print(
