@@ -172,3 +172,23 @@ def test_arguments_of_other_types_are_checked_each_time() -> None:
     finally:
         SessionOptions.from_arguments = classmethod(real)  # type: ignore[method-assign,assignment]
     assert len(calls) == 3
+
+
+def test_the_current_cuda_device_is_read_at_each_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device="auto"`` (the default) and ``"cuda"`` mean the current CUDA device, which
+    ``torch.cuda.set_device`` changes: made options never freeze it. CUDA is said to be here and
+    its current device to move (the edge this machine cannot run); the rest is the real code."""
+    from vramguard.probes import _device
+
+    current = [0]
+    monkeypatch.setattr(_device, "cuda_available", lambda: True)
+    monkeypatch.setattr(_device, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(_device, "_current", lambda: current[0])
+    _options._MADE.clear()
+    for arguments in ({}, {"device": "auto"}, {"device": "cuda"}, {"device": torch.device("cuda")}):
+        current[0] = 0
+        assert _options.options_of(dict(arguments)).device == torch.device("cuda", 0)
+        current[0] = 1
+        assert _options.options_of(dict(arguments)).device == torch.device("cuda", 1), arguments
+    assert _options.options_of({"device": "cuda:0"}).device == torch.device("cuda", 0)
+    _options._MADE.clear()

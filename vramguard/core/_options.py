@@ -288,15 +288,19 @@ _MADE: dict[Any, SessionOptions] = {}
 def options_of(arguments: dict[str, Any]) -> SessionOptions:
     """``SessionOptions.from_arguments(**arguments)``, made once for the same plain arguments
     (strings, numbers, flags, a ``torch.device``): ``with gpu_session("step"):`` in a loop checks
-    them at its first step only. The value is frozen, so sharing it changes nothing; the graph
-    bound's variable is part of the key where a census reads it, and an argument of another type
-    (a process group) is checked at every call."""
+    them at its first step only. The value is frozen, so sharing it changes nothing; the key holds
+    what else the value depends on (the device as resolved now, the graph bound's variable where a
+    census reads it), and an argument of another type (a process group) is checked at every call."""
     values = tuple(arguments.values())
     kinds = tuple(map(type, values))  # True == 1, and 1 is no flag: the types are in the key
     if not _PLAIN.issuperset(kinds):  # an object (a process group, a str subclass): checked each time
         return SessionOptions.from_arguments(**arguments)
     graph = os.environ.get(GRAPH_NODES_VAR) if arguments.get("census", True) is not False else None
-    key = (tuple(arguments), values, kinds, graph)  # the order the arguments came in: one entry per order
+    # The device as resolved now, not as written: "auto", "cuda" and an index-less torch.device
+    # mean the current CUDA device, which torch.cuda.set_device changes (per thread). An argument
+    # it refuses raises here as from_arguments would.
+    device = resolve_device(arguments.get("device", "auto"))
+    key = (tuple(arguments), values, kinds, graph, device)  # the order the arguments came in: an entry per order
     found = _MADE.get(key)
     if found is None:
         found = SessionOptions.from_arguments(**arguments)
