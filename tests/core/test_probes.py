@@ -238,3 +238,13 @@ def test_cuda_snapshot_matches_memory_stats() -> None:
 
 def test_vramguard_exports_snapshot() -> None:
     assert vramguard.snapshot is snapshot
+
+
+def test_is_host_says_what_the_device_type_says() -> None:
+    from vramguard.probes import is_host, resolve_device
+
+    for written in ("cpu", " CPU ", torch.device("cpu")):
+        resolved = resolve_device(written)
+        assert is_host(resolved) and resolved is resolve_device("cpu")  # the one host device: an identity check
+    assert is_host(torch.device("cpu"))  # another object of the same device: the type decides
+    assert not is_host(torch.device("cuda", 0)) and not is_host(torch.device("meta"))

@@ -50,7 +50,7 @@ from vramguard.census._sites import SiteRecorder, sites_requested
 from vramguard.census._walk import walk
 from vramguard.core._records import Leak, OrderViolation
 from vramguard.core._tensors import storages_of, tensor_key, tensors_in
-from vramguard.probes import uncovered
+from vramguard.probes import is_host, uncovered
 
 
 class Census:
@@ -108,13 +108,13 @@ class Census:
         joined = EPOCH.join()
         self._in_epoch = joined is not None
         try:
-            if self.device.type == "cuda":  # the host has no block list
+            if not is_host(self.device):  # the host has no block list
                 self._blocks = BlockDiff(self.device)
             # The census that opened the epoch has seen nothing created since: no inventory.
             self.took_inventory = not joined
             self._entry = {} if joined else self._inventory()
             self._order.start()
-            if self.device.type == "cpu" and "numpy" in sys.modules:  # no numpy loaded: no array to keep
+            if is_host(self.device) and "numpy" in sys.modules:  # no numpy loaded: no array to keep
                 self._arrays = ConvertedArrays()
                 self._arrays.start()
         except BaseException:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from vramguard.core._sizes import format_size
-from vramguard.probes import MemorySnapshot, new_workspaces
+from vramguard.probes import MemorySnapshot, is_host, new_workspaces
 
 HOST_NOISE_FLOOR_BYTES = 256 * 1024
 """Without the census, a host leak figure under this is interpreter noise (malloc deltas of
@@ -77,6 +77,6 @@ def allocator_leak(device: torch.device, before: MemorySnapshot, after: MemorySn
     allocator's block list is read only when it grew past what the block kept."""
     growth = growth_bytes(before, after)
     workspaces = 0
-    if device.type == "cuda" and growth is not None and growth > kept_bytes:
+    if not is_host(device) and growth is not None and growth > kept_bytes:
         workspaces = sum(block.requested_bytes or block.size_bytes for block in new_workspaces(device))
-    return judge(growth, kept_bytes, workspaces, device.type == "cpu")
+    return judge(growth, kept_bytes, workspaces, is_host(device))

@@ -33,6 +33,7 @@ from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import (
     MemorySnapshot,
+    is_host,
     malloc_trim,
     read_resident_peak,
     reset_peak,
@@ -82,18 +83,18 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     # The host's peak is the kernel's resident high-water mark where it can be reset; the sampler
     # (a thread reading malloc every 5 ms: 0.8 ms of a 19 ms inference step) then runs only for a
     # timeline. Where the mark cannot be reset, the sampler is the peak.
-    if record or (dev.type == "cpu" and not resident_peak_resettable()):
+    if record or (is_host(dev) and not resident_peak_resettable()):
         subscription = Subscription(dev, options.sample_interval_s, record, nvml=record)
-    if dev.type == "cpu" and options.max_peak_bytes is not None:
+    if is_host(dev) and options.max_peak_bytes is not None:
         # A limit wants every byte the block touches: free pages the process still holds would
         # take allocations without raising the resident mark. Trimmed only for limited sessions:
         # at every step of a loop the page faults it causes cost more than the session.
         malloc_trim()
-    if dev.type == "cuda" and not options.census:
+    if not is_host(dev) and not options.census:
         seed_workspaces(dev)  # once per device: which workspace-sized blocks predate every session
     # The host's resident high-water mark is reset just before the entry reading, whose resident
     # set is then where the block's spike starts (the reading is statm's; no second read).
-    host_reset = dev.type == "cpu" and reset_host_peak(dev)
+    host_reset = is_host(dev) and reset_host_peak(dev)
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
     if host_reset:
@@ -113,9 +114,10 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     try:
         # torch's peak counters are process-wide: a session resets them at entry (and so
         # does every nested one); max_memory_allocated() read elsewhere sees the reset.
-        if dev.type == "cuda":
+        if not is_host(dev):
             reset_peak(dev)
-        run.fold_peak(before.allocated_bytes, before.reserved_bytes)
+        # The run's own floors start at the entry's figures (nothing has folded into them yet).
+        run.peak_floor_allocated, run.peak_floor_reserved = before.allocated_bytes, before.reserved_bytes
         if options.census:
             run.census = _start_census(dev, options.strict, options.bounds)
             if host_reset and run.census.took_inventory:
@@ -243,7 +245,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         _hooks.empty_cache_listeners.remove(run.listener)
         run.listener = None
     # The block's end, and its resident peak, before the census and the release run.
-    if run.at_exit is None and dev.type == "cpu" and run.host_rss_entry_bytes is not None:
+    if run.at_exit is None and is_host(dev) and run.host_rss_entry_bytes is not None:
         at_exit, hwm = take_host_and_peak()  # both from one read of /proc
         run.host_hwm_floor_bytes = _max(run.host_hwm_floor_bytes, hwm)
     else:
@@ -274,7 +276,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         if census is not None:
             collect = _collect.census_policy(census, run.kept)
         else:
-            floor = HOST_NOISE_FLOOR_BYTES if dev.type == "cpu" else 0
+            floor = HOST_NOISE_FLOOR_BYTES if is_host(dev) else 0
             collect = _collect.allocator_policy(dev, run.before, run.kept, floor)
         # A block that handed the session something to own (a model, a pipeline) is releasing
         # it for good: the host heap is always trimmed. Only blocks that own nothing (a step of
@@ -295,7 +297,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     else:
         drop()
         # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).
-        steps, after = (), at_exit if dev.type == "cpu" else take(dev, nvml=True)
+        steps, after = (), at_exit if is_host(dev) else take(dev, nvml=True)
     concurrent, history = detach(run)
     subscription = run.subscription
     peak_allocated = _max(
@@ -331,7 +333,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         cycles = census.cycles
         notes += census.unattributed
         leaked = sum(leak.nbytes for leak in leaks)
-        if dev.type == "cpu":
+        if is_host(dev):
             notes += _unattributed_host(run.before, after, kept_bytes + leaked)
     else:
         figure = allocator_leak(dev, run.before, after, kept_bytes)

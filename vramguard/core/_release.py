@@ -33,6 +33,7 @@ from vramguard.probes import (
     DeviceLike,
     MemorySnapshot,
     cuda_initialized,
+    is_host,
     malloc_trim,
     read_heap,
     resolve_device,
@@ -75,7 +76,7 @@ own, always trim."""
 
 def empty_floor_bytes(dev: torch.device) -> int:
     """The floor a session that owns nothing applies to its device's trim or cache emptying."""
-    return HOST_TRIM_FLOOR_BYTES if dev.type == "cpu" else CUDA_EMPTY_FLOOR_BYTES
+    return HOST_TRIM_FLOOR_BYTES if is_host(dev) else CUDA_EMPTY_FLOOR_BYTES
 
 
 _after_trim: tuple[int | None, int | None] | None = None
@@ -172,7 +173,7 @@ def _sync_and_empty(
     heap is trimmed past ``trim_floor_bytes`` of growth since the last trim; on CUDA the cache is
     emptied past ``trim_floor_bytes`` of cached-but-free growth since ``entry``. ``latest`` gives
     the release's latest reading, which the decisions use instead of reading again."""
-    if dev.type == "cpu":
+    if is_host(dev):
         return [("malloc_trim", lambda: _host_trim(trim_floor_bytes, latest()))]
     if not cuda_initialized():
         # Nothing was ever allocated; touching CUDA now would create a context.
@@ -294,7 +295,7 @@ def run_release(
         current = now
     # The final reading (NVML too on CUDA); on the host, after a last step that changed nothing,
     # the reading before it is the final one (with the time it was read).
-    after = current if skipped and dev.type == "cpu" else take(dev, nvml=True)
+    after = current if skipped and is_host(dev) else take(dev, nvml=True)
     return tuple(steps), after
 
 
@@ -430,7 +431,7 @@ def empty_cache(device: DeviceLike | None = "auto") -> None:
     dev = resolve_device(device)
     for listener in tuple(_hooks.empty_cache_listeners):
         listener(dev, 2)
-    if dev.type == "cpu":
+    if is_host(dev):
         malloc_trim()
     elif cuda_initialized():
         with torch.cuda.device(dev):

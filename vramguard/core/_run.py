@@ -15,6 +15,7 @@ from vramguard.core import _hooks
 from vramguard.core._sampler import Subscription
 from vramguard.probes import (
     MemorySnapshot,
+    is_host,
     read_resident_peak,
     reset_resident_peak,
     resident_bytes,
@@ -140,7 +141,7 @@ def _enter_host_peak(run: _Run) -> None:
     read just before it folds into theirs first (as torch's peaks do in ``_start``). Under the
     registry's lock, so that no other entry resets between that read and this reset.
     """
-    if run.device.type != "cpu":
+    if not is_host(run.device):
         return
     if reset_host_peak(run.device, but=run):
         # The entry's resident set, on VmHWM's basis: statm's resident figure is the same
@@ -173,7 +174,7 @@ def _exit_host_peak(
     limits) cover memory touched and freed between two samples; that figure then also counts
     memory malloc does not see (pymalloc arenas), which is the host memory the block took.
     """
-    if run.device.type != "cpu":
+    if not is_host(run.device):
         return allocated, reserved, None
     entry, hwm = run.host_rss_entry_bytes, run.host_hwm_floor_bytes
     if entry is None or hwm is None:

@@ -19,6 +19,7 @@ _LAZY = {
     "stranded_segments": "vramguard.probes._blocks",
     "ACCEPTED_DEVICES": "vramguard.probes._device",
     "DeviceLike": "vramguard.probes._device",
+    "is_host": "vramguard.probes._device",
     "resolve_device": "vramguard.probes._device",
     "ResidentPeak": "vramguard.probes._host",
     "heap_in_use_bytes": "vramguard.probes._host",
@@ -58,7 +59,7 @@ if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_me
         stranded_segments,
         uncovered,
     )
-    from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, resolve_device
+    from vramguard.probes._device import ACCEPTED_DEVICES, DeviceLike, is_host, resolve_device
     from vramguard.probes._host import (
         ResidentPeak,
         heap_in_use_bytes,
@@ -85,6 +86,7 @@ if typing.TYPE_CHECKING:  # generated from _LAZY: tests/project/test_exported_me
         "cuda_device_count",
         "cuda_initialized",
         "heap_in_use_bytes",
+        "is_host",
         "list_devices",
         "live_blocks",
         "malloc_trim",

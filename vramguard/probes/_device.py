@@ -17,6 +17,12 @@ _CUDA_INDEX = re.compile(r"^cuda:([0-9]{1,6})$")  # bounded: int() refuses 4,300
 _CPU = torch.device("cpu")
 
 
+def is_host(device: torch.device) -> bool:
+    """``device.type == "cpu"``, without building the type's string (a C getter: 0.2 µs, a dozen
+    times a session) for the host device that :func:`resolve_device` returns."""
+    return device is _CPU or device.type == "cpu"
+
+
 def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "device") -> torch.device:
     """Return ``torch.device("cpu")`` or ``torch.device("cuda", N)`` with an explicit index.
 
@@ -45,7 +51,7 @@ def resolve_device(device: DeviceLike | None = "auto", *, argument: str = "devic
     if isinstance(device, str):
         text = device.strip().lower()
         if text == "cpu":
-            return torch.device("cpu")
+            return _CPU
         if text == "cuda":
             return _cuda(_current_index(device, argument), device, argument)
         match = _CUDA_INDEX.match(text)

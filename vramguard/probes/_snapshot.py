@@ -11,7 +11,7 @@ import torch
 
 from vramguard.core._decode import Fields
 from vramguard.core._errors import InvalidArgument
-from vramguard.probes._device import DeviceLike, resolve_device
+from vramguard.probes._device import DeviceLike, is_host, resolve_device
 from vramguard.probes._host import host_note, read_heap, read_host, read_uss, resident_bytes
 from vramguard.probes._nvml import read_nvml
 from vramguard.probes._torch import cuda_initialized, read_allocator
@@ -151,7 +151,7 @@ def take_host_and_peak() -> tuple[MemorySnapshot, int | None]:
 def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySnapshot:
     """:func:`snapshot` for an already resolved device (the session's hot path)."""
     now = time.monotonic()
-    if dev.type == "cpu":
+    if is_host(dev):
         made = _host_snapshot(now, False)[0]
         if uss:
             made.__dict__["uss_bytes"] = read_uss()
