@@ -30,7 +30,7 @@ from vramguard.census._frames import user_site
 from vramguard.census._scan import StorageWeakRef, live_storages
 from vramguard.core import _hooks
 from vramguard.core._records import OrderViolation
-from vramguard.probes import read_allocator
+from vramguard.probes import is_host, read_allocator
 
 ORDER_MIN_BYTES = 64 * 1024
 """Frees after the call below this are temporaries, not a release in the wrong order."""
@@ -55,7 +55,7 @@ class OrderRecorder:
                 _hooks.empty_cache_listeners.append(_on_vramguard_empty_cache)
             # torch.cuda.empty_cache() empties no host cache: a host recorder needs only
             # vramguard.empty_cache's listener, and a host session per step does not wrap torch.
-            if self.device.type == "cuda" and _wrapped is None:
+            if not is_host(self.device) and _wrapped is None:
                 _install()
             _recorders.append(self)
 

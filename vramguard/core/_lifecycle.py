@@ -26,6 +26,7 @@ from vramguard.core._run import (
     _max,
     _owner,
     _Run,
+    device_key,
     reset_host_peak,
 )
 from vramguard.core._sampler import SAMPLER, Subscription
@@ -76,7 +77,7 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     entry leaves nothing behind. ``owner`` is the object whose death abandons the run (the
     session object: see :func:`sweep_abandoned`)."""
     dev = options.device
-    key = str(dev)
+    key = device_key(dev)
     me = _owner()
     record = options.sample_every_s is not None
     subscription = None
@@ -226,7 +227,7 @@ def detach(run: _Run) -> tuple[bool, Any]:
     if subscription is not None:
         SAMPLER.unsubscribe(subscription, join=subscription.record)
     with _active_lock:
-        runs = _active.get(str(run.device), [])
+        runs = _active.get(device_key(run.device), [])
         if run in runs:
             runs.remove(run)
         concurrent = run.concurrent or any(other.owner != run.owner for other in runs)
@@ -315,9 +316,10 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     peak_allocated, peak_reserved, host_note = _exit_host_peak(
         run, peak_allocated, peak_reserved, options.sample_interval_s
     )
-    if _active.get(str(dev)):  # read without the lock first: most sessions have none beside them
+    key = device_key(dev)
+    if _active.get(key):  # read without the lock first: most sessions have none beside them
         with _active_lock:
-            for other in _active.get(str(dev), []):
+            for other in _active.get(key, []):
                 other.fold_peak(peak_allocated, peak_reserved)
     kept_bytes = storage_bytes(run.kept, dev) if run.kept else 0
     notes: list[str] = [*run.steps, *after.notes]
@@ -349,7 +351,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     return build(
         SessionReport,
         name=run.name,
-        device=str(dev),
+        device=key,
         before=run.before,
         at_exit=at_exit,
         after=after,

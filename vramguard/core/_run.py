@@ -25,6 +25,16 @@ from vramguard.probes import (
 # Sessions active now, per device: for nesting (peaks fold into the outer's) and concurrency.
 _active_lock = threading.Lock()
 _active: dict[str, list[_Run]] = {}
+_KEYS: dict[torch.device, str] = {}
+
+
+def device_key(device: torch.device) -> str:
+    """``str(device)``, the registry's key, made once per device (a C call that builds a new
+    string each time, several times a session)."""
+    key = _KEYS.get(device)
+    if key is None:
+        key = _KEYS[device] = str(device)
+    return key
 
 
 class _Run:
@@ -156,7 +166,7 @@ def reset_host_peak(device: torch.device, *, but: _Run | None = None) -> bool:
     A session that resets before its entry reading takes that reading's resident set as the
     mark's start (one read of /proc instead of two)."""
     with _active_lock:
-        others = _active.get(str(device))
+        others = _active.get(device_key(device))
         if others:  # most sessions have none active beside them: no list, no read
             _fold_host_hwm([other for other in others if other is not but])
         return reset_resident_peak()
