@@ -97,27 +97,30 @@ def test_options_build_again_from_their_arguments(
     assert options.device == torch.device("cpu")
 
 
-def test_a_decorated_function_checks_its_options_once() -> None:
-    calls = []
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The arguments of every ``SessionOptions.from_arguments`` call (the real one runs), with no
+    options made earlier in the process."""
+    calls: list[dict[str, Any]] = []
     real = SessionOptions.from_arguments.__func__  # type: ignore[attr-defined]
 
     def counted(cls: type[SessionOptions], **arguments: Any) -> SessionOptions:
         calls.append(arguments)
         return real(cls, **arguments)  # type: ignore[no-any-return]
 
-    SessionOptions.from_arguments = classmethod(counted)  # type: ignore[method-assign,assignment]
-    _options._MADE.clear()  # made once per process: a previous test may have made these
-    try:
+    monkeypatch.setattr(SessionOptions, "from_arguments", classmethod(counted))
+    _options._MADE.clear()
+    return calls
 
-        @vramguard.gpu_session(device="cpu", leaks="ignore")
-        def step() -> int:
-            return 1
 
-        for _ in range(5):
-            step()
-    finally:
-        SessionOptions.from_arguments = classmethod(real)  # type: ignore[method-assign,assignment]
-    assert len(calls) == 1
+def test_a_decorated_function_checks_its_options_once(checks: list[dict[str, Any]]) -> None:
+    @vramguard.gpu_session(device="cpu", leaks="ignore")
+    def step() -> int:
+        return 1
+
+    for _ in range(5):
+        step()
+    assert len(checks) == 1
     assert step.vram_report is not None  # type: ignore[attr-defined]
 
 
@@ -154,24 +157,13 @@ def test_the_graph_bound_variable_is_read_with_a_census(monkeypatch: pytest.Monk
     assert (small.bounds.graph_nodes, large.bounds.graph_nodes) == (1000, 2000)
 
 
-def test_arguments_of_other_types_are_checked_each_time() -> None:
+def test_arguments_of_other_types_are_checked_each_time(checks: list[dict[str, Any]]) -> None:
     class Device(str):  # a str subclass: not a plain argument, never a key
         pass
 
-    calls = []
-    real = SessionOptions.from_arguments.__func__  # type: ignore[attr-defined]
-
-    def counted(cls: type[SessionOptions], **arguments: Any) -> SessionOptions:
-        calls.append(arguments)
-        return real(cls, **arguments)  # type: ignore[no-any-return]
-
-    SessionOptions.from_arguments = classmethod(counted)  # type: ignore[method-assign,assignment]
-    try:
-        for _ in range(3):
-            _options.options_of({"device": Device("cpu")})
-    finally:
-        SessionOptions.from_arguments = classmethod(real)  # type: ignore[method-assign,assignment]
-    assert len(calls) == 3
+    for _ in range(3):
+        _options.options_of({"device": Device("cpu")})
+    assert len(checks) == 3
 
 
 def test_the_current_cuda_device_is_read_at_each_session(monkeypatch: pytest.MonkeyPatch) -> None:
