@@ -64,7 +64,7 @@ class OrderRecorder:
         with _lock:
             if self in _recorders:
                 _recorders.remove(self)
-            if _wrapped is not None and not any(r.device.type == "cuda" for r in _recorders):
+            if _wrapped is not None and all(is_host(r.device) for r in _recorders):
                 _uninstall()
             if not _recorders and _on_vramguard_empty_cache in _hooks.empty_cache_listeners:
                 _hooks.empty_cache_listeners.remove(_on_vramguard_empty_cache)

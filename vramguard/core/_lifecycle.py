@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from vramguard.core import _collect, _hooks, _release
+from vramguard.core._frozen import build
 from vramguard.core._history import record_history as _history
 from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES, allocator_leak
 from vramguard.core._options import SearchBounds, SessionOptions
 from vramguard.core._policy import add_note, enforce
-from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline, build
+from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
 from vramguard.core._run import (
     _active,
     _active_lock,
@@ -77,6 +78,7 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     entry leaves nothing behind. ``owner`` is the object whose death abandons the run (the
     session object: see :func:`sweep_abandoned`)."""
     dev = options.device
+    host = is_host(dev)
     key = device_key(dev)
     me = _owner()
     record = options.sample_every_s is not None
@@ -84,18 +86,18 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     # The host's peak is the kernel's resident high-water mark where it can be reset; the sampler
     # (a thread reading malloc every 5 ms: 0.8 ms of a 19 ms inference step) then runs only for a
     # timeline. Where the mark cannot be reset, the sampler is the peak.
-    if record or (is_host(dev) and not resident_peak_resettable()):
+    if record or (host and not resident_peak_resettable()):
         subscription = Subscription(dev, options.sample_interval_s, record, nvml=record)
-    if is_host(dev) and options.max_peak_bytes is not None:
+    if host and options.max_peak_bytes is not None:
         # A limit wants every byte the block touches: free pages the process still holds would
         # take allocations without raising the resident mark. Trimmed only for limited sessions:
         # at every step of a loop the page faults it causes cost more than the session.
         malloc_trim()
-    if not is_host(dev) and not options.census:
+    if not host and not options.census:
         seed_workspaces(dev)  # once per device: which workspace-sized blocks predate every session
     # The host's resident high-water mark is reset just before the entry reading, whose resident
     # set is then where the block's spike starts (the reading is statm's; no second read).
-    host_reset = is_host(dev) and reset_host_peak(dev)
+    host_reset = host and reset_host_peak(dev)
     before = take(dev, nvml=True)
     run = _Run(name, dev, me, time.monotonic(), before, subscription)
     if host_reset:
@@ -115,8 +117,7 @@ def start(options: SessionOptions, name: str, owner: object) -> _Run:
     try:
         # torch's peak counters are process-wide: a session resets them at entry (and so
         # does every nested one); max_memory_allocated() read elsewhere sees the reset.
-        if not is_host(dev):
-            reset_peak(dev)
+        reset_peak(dev)
         # The run's own floors start at the entry's figures (nothing has folded into them yet).
         run.peak_floor_allocated, run.peak_floor_reserved = before.allocated_bytes, before.reserved_bytes
         if options.census:
@@ -241,12 +242,13 @@ def detach(run: _Run) -> tuple[bool, Any]:
 def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException | None) -> SessionReport:
     """The exit reading, the census's look, the ordered release and the report."""
     dev = run.device
+    host = is_host(dev)
     run.mark("exit")
     if run.listener is not None:
         _hooks.empty_cache_listeners.remove(run.listener)
         run.listener = None
     # The block's end, and its resident peak, before the census and the release run.
-    if run.at_exit is None and is_host(dev) and run.host_rss_entry_bytes is not None:
+    if run.at_exit is None and host and run.host_rss_entry_bytes is not None:
         at_exit, hwm = take_host_and_peak()  # both from one read of /proc
         run.host_hwm_floor_bytes = _max(run.host_hwm_floor_bytes, hwm)
     else:
@@ -277,7 +279,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         if census is not None:
             collect = _collect.census_policy(census, run.kept)
         else:
-            floor = HOST_NOISE_FLOOR_BYTES if is_host(dev) else 0
+            floor = HOST_NOISE_FLOOR_BYTES if host else 0
             collect = _collect.allocator_policy(dev, run.before, run.kept, floor)
         # A block that handed the session something to own (a model, a pipeline) is releasing
         # it for good: the host heap is always trimmed. Only blocks that own nothing (a step of
@@ -298,7 +300,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
     else:
         drop()
         # Nothing was released: on the host the exit reading is the final one (NVML is CUDA only).
-        steps, after = (), at_exit if is_host(dev) else take(dev, nvml=True)
+        steps, after = (), at_exit if host else take(dev, nvml=True)
     concurrent, history = detach(run)
     subscription = run.subscription
     peak_allocated = _max(
@@ -335,7 +337,7 @@ def measure_and_release(options: SessionOptions, run: _Run, exc: BaseException |
         cycles = census.cycles
         notes += census.unattributed
         leaked = sum(leak.nbytes for leak in leaks)
-        if is_host(dev):
+        if host:
             notes += _unattributed_host(run.before, after, kept_bytes + leaked)
     else:
         figure = allocator_leak(dev, run.before, after, kept_bytes)

@@ -214,9 +214,8 @@ class SessionOptions:
         raises :class:`~vramguard.InvalidArgument` naming it and what it accepts."""
         if not isinstance(leaks, str) or leaks not in LEAK_POLICIES:  # `in` on an array compares elementwise
             raise InvalidArgument("leaks", leaks, LEAK_POLICIES)
-        for flag, value in (("release", release), ("census", census), ("strict", strict)):
-            _flag(flag, value)
-        _flag("record_history", record_history)
+        checked_release, checked_census = _flag("release", release), _flag("census", census)
+        checked_strict, checked_history = _flag("strict", strict), _flag("record_history", record_history)
         if sample_every is not None and (
             isinstance(sample_every, bool) or not isinstance(sample_every, (int, float)) or not 0 < sample_every <= 60
         ):
@@ -229,30 +228,25 @@ class SessionOptions:
         if record_history and resolved.type != "cuda":
             accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
             raise InvalidArgument("device", device, accepted)
-        _flag("hard", hard)
-        _flag("isolate", isolate)
+        checked_hard, checked_isolate = _flag("hard", hard), _flag("isolate", isolate)
         if hard and limit is None:
             raise InvalidArgument("hard", hard, "hard=True only with max_peak=<a size>: the budget it enforces")
         gather = gather_settings(distributed, group, gather_timeout)
-        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a
-        # session per inference step builds one, and this is most of what entering costs.
-        made = object.__new__(cls)
-        made.__dict__.update(
+        return cls(
             device=resolved,
-            release=release,
+            release=checked_release,
             leaks=leaks,  # checked against LEAK_POLICIES above
             leak_tolerance_bytes=tolerance,
             max_peak_bytes=limit,
-            census=census,
-            strict=strict,
+            census=checked_census,
+            strict=checked_strict,
             sample_every_s=None if sample_every is None else float(sample_every),
-            record_history=record_history,
+            record_history=checked_history,
             bounds=bounds,
-            hard=hard,
-            isolate=isolate,
+            hard=checked_hard,
+            isolate=checked_isolate,
             gather=gather,
         )
-        return made
 
     def arguments(self) -> dict[str, Any]:
         """The ``gpu_session`` arguments that build this value again (for another device, a child
