@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import vramguard
-from vramguard.core._frozen import build
 from vramguard.core._options import options_of
-from vramguard.core._records import Leak, Leaks, ReleaseStep, SessionReport
+from vramguard.core._records import Leak, Leaks, ReleaseStep, SessionReport, build
 
 
 def test_build_makes_what_init_makes() -> None:

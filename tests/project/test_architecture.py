@@ -264,7 +264,6 @@ PRIVATE_IMPORTS = (
     "probes._device -> core._errors",
     "probes._snapshot -> core._decode",
     "probes._snapshot -> core._errors",
-    "probes._snapshot -> core._frozen",
     "pytest_plugin -> core._errors",
     "pytest_plugin -> core._records",
     "pytest_plugin -> core._session",

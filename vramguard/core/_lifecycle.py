@@ -12,12 +12,11 @@ from typing import Any
 import torch
 
 from vramguard.core import _collect, _hooks, _release
-from vramguard.core._frozen import build
 from vramguard.core._history import record_history as _history
 from vramguard.core._leak_figure import HOST_NOISE_FLOOR_BYTES, allocator_leak
 from vramguard.core._options import SearchBounds, SessionOptions
 from vramguard.core._policy import add_note, enforce
-from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline
+from vramguard.core._records import Leak, OrderViolation, SessionReport, Timeline, build
 from vramguard.core._run import (
     _active,
     _active_lock,

@@ -214,8 +214,9 @@ class SessionOptions:
         raises :class:`~vramguard.InvalidArgument` naming it and what it accepts."""
         if not isinstance(leaks, str) or leaks not in LEAK_POLICIES:  # `in` on an array compares elementwise
             raise InvalidArgument("leaks", leaks, LEAK_POLICIES)
-        checked_release, checked_census = _flag("release", release), _flag("census", census)
-        checked_strict, checked_history = _flag("strict", strict), _flag("record_history", record_history)
+        for flag, value in (("release", release), ("census", census), ("strict", strict)):
+            _flag(flag, value)
+        _flag("record_history", record_history)
         if sample_every is not None and (
             isinstance(sample_every, bool) or not isinstance(sample_every, (int, float)) or not 0 < sample_every <= 60
         ):
@@ -228,25 +229,30 @@ class SessionOptions:
         if record_history and resolved.type != "cuda":
             accepted = "a CUDA device: record_history=True records torch's CUDA memory history"
             raise InvalidArgument("device", device, accepted)
-        checked_hard, checked_isolate = _flag("hard", hard), _flag("isolate", isolate)
+        _flag("hard", hard)
+        _flag("isolate", isolate)
         if hard and limit is None:
             raise InvalidArgument("hard", hard, "hard=True only with max_peak=<a size>: the budget it enforces")
         gather = gather_settings(distributed, group, gather_timeout)
-        return cls(
+        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a
+        # session per inference step builds one, and this is most of what entering costs.
+        made = object.__new__(cls)
+        made.__dict__.update(
             device=resolved,
-            release=checked_release,
+            release=release,
             leaks=leaks,  # checked against LEAK_POLICIES above
             leak_tolerance_bytes=tolerance,
             max_peak_bytes=limit,
-            census=checked_census,
-            strict=checked_strict,
+            census=census,
+            strict=strict,
             sample_every_s=None if sample_every is None else float(sample_every),
-            record_history=checked_history,
+            record_history=record_history,
             bounds=bounds,
-            hard=checked_hard,
-            isolate=checked_isolate,
+            hard=hard,
+            isolate=isolate,
             gather=gather,
         )
+        return made
 
     def arguments(self) -> dict[str, Any]:
         """The ``gpu_session`` arguments that build this value again (for another device, a child

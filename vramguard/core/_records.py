@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vramguard.core import _hooks
 from vramguard.core._decode import Fields, check_float, check_int
@@ -19,6 +19,29 @@ from vramguard.core._errors import ReportFormatError, VramGuardError
 from vramguard.core._sizes import format_size
 from vramguard.core._words import words_for
 from vramguard.probes import MemorySnapshot
+
+_R = TypeVar("_R")
+_POST_INIT: dict[type, bool] = {}
+"""Per record class that :func:`build` made: whether it has a ``__post_init__``."""
+
+
+def build(cls: type[_R], **values: Any) -> _R:
+    """A frozen record of ``cls`` from ``values``, without the dataclass's ``__init__``: that
+    sets each field through ``object.__setattr__`` (20 fields: a few µs), and a session per
+    inference step builds its records at every step. A field not given reads its default from
+    the class (a dataclass keeps each plain default as a class attribute), so only the given
+    values are stored. The record's ``__post_init__`` runs; the values are not checked otherwise
+    (the fields' types are the caller's to keep; a test checks each use against ``__init__``)."""
+    post = _POST_INIT.get(cls)
+    if post is None:
+        if any(f.default_factory is not MISSING for f in fields(cls)):  # type: ignore[arg-type]
+            raise TypeError(f"build() makes records whose defaults are values, not {cls.__name__}")
+        post = _POST_INIT[cls] = hasattr(cls, "__post_init__")
+    made = object.__new__(cls)
+    made.__dict__.update(values)
+    if post:
+        made.__post_init__()  # type: ignore[attr-defined]
+    return made
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ import torch
 
 from vramguard.core import _hooks
 from vramguard.core._errors import InvalidArgument
-from vramguard.core._frozen import build
-from vramguard.core._records import ReleaseReport, ReleaseStep, _diff
+from vramguard.core._records import ReleaseReport, ReleaseStep, _diff, build
 from vramguard.core._sizes import format_size
 from vramguard.core._tensors import storage_bytes
 from vramguard.probes import (

@@ -11,7 +11,6 @@ import torch
 
 from vramguard.core._decode import Fields
 from vramguard.core._errors import InvalidArgument
-from vramguard.core._frozen import build
 from vramguard.probes._device import DeviceLike, is_host, resolve_device
 from vramguard.probes._host import host_note, read_heap, read_host, read_uss, resident_bytes
 from vramguard.probes._nvml import read_nvml
@@ -102,21 +101,24 @@ class MemorySnapshot:
         )
 
 
-def _host_snapshot(now: float, with_peak: bool, uss: int | None = None) -> tuple[MemorySnapshot, int | None]:
+def _host_snapshot(now: float, with_peak: bool) -> tuple[MemorySnapshot, int | None]:
     """The host's snapshot now, and VmHWM when ``with_peak`` (see :func:`read_host`)."""
     in_use, free, rss, anon, hwm = read_host(with_peak)
+    # Built without the frozen dataclass's __init__ (one object.__setattr__ per field, 20
+    # fields): a session reads the host two or three times, and this is its hot path.
+    # The fields not set here read their defaults from the class (a dataclass keeps each plain
+    # default as a class attribute).
+    made = object.__new__(MemorySnapshot)
+    fields = made.__dict__
+    fields["device"] = "cpu"
+    fields["time_s"] = now
+    fields["allocated_bytes"] = in_use
+    fields["reserved_bytes"] = anon
+    fields["rss_bytes"] = rss
+    fields["heap_free_bytes"] = free
     note = host_note()
-    made = build(
-        MemorySnapshot,
-        device="cpu",
-        time_s=now,
-        allocated_bytes=in_use,
-        reserved_bytes=anon,
-        rss_bytes=rss,
-        heap_free_bytes=free,
-        uss_bytes=uss,
-        notes=(note,) if note else (),
-    )
+    if note:
+        fields["notes"] = (note,)
     return made, hwm
 
 
@@ -150,7 +152,10 @@ def take(dev: torch.device, *, nvml: bool = True, uss: bool = False) -> MemorySn
     """:func:`snapshot` for an already resolved device (the session's hot path)."""
     now = time.monotonic()
     if is_host(dev):
-        return _host_snapshot(now, False, read_uss() if uss else None)[0]
+        made = _host_snapshot(now, False)[0]
+        if uss:
+            made.__dict__["uss_bytes"] = read_uss()
+        return made
 
     index = dev.index if dev.index is not None else 0
     stats = read_allocator(dev)
